@@ -1,0 +1,51 @@
+# Two entry points for a fresh Debian machine, as root: `make demo` and `make test`.
+# Every target installs what it needs first; nothing here touches the host's own runtime sockets.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEBS   := docker.io containerd runc busybox-static prometheus debootstrap golang-go \
+          golang-github-masterminds-sprig-dev git
+
+.PHONY: demo test deps deps-system lint typecheck bench stubs clean
+
+demo: deps
+	$(PY) -m tests.harness.demo
+
+test: deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+typecheck: deps
+	$(VENV)/bin/mypy
+
+bench: deps
+	$(PY) -m benchmarks.run
+
+stubs: deps
+	$(PY) -m nodeprobe.cri.regenerate
+
+deps: deps-system $(STAMP)
+
+# Debian packages: the real runtimes, promtool, the chart renderer's toolchain, kubectl.
+deps-system:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	$(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""nodeprobe: keeps nodes healthy when their container runtime goes bad."""

@@ -1,0 +1,46 @@
+"""Shared fixtures: one real containerd + dockerd per test session, healed after every test."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.runtimes import Sandbox
+
+
+@pytest.fixture(scope="session")
+def _session_sandbox() -> Iterator[Sandbox]:
+    base = Path(tempfile.mkdtemp(prefix="np-", dir="/tmp"))
+    sandbox = Sandbox(base)
+    try:
+        sandbox.start()
+        sandbox.import_busybox()
+        yield sandbox
+    finally:
+        sandbox.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def runtimes(_session_sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The session's real runtimes; whatever the test did (hang, crash), they are healed after."""
+    _session_sandbox.heal()
+    yield _session_sandbox
+    _session_sandbox.heal()
+
+
+@pytest.fixture
+def own_runtimes() -> Iterator[Sandbox]:
+    """A private pair of runtimes for tests that must not share (restarts, leaks, soaks)."""
+    base = Path(tempfile.mkdtemp(prefix="np-", dir="/tmp"))
+    sandbox = Sandbox(base)
+    try:
+        sandbox.start()
+        yield sandbox
+    finally:
+        sandbox.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Test harness: real runtimes on private sockets, and fault injectors."""

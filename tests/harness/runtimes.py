@@ -1,0 +1,301 @@
+"""Real containerd and dockerd on private sockets under a temp dir, with fault injectors.
+
+Used by the test suite (through fixtures in tests/conftest.py), by `make demo` and by the
+benchmarks. Nothing here touches the host's own sockets or data roots: every path lives under
+the directory the caller passes in. Faults are real signals: SIGSTOP hangs a daemon (its socket
+still accepts connections, nothing answers), SIGKILL crashes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BUSYBOX_IMAGE = "nodeprobe-test/busybox:latest"
+START_TIMEOUT_S = 60.0
+
+
+class HarnessError(RuntimeError):
+    """A daemon did not start, or a fault could not be injected."""
+
+
+def _wait_until(predicate: object, *, timeout_s: float, what: str, log: Path | None) -> None:
+    """Poll `predicate` (a callable) until true; polling a real state, not sleeping blind."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise HarnessError(f"timed out after {timeout_s:.0f}s waiting for {what}\n{tail}")
+
+
+def _http_get(sock_path: Path, path: str, timeout_s: float = 2.0) -> bytes | None:
+    """A minimal GET on a unix socket, for readiness only (the product uses the docker SDK)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout_s)
+            s.connect(str(sock_path))
+            s.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except OSError:
+        return None
+
+
+@dataclass
+class Daemon:
+    """One real daemon process with fault injectors."""
+
+    name: str
+    argv: list[str]
+    socket: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    stopped: bool = False
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise HarnessError(f"{self.name} is not running")
+        return self.proc.pid
+
+    def start(self) -> None:
+        if self.socket.exists():
+            self.socket.unlink()
+        logf = self.log.open("ab")
+        self.proc = subprocess.Popen(  # noqa: S603 - argv built from fixed paths
+            self.argv,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        logf.close()
+        self.stopped = False
+        _wait_until(self.ready, timeout_s=START_TIMEOUT_S, what=f"{self.name} on {self.socket}",
+                    log=self.log)
+
+    def ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise HarnessError(f"{self.name} exited with {self.proc.returncode}:\n"
+                               + self.log.read_text(errors="replace")[-3000:])
+        return self.socket.exists()
+
+    def hang(self) -> None:
+        """SIGSTOP: the kernel keeps accepting connections; nothing answers."""
+        os.kill(self.pid, signal.SIGSTOP)
+        self.stopped = True
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGCONT)
+        self.stopped = False
+
+    @contextlib.contextmanager
+    def hung(self) -> Iterator[None]:
+        """Hang for the duration of the block; always resumes, even when the test fails."""
+        self.hang()
+        try:
+            yield
+        finally:
+            self.resume()
+
+    def crash(self) -> None:
+        """SIGKILL, as the OOM killer would: the socket file stays, connections are refused."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.stopped = False
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        """Resume if hung, then SIGTERM, then SIGKILL; always reaps."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.resume()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+        self.proc = None
+
+
+class Containerd(Daemon):
+    def ready(self) -> bool:
+        return super().ready() and Path(str(self.socket) + ".ttrpc").exists()
+
+
+class Dockerd(Daemon):
+    def ready(self) -> bool:
+        if not super().ready():
+            return False
+        reply = _http_get(self.socket, "/_ping")
+        return reply is not None and reply.startswith(b"HTTP/1.") and b" 200 " in reply[:20]
+
+
+def _containerd_config(root: Path) -> str:
+    return "\n".join(
+        [
+            "version = 2",
+            f'root = "{root / "root"}"',
+            f'state = "{root / "state"}"',
+            "[grpc]",
+            f'  address = "{root / "containerd.sock"}"',
+            "[ttrpc]",
+            f'  address = "{root / "containerd.sock.ttrpc"}"',
+            "[debug]",
+            f'  address = "{root / "debug.sock"}"',
+            '  level = "info"',
+            "[plugins]",
+            '  [plugins."io.containerd.grpc.v1.cri"]',
+            f'    sandbox_image = "{BUSYBOX_IMAGE}"',
+            '    [plugins."io.containerd.grpc.v1.cri".cni]',
+            f'      bin_dir = "{root / "cni-bin"}"',
+            f'      conf_dir = "{root / "cni-conf"}"',
+            "",
+        ]
+    )
+
+
+class Sandbox:
+    """A containerd and a dockerd that uses it, all under `base`.
+
+    `base` should be short: unix socket paths are limited to 107 bytes.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        cd = base / "containerd"
+        dk = base / "docker"
+        for d in (cd / "root", cd / "state", cd / "cni-bin", cd / "cni-conf", dk / "root",
+                  dk / "exec"):
+            d.mkdir(parents=True, exist_ok=True)
+        config = cd / "config.toml"
+        config.write_text(_containerd_config(cd))
+        self.containerd = Containerd(
+            name="containerd",
+            argv=[_which("containerd"), "--config", str(config)],
+            socket=cd / "containerd.sock",
+            log=base / "containerd.log",
+        )
+        self.dockerd = Dockerd(
+            name="dockerd",
+            argv=[
+                _which("dockerd"),
+                "-H", f"unix://{dk / 'docker.sock'}",
+                "--data-root", str(dk / "root"),
+                "--exec-root", str(dk / "exec"),
+                "--pidfile", str(dk / "dockerd.pid"),
+                "--containerd", str(cd / "containerd.sock"),
+                "--iptables=false",
+                "--ip-masq=false",
+                "--bridge=none",
+                "--storage-driver=overlay2",
+            ],
+            socket=dk / "docker.sock",
+            log=base / "dockerd.log",
+        )
+
+    def start(self) -> Sandbox:
+        self.containerd.start()
+        self.dockerd.start()
+        return self
+
+    def heal(self) -> None:
+        """Bring both daemons back to running and answering, whatever a test did to them."""
+        for daemon in (self.containerd, self.dockerd):
+            if daemon.proc is None or daemon.proc.poll() is not None:
+                daemon.proc = None
+                daemon.start()
+            elif daemon.stopped:
+                daemon.resume()
+
+    def stop(self) -> None:
+        self.dockerd.stop()
+        self.containerd.stop()
+        _reap_shims(self.containerd.socket)
+
+    def import_busybox(self) -> str:
+        """Build a rootfs from Debian's busybox-static and `docker import` it (no registry here)."""
+        import docker  # the harness may use the SDK freely; only the probe is held to deadlines
+
+        client = docker.APIClient(base_url=f"unix://{self.dockerd.socket}", version="auto",
+                                  timeout=60)
+        try:
+            repo, tag = BUSYBOX_IMAGE.rsplit(":", 1)
+            client.import_image_from_data(
+                busybox_rootfs_tar(), repository=repo, tag=tag,
+                changes=['CMD ["/bin/sh"]'],
+            )
+        finally:
+            client.close()
+        return BUSYBOX_IMAGE
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def busybox_rootfs_tar() -> bytes:
+    """A tar of a minimal root filesystem: /bin/busybox plus its applet links."""
+    busybox = _which("busybox")
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for d in ("bin", "tmp", "proc", "sys", "dev", "etc"):
+            info = tarfile.TarInfo(d)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tar.addfile(info)
+        tar.add(busybox, arcname="bin/busybox")
+        for applet in ("sh", "sleep", "echo", "true", "cat", "ls"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type = tarfile.SYMTYPE
+            link.linkname = "busybox"
+            tar.addfile(link)
+    return out.getvalue()
+
+
+def _reap_shims(containerd_socket: Path) -> None:
+    """Kill shims this sandbox's containerd started (they outlive containerd by design)."""
+    needle = str(containerd_socket).encode()
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            cmdline = (pid_dir / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"containerd-shim" in cmdline and needle in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_dir.name), signal.SIGKILL)
+
+
+def _which(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if path is None:
+        raise HarnessError(f"{name} not found: install Debian's docker.io, containerd, runc and "
+                           "busybox-static (make deps does)")
+    return path
