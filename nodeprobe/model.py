@@ -87,9 +87,15 @@ class Value(enum.StrEnum):
     PID = "pid"
     IMAGE_FS_TIMESTAMP_SECONDS = "image_fs_timestamp_seconds"
     IMAGE_FS_USED_BYTES = "image_fs_used_bytes"
+    POD_SANDBOXES = "pod_sandboxes"
+    RUNTIME_READY = "runtime_ready"
+    """CRI Status RuntimeReady: 1.0 true, 0.0 false."""
+    NETWORK_READY = "network_ready"
+    """CRI Status NetworkReady: 1.0 true, 0.0 false (or not reported)."""
 
 
-_EMPTY: Mapping[str, float] = MappingProxyType({})
+_NO_VALUES: Mapping[str, float] = MappingProxyType({})
+_NO_INFO: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +111,9 @@ class Observation:
     """Wall-clock time (Unix seconds) when the call started."""
     detail: str = ""
     """One human sentence: what was called and what came back, or what to do about it."""
-    values: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
+    values: Mapping[str, float] = field(default_factory=lambda: _NO_VALUES)
     """Readings keyed by `Value` names, e.g. {"goroutines": 118, "fds": 42}."""
-    info: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    info: Mapping[str, str] = field(default_factory=lambda: _NO_INFO)
     """Descriptive strings (version, API version, storage driver) for tables and metrics."""
 
 
@@ -158,6 +164,43 @@ HEALTHY_REASON: Mapping[ConditionType, Reason] = MappingProxyType(
     }
 )
 
+REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
+    {
+        ConditionType.UNHEALTHY: (
+            Reason.HEALTHY,
+            Reason.UNKNOWN,
+            Reason.DOCKERD_HUNG,
+            Reason.DOCKERD_DOWN,
+            Reason.DOCKERD_ERROR,
+            Reason.CONTAINERD_HUNG,
+            Reason.CONTAINERD_DOWN,
+            Reason.CONTAINERD_ERROR,
+            Reason.CRI_NOT_READY,
+            Reason.CRI_NETWORK_NOT_READY,
+            Reason.IMAGE_FS_STATS_STALE,
+        ),
+        ConditionType.MEMORY_LEAK: (
+            Reason.NO_LEAK,
+            Reason.UNKNOWN,
+            Reason.DOCKERD_MEMORY_GROWTH,
+            Reason.DOCKERD_GOROUTINE_LEAK,
+            Reason.DOCKERD_FD_LEAK,
+            Reason.DOCKERD_MEMORY_CEILING,
+            Reason.CONTAINERD_MEMORY_GROWTH,
+            Reason.CONTAINERD_FD_LEAK,
+            Reason.CONTAINERD_MEMORY_CEILING,
+        ),
+        ConditionType.SLOW: (
+            Reason.NOT_SLOW,
+            Reason.UNKNOWN,
+            Reason.DOCKERD_API_SLOW,
+            Reason.CONTAINERD_API_SLOW,
+            Reason.CONTAINER_START_SLOW,
+        ),
+    }
+)
+"""Every reason a condition type can carry; metrics pre-create one series per pair."""
+
 
 class Status(enum.StrEnum):
     """A condition's status, as Kubernetes spells it."""
@@ -192,3 +235,42 @@ class Event:
     reason: str
     message: str
     at: float
+
+
+# ---- remediation: the contract between the operator and the node's agent -----------------
+
+REMEDIATION_GROUP = "nodeprobe.io"
+REMEDIATION_VERSION = "v1alpha1"
+NODE_REMEDIATIONS = "noderemediations"
+"""Plural of the cluster-scoped NodeRemediation resource both sides read and write."""
+REMEDIATION_NODE_LABEL = "nodeprobe.io/node"
+"""Label on each NodeRemediation naming its node, so an agent lists only its own."""
+
+
+class RemediationAction(enum.StrEnum):
+    """One rung of a remediation ladder."""
+
+    RESTART_RUNTIME = "restart-runtime"
+    REBOOT = "reboot"
+    ESCALATE = "escalate"
+
+
+class RemediationPhase(enum.StrEnum):
+    """A NodeRemediation's status.phase; the agent acts only in ACTION_REQUESTED."""
+
+    PENDING = "Pending"
+    CORDONED = "Cordoned"
+    DRAINING = "Draining"
+    ACTION_REQUESTED = "ActionRequested"
+    VERIFYING = "Verifying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ESCALATED = "Escalated"
+
+
+class RepairState(enum.StrEnum):
+    """What the node's agent reports in a NodeRemediation's status.agent.state."""
+
+    STARTED = "Started"
+    DONE = "Done"
+    FAILED = "Failed"

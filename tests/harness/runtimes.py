@@ -170,6 +170,8 @@ def _containerd_config(root: Path) -> str:
             "[plugins]",
             '  [plugins."io.containerd.grpc.v1.cri"]',
             f'    sandbox_image = "{BUSYBOX_IMAGE}"',
+            # Root here lacks CAP_SYS_RESOURCE: CRI's oom_score_adj of -998 would make runc fail.
+            "    restrict_oom_score_adj = true",
             '    [plugins."io.containerd.grpc.v1.cri".cni]',
             f'      bin_dir = "{root / "cni-bin"}"',
             f'      conf_dir = "{root / "cni-conf"}"',
@@ -195,14 +197,14 @@ class Sandbox:
         config.write_text(_containerd_config(cd))
         self.containerd = Containerd(
             name="containerd",
-            argv=[_which("containerd"), "--config", str(config)],
+            argv=[which("containerd"), "--config", str(config)],
             socket=cd / "containerd.sock",
             log=base / "containerd.log",
         )
         self.dockerd = Dockerd(
             name="dockerd",
             argv=[
-                _which("dockerd"),
+                which("dockerd"),
                 "-H", f"unix://{dk / 'docker.sock'}",
                 "--data-root", str(dk / "root"),
                 "--exec-root", str(dk / "exec"),
@@ -234,7 +236,8 @@ class Sandbox:
     def stop(self) -> None:
         self.dockerd.stop()
         self.containerd.stop()
-        _reap_shims(self.containerd.socket)
+        reap_shims(self.containerd.socket)
+        unmount_under(self.base)
 
     def import_busybox(self) -> str:
         """Build a rootfs from Debian's busybox-static and `docker import` it (no registry here)."""
@@ -261,7 +264,7 @@ class Sandbox:
 
 def busybox_rootfs_tar() -> bytes:
     """A tar of a minimal root filesystem: /bin/busybox plus its applet links."""
-    busybox = _which("busybox")
+    busybox = which("busybox")
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
         for d in ("bin", "tmp", "proc", "sys", "dev", "etc"):
@@ -278,7 +281,7 @@ def busybox_rootfs_tar() -> bytes:
     return out.getvalue()
 
 
-def _reap_shims(containerd_socket: Path) -> None:
+def reap_shims(containerd_socket: Path) -> None:
     """Kill shims this sandbox's containerd started (they outlive containerd by design)."""
     needle = str(containerd_socket).encode()
     for pid_dir in Path("/proc").iterdir():
@@ -293,7 +296,16 @@ def _reap_shims(containerd_socket: Path) -> None:
                 os.kill(int(pid_dir.name), signal.SIGKILL)
 
 
-def _which(name: str) -> str:
+def unmount_under(base: Path) -> None:
+    """Lazily unmount what a killed dockerd left mounted under `base` (its data-root bind mount)."""
+    prefix = str(base.resolve()) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def which(name: str) -> str:
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
     if path is None:
         raise HarnessError(f"{name} not found: install Debian's docker.io, containerd, runc and "

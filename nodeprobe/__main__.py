@@ -1,0 +1,5 @@
+import sys
+
+from nodeprobe.cli import main
+
+sys.exit(main())

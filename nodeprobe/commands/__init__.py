@@ -1,0 +1,1 @@
+"""Subcommands: each wires config, probes, judgement and publishers for one entry point."""

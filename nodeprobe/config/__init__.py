@@ -1,0 +1,54 @@
+"""One typed config tree: YAML file (camelCase keys) -> defaults -> overrides -> validate.
+
+Plain frozen dataclasses, not pydantic: the tree is small, `nodeprobe check` must start fast, and
+every error must name the file and the key path. This package reads no env and no flags: the
+entry point turns those into an `overrides` mapping of dotted camelCase keys.
+"""
+
+from nodeprobe.config.loader import (
+    ConfigError,
+    camel,
+    load,
+    parse_duration,
+    read_yaml,
+    reference_table,
+)
+from nodeprobe.config.tree import (
+    CheckSettings,
+    ChecksSettings,
+    Config,
+    ContainerdSettings,
+    DockerSettings,
+    JudgeSettings,
+    KubernetesSettings,
+    LeakSettings,
+    LeakSignalSettings,
+    MemorySignalSettings,
+    MetricsSettings,
+    PathSettings,
+    RepairSettings,
+    RestartCommands,
+)
+
+__all__ = [
+    "CheckSettings",
+    "ChecksSettings",
+    "Config",
+    "ConfigError",
+    "ContainerdSettings",
+    "DockerSettings",
+    "JudgeSettings",
+    "KubernetesSettings",
+    "LeakSettings",
+    "LeakSignalSettings",
+    "MemorySignalSettings",
+    "MetricsSettings",
+    "PathSettings",
+    "RepairSettings",
+    "RestartCommands",
+    "camel",
+    "load",
+    "parse_duration",
+    "read_yaml",
+    "reference_table",
+]

@@ -1,0 +1,308 @@
+"""The config tree: small frozen dataclasses, defaults named here and only here.
+
+Each leaf field carries its YAML kind and a one-line doc in `metadata`; the loader and
+docs/configuration.md are both generated from that, so the doc cannot drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from nodeprobe.model import Check, Runtime
+
+_T = TypeVar("_T")
+
+
+def _leaf(default: Any, kind: str, doc: str) -> Any:
+    """A leaf setting: its default, its YAML kind (see `_KINDS`) and what it means."""
+    if isinstance(default, list):
+        frozen = tuple(default)
+        return field(default_factory=lambda: frozen, metadata={"kind": kind, "doc": doc})
+    return field(default=default, metadata={"kind": kind, "doc": doc})
+
+
+def _doc(text: str) -> dict[str, str]:
+    """Metadata of a nested section (use with `field(default_factory=...)`)."""
+    return {"kind": "section", "doc": text}
+
+
+# ---------------------------------------------------------------------------------------------
+# The tree. Defaults live here and only here.
+
+
+@dataclass(frozen=True, slots=True)
+class DockerSettings:
+    enabled: bool = _leaf(True, "bool", "Probe dockerd.")
+    socket: str = _leaf(
+        "auto",
+        "str",
+        "dockerd's API socket; `auto` tries /var/run/docker.sock, /run/docker.sock.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerdSettings:
+    enabled: bool = _leaf(True, "bool", "Probe containerd over CRI.")
+    socket: str = _leaf(
+        "auto",
+        "str",
+        "containerd's socket; `auto` tries /run/containerd/containerd.sock, "
+        "/run/docker/containerd/containerd.sock, /run/k3s/containerd/containerd.sock.",
+    )
+    require_network_ready: bool = _leaf(
+        False,
+        "bool",
+        "Treat CRI Status NetworkReady=false as unhealthy. Off by default: kubelet already turns "
+        "it into Ready=false, and a CNI that is still starting is no reason to restart a runtime.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSettings:
+    enabled: bool = _leaf(True, "bool", "Run this check.")
+    interval: float = _leaf(
+        2.0,
+        "duration",
+        "Time between the starts of two calls (one call in flight at a time).",
+    )
+    deadline: float = _leaf(
+        3.0,
+        "duration",
+        "A call not answered within this is HUNG.",
+    )
+    slow: float = _leaf(
+        1.0,
+        "duration",
+        "Latency objective: an answer slower than this is SLOW (never, if >= deadline).",
+    )
+
+
+_FAST = "Detection of a hang ~ deadline + (raiseAfter - 1) * interval: 3s + 1 * 2s, p95 < 10s."
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksSettings:
+    docker_ping: CheckSettings = field(
+        default_factory=CheckSettings, metadata=_doc("GET /_ping: dockerd's HTTP server. " + _FAST)
+    )
+    docker_version: CheckSettings = field(
+        default_factory=CheckSettings, metadata=_doc("GET /version: dockerd -> containerd path.")
+    )
+    docker_info: CheckSettings = field(
+        default_factory=lambda: CheckSettings(interval=30.0, deadline=5.0, slow=2.0),
+        metadata=_doc("GET /info: stores and leak counters; moderate cost, hence 30s."),
+    )
+    cri_version: CheckSettings = field(
+        default_factory=CheckSettings, metadata=_doc("CRI Version: the gRPC server runs.")
+    )
+    cri_status: CheckSettings = field(
+        default_factory=CheckSettings, metadata=_doc("CRI Status: RuntimeReady/NetworkReady.")
+    )
+    cri_list_pod_sandbox: CheckSettings = field(
+        default_factory=CheckSettings,
+        metadata=_doc("CRI ListPodSandbox: what kubelet's PLEG relists; hangs on a stuck sandbox."),
+    )
+    cri_list_containers: CheckSettings = field(
+        default_factory=CheckSettings,
+        metadata=_doc("CRI ListContainers: the container store PLEG relists."),
+    )
+    cri_image_fs_info: CheckSettings = field(
+        default_factory=lambda: CheckSettings(interval=30.0),
+        metadata=_doc("CRI ImageFsInfo: the image-fs stats syncer (refreshes every 10s)."),
+    )
+    process: CheckSettings = field(
+        default_factory=lambda: CheckSettings(interval=15.0, deadline=2.0, slow=1.0),
+        metadata=_doc("Read RssAnon, fds of the runtime processes from procRoot."),
+    )
+    canary: CheckSettings = field(
+        default_factory=lambda: CheckSettings(
+            enabled=False, interval=300.0, deadline=60.0, slow=10.0
+        ),
+        metadata=_doc("Create, start and remove a tiny container, timed (off by default)."),
+    )
+
+    def for_check(self, check: Check) -> CheckSettings:
+        """The settings of one `Check` (field names are the Check values)."""
+        value: CheckSettings = getattr(self, check.value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class LeakSignalSettings:
+    min_growth_per_hour: float = _leaf(
+        1000.0,
+        "size",
+        "Sustained growth slower than this (units per hour) is not a leak.",
+    )
+    min_relative_growth: float = _leaf(
+        0.25,
+        "fraction",
+        "Growth over the window must also be at least this fraction of the starting value, "
+        "so a high but flat or noisy series never raises.",
+    )
+    ceiling: float = _leaf(0.0, "size", "Raise at once above this absolute value; 0 = none.")
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySignalSettings(LeakSignalSettings):
+    percent_of_node_memory: float = _leaf(
+        0.0,
+        "percent",
+        "Raise at once above this share of the node's MemTotal; 0 = none.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LeakSettings:
+    window: float = _leaf(3600.0, "duration", "Samples older than this are forgotten.")
+    min_span: float = _leaf(
+        600.0,
+        "duration",
+        "Growth is judged only once the samples span at least this long.",
+    )
+    min_samples: int = _leaf(10, "count", "... and only with at least this many samples.")
+    memory: MemorySignalSettings = field(
+        default_factory=lambda: MemorySignalSettings(
+            min_growth_per_hour=64 * 2**20, ceiling=2 * 2**30, percent_of_node_memory=25.0
+        ),
+        metadata=_doc("RssAnon (bytes) of each runtime process."),
+    )
+    goroutines: LeakSignalSettings = field(
+        default_factory=lambda: LeakSignalSettings(min_growth_per_hour=1000.0, ceiling=50000.0),
+        metadata=_doc("dockerd goroutines (GET /info NGoroutines)."),
+    )
+    fds: LeakSignalSettings = field(
+        default_factory=lambda: LeakSignalSettings(min_growth_per_hour=500.0, ceiling=500000.0),
+        metadata=_doc("Open file descriptors of each runtime."),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeSettings:
+    raise_after: int = _leaf(2, "count", "Consecutive failed calls of one check to raise.")
+    clear_after: int = _leaf(
+        3,
+        "count",
+        "Consecutive good calls (or calm leak verdicts) to clear again.",
+    )
+    slow_raise_after: int = _leaf(
+        5,
+        "count",
+        "Consecutive SLOW answers of one check to raise ContainerRuntimeSlow.",
+    )
+    image_fs_stale_after: float = _leaf(
+        120.0,
+        "duration",
+        "ImageFsInfo stats older than this mean containerd's stats syncer is stuck (it "
+        "refreshes every 10s).",
+    )
+    leak: LeakSettings = field(
+        default_factory=LeakSettings, metadata=_doc("Leak detection: robust slope over a window.")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PathSettings:
+    proc_root: str = _leaf("/proc", "str", "The host's /proc (in a pod: /host/proc).")
+    cgroup_root: str = _leaf(
+        "/sys/fs/cgroup",
+        "str",
+        "The host's cgroup fs (in a pod: /host/sys/fs/cgroup).",
+    )
+    host_root: str = _leaf(
+        "/", "str", "The host's / (in a pod: /host); socket auto-discovery looks under it."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesSettings:
+    heartbeat: float = _leaf(
+        300.0,
+        "duration",
+        "Rewrite unchanged conditions this often so staleness shows.",
+    )
+    event_aggregation: float = _leaf(
+        600.0,
+        "duration",
+        "Repeats of one Event within this window bump its count instead.",
+    )
+    qps: float = _leaf(5.0, "positive", "Client-side limit on API requests per second.")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    address: str = _leaf("0.0.0.0", "str", "Listen address of /metrics, /healthz, /readyz.")
+    port: int = _leaf(9103, "port", "Listen port; 0 turns the endpoint off.")
+
+
+_NSENTER = ["nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--"]
+
+
+@dataclass(frozen=True, slots=True)
+class RestartCommands:
+    docker: tuple[str, ...] = _leaf(
+        [*_NSENTER, "systemctl", "restart", "docker"],
+        "command",
+        "Restarts dockerd in the host's namespaces.",
+    )
+    containerd: tuple[str, ...] = _leaf(
+        [*_NSENTER, "systemctl", "restart", "containerd"],
+        "command",
+        "Restarts containerd in the host's namespaces.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RepairSettings:
+    enabled: bool = _leaf(False, "bool", "Carry out repairs the operator asks for on this node.")
+    restart_command: RestartCommands = field(
+        default_factory=RestartCommands, metadata=_doc("argv per runtime, no shell.")
+    )
+    reboot_command: tuple[str, ...] = _leaf(
+        [*_NSENTER, "systemctl", "reboot"],
+        "command",
+        "Reboots the node (argv, no shell).",
+    )
+    dump_dir: str = _leaf(
+        "/var/lib/nodeprobe/dumps",
+        "str",
+        "Where goroutine dumps (SIGUSR1) are kept before a repair.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    node_name: str = _leaf("", "str", "This node's name (the agent needs it; from NODE_NAME).")
+    docker: DockerSettings = field(
+        default_factory=DockerSettings, metadata=_doc("dockerd endpoint.")
+    )
+    containerd: ContainerdSettings = field(
+        default_factory=ContainerdSettings, metadata=_doc("containerd endpoint.")
+    )
+    checks: ChecksSettings = field(
+        default_factory=ChecksSettings, metadata=_doc("One entry per check.")
+    )
+    judge: JudgeSettings = field(
+        default_factory=JudgeSettings, metadata=_doc("When to raise and clear conditions.")
+    )
+    paths: PathSettings = field(
+        default_factory=PathSettings, metadata=_doc("Host paths, for running in a pod.")
+    )
+    kubernetes: KubernetesSettings = field(
+        default_factory=KubernetesSettings, metadata=_doc("Kubernetes API client.")
+    )
+    metrics: MetricsSettings = field(
+        default_factory=MetricsSettings, metadata=_doc("Prometheus endpoint.")
+    )
+    repair: RepairSettings = field(
+        default_factory=RepairSettings, metadata=_doc("Node-local repairs.")
+    )
+
+    @classmethod
+    def defaults(cls) -> Config:
+        return cls()
+
+    def runtime_enabled(self, runtime: Runtime) -> bool:
+        section = self.docker if runtime is Runtime.DOCKERD else self.containerd
+        return section.enabled

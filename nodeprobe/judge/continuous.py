@@ -1,0 +1,263 @@
+"""The agent's judge: observations in, one at a time, with `now`; conditions and events out.
+
+A small class whose methods are pure apart from its own state: no I/O, no clock (every call gets
+`now`), so tests replay synthetic series. Rules:
+
+- Hysteresis per (runtime, check): `raiseAfter` failures in a row raise, `clearAfter` good
+  answers in a row clear. SLOW answers count separately (`slowRaiseAfter`) for
+  ContainerRuntimeSlow. Leak verdicts per (runtime, check, signal) raise at once (the window is
+  the hysteresis) and clear after `clearAfter` calm verdicts.
+- Start-up: every condition is Unknown (ContainerRuntimeStateUnknown) until every expected check
+  has answered once; ContainerRuntimeUnhealthy also stays Unknown while a check is failing but has
+  not yet failed `raiseAfter` times, so a node hung at start never shows a healthy blip.
+- Events: to True -> Warning with the cause's reason; True -> False -> Normal with the healthy
+  reason; a new reason while True -> Warning. Unknown -> False (start-up) sends no Event.
+- A True condition's message is written when it is raised and rewritten only when its reason or
+  the set of failing checks changes, so a long outage does not rewrite the Node every probe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from nodeprobe.config import Config
+from nodeprobe.judge import trend
+from nodeprobe.judge.hysteresis import Counter, step
+from nodeprobe.judge.rules import (
+    CALLS,
+    LEAK_REASON,
+    SIGNALS,
+    Problem,
+    attribute,
+    problem_of,
+    trend_limits,
+)
+from nodeprobe.model import (
+    HEALTHY_REASON,
+    Check,
+    Condition,
+    ConditionType,
+    Event,
+    EventType,
+    Observation,
+    Outcome,
+    Reason,
+    Runtime,
+    Status,
+)
+
+Key = tuple[Runtime, Check]
+SeriesKey = tuple[Runtime, Check, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Want:
+    """What a condition should say now; `signature` decides whether its message is rewritten."""
+
+    status: Status
+    reason: str
+    message: str
+    signature: frozenset[object] = frozenset()
+
+
+def _runtimes(keys: Iterable[Key]) -> str:
+    names = sorted({str(runtime) for runtime, _ in keys})
+    if len(names) == 1:
+        return f"{names[0]} answers"
+    return " and ".join(names or ["the runtimes"]) + " answer"
+
+
+class Judge:
+    """Continuous judgement for one node. Not thread-safe: feed it from one thread."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        expected: Iterable[Key],
+        now: float,
+        node_memory_bytes: float | None = None,
+    ) -> None:
+        self._config = config
+        self._expected = frozenset(expected)
+        self._node_memory = node_memory_bytes
+        self._latest: dict[Key, Observation] = {}
+        self._health: dict[Key, Counter] = {}
+        self._last_problem: dict[Key, Problem] = {}
+        self._slow: dict[Key, Counter] = {}
+        self._series: dict[SeriesKey, tuple[trend.Sample, ...]] = {}
+        self._leak: dict[SeriesKey, Counter] = {}
+        self._verdicts: dict[SeriesKey, trend.TrendVerdict] = {}
+        self._signatures: dict[ConditionType, frozenset[object]] = {}
+        waiting = self._waiting_message()
+        self._conditions = {
+            kind: Condition(kind, Status.UNKNOWN, Reason.UNKNOWN, waiting, now)
+            for kind in ConditionType
+        }
+
+    def conditions(self) -> dict[ConditionType, Condition]:
+        return dict(self._conditions)
+
+    def observe(self, obs: Observation, *, now: float) -> list[Event]:
+        """Take one observation; return the Events its transitions call for."""
+        self._record(obs)
+        if not self._expected <= self._latest.keys():
+            message = self._waiting_message()
+            self._conditions = {
+                kind: Condition(kind, Status.UNKNOWN, Reason.UNKNOWN, message, cond.since)
+                for kind, cond in self._conditions.items()
+            }
+            return []
+        wants = {
+            ConditionType.UNHEALTHY: self._want_health(),
+            ConditionType.SLOW: self._want_slow(),
+            ConditionType.MEMORY_LEAK: self._want_leak(),
+        }
+        events: list[Event] = []
+        for kind, want in wants.items():
+            event = self._apply(kind, want, now=now)
+            if event is not None:
+                events.append(event)
+        return events
+
+    # -- state updates ---------------------------------------------------------------------
+
+    def _record(self, obs: Observation) -> None:
+        key = (obs.runtime, obs.check)
+        judge = self._config.judge
+        self._latest[key] = obs
+        health = self._health.get(key, Counter())
+        problem = problem_of(
+            obs,
+            settings=judge,
+            require_network_ready=self._config.containerd.require_network_ready,
+            streak=health.bad_run + 1,
+        )
+        self._health[key] = step(
+            health,
+            problem is not None,
+            raise_after=judge.raise_after,
+            clear_after=judge.clear_after,
+        )
+        if problem is not None:
+            self._last_problem[key] = problem
+        self._slow[key] = step(
+            self._slow.get(key, Counter()),
+            obs.outcome is Outcome.SLOW,
+            raise_after=judge.slow_raise_after,
+            clear_after=judge.clear_after,
+        )
+        for value, reading in obs.values.items():
+            if (obs.runtime, value) in LEAK_REASON:
+                self._record_sample((obs.runtime, obs.check, value), trend.Sample(obs.at, reading))
+
+    def _record_sample(self, skey: SeriesKey, sample: trend.Sample) -> None:
+        runtime, _, value = skey
+        limits = trend_limits(self._config, value, node_memory_bytes=self._node_memory)
+        window = trend.slide(self._series.get(skey, ()), sample, window_s=limits.window_s)
+        self._series[skey] = window
+        name, unit = SIGNALS[value]
+        verdict = trend.judge(window, limits=limits, label=f"{runtime} {name}", unit=unit)
+        self._verdicts[skey] = verdict
+        self._leak[skey] = step(
+            self._leak.get(skey, Counter()),
+            verdict.raised,
+            raise_after=1,
+            clear_after=self._config.judge.clear_after,
+        )
+
+    # -- what each condition should say -----------------------------------------------------
+
+    def _waiting_message(self) -> str:
+        missing = sorted(self._expected - self._latest.keys())
+        names = ", ".join(f"{runtime} {CALLS[check]}" for runtime, check in missing)
+        return f"waiting for the first answer of: {names}" if names else "starting"
+
+    def _want_health(self) -> _Want:
+        raised = [key for key, counter in self._health.items() if counter.raised]
+        if raised:
+            problems = [self._last_problem[key] for key in raised]
+            cause = attribute(problems, seen={runtime for runtime, _ in self._latest})
+            if cause is not None:
+                return _Want(Status.TRUE, cause.reason, cause.message, frozenset(raised))
+        current = self._conditions[ConditionType.UNHEALTHY]
+        pending = [key for key, counter in self._health.items() if counter.pending]
+        if pending and current.status is Status.UNKNOWN:
+            names = ", ".join(f"{r} {CALLS[c]}" for r, c in sorted(pending))
+            return _Want(Status.UNKNOWN, Reason.UNKNOWN, f"confirming failures of: {names}")
+        return _Want(Status.FALSE, Reason.HEALTHY, f"{_runtimes(self._latest)} normally")
+
+    def _want_slow(self) -> _Want:
+        raised = sorted(key for key, counter in self._slow.items() if counter.raised)
+        if not raised:
+            return _Want(
+                Status.FALSE, Reason.NOT_SLOW, "every call answers within its latency objective"
+            )
+        parts = []
+        for runtime, check in raised:
+            obs = self._latest[(runtime, check)]
+            objective = self._config.checks.for_check(check).slow
+            parts.append(
+                f"{runtime} {CALLS[check]} answered in {obs.latency_s:.3g}s, above its "
+                f"{objective:.3g}s objective"
+            )
+        runtime, check = raised[0]
+        if check is Check.CANARY:
+            reason = Reason.CONTAINER_START_SLOW
+        elif runtime is Runtime.DOCKERD:
+            reason = Reason.DOCKERD_API_SLOW
+        else:
+            reason = Reason.CONTAINERD_API_SLOW
+        streak = self._config.judge.slow_raise_after
+        message = "; ".join(parts) + f" ({streak}+ checks in a row)"
+        return _Want(Status.TRUE, reason, message, frozenset(raised))
+
+    def _want_leak(self) -> _Want:
+        raised = [skey for skey, counter in self._leak.items() if counter.raised]
+        if not raised:
+            return _Want(
+                Status.FALSE, Reason.NO_LEAK, "memory, goroutines and fds show no sustained growth"
+            )
+
+        def rank(skey: SeriesKey) -> tuple[int, int]:
+            ceiling = self._verdicts[skey].finding is trend.Finding.CEILING
+            return (0 if ceiling else 1, list(SIGNALS).index(skey[2]))
+
+        raised.sort(key=rank)
+        first = raised[0]
+        growth, ceiling = LEAK_REASON[(first[0], first[2])]
+        verdict = self._verdicts[first]
+        reason = ceiling if verdict.finding is trend.Finding.CEILING else growth
+        message = verdict.message
+        if not verdict.raised:
+            message += " (clearing)"
+        if len(raised) > 1:
+            message += f"; {len(raised) - 1} more signal(s) raised"
+        return _Want(Status.TRUE, reason, message, frozenset(raised))
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def _apply(self, kind: ConditionType, want: _Want, *, now: float) -> Event | None:
+        old = self._conditions[kind]
+        unchanged = (
+            want.status is old.status
+            and want.reason == old.reason
+            and self._signatures.get(kind) == want.signature
+        )
+        message = old.message if unchanged and want.status is Status.TRUE else want.message
+        since = old.since if want.status is old.status else now
+        self._conditions[kind] = Condition(kind, want.status, want.reason, message, since)
+        self._signatures[kind] = want.signature
+        if want.status is Status.TRUE and (
+            old.status is not Status.TRUE or old.reason != want.reason
+        ):
+            return Event(EventType.WARNING, want.reason, want.message, now)
+        if want.status is Status.FALSE and old.status is Status.TRUE:
+            return Event(
+                EventType.NORMAL,
+                HEALTHY_REASON[kind],
+                f"{want.message} again after {now - old.since:.0f}s (was {old.reason})",
+                now,
+            )
+        return None

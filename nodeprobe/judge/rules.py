@@ -1,0 +1,343 @@
+"""Root-cause attribution and the one-shot verdict of `nodeprobe check`.
+
+Facts this rests on (DESIGN 2a): GET /_ping touches no daemon state, so a /_ping failure is
+dockerd itself; GET /version goes through containerd; CRI Version answers even when the List
+calls hang (containerd 1.7.0's deadlock), so Version OK + List hung is still containerd hung.
+When containerd is hung or down, dockerd's failures are its consequence: containerd is the cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from nodeprobe.config import Config, JudgeSettings
+from nodeprobe.judge.trend import TrendLimits, Unit, fmt
+from nodeprobe.model import Check, Observation, Outcome, Reason, Runtime, Value
+
+SUMMARY_MAX = 200
+"""node-problem-detector shows the first line as the condition message: keep it short."""
+
+CALLS: Mapping[Check, str] = {
+    Check.DOCKER_PING: "GET /_ping",
+    Check.DOCKER_VERSION: "GET /version",
+    Check.DOCKER_INFO: "GET /info",
+    Check.CRI_VERSION: "CRI Version",
+    Check.CRI_STATUS: "CRI Status",
+    Check.CRI_LIST_POD_SANDBOX: "CRI ListPodSandbox",
+    Check.CRI_LIST_CONTAINERS: "CRI ListContainers",
+    Check.CRI_IMAGE_FS_INFO: "CRI ImageFsInfo",
+    Check.PROCESS: "the process check",
+    Check.CANARY: "the container start canary",
+}
+
+_OWN_REASON = {
+    Runtime.DOCKERD: {
+        Outcome.HUNG: Reason.DOCKERD_HUNG,
+        Outcome.DOWN: Reason.DOCKERD_DOWN,
+        Outcome.ERROR: Reason.DOCKERD_ERROR,
+    },
+    Runtime.CONTAINERD: {
+        Outcome.HUNG: Reason.CONTAINERD_HUNG,
+        Outcome.DOWN: Reason.CONTAINERD_DOWN,
+        Outcome.ERROR: Reason.CONTAINERD_ERROR,
+    },
+}
+_SPECIAL_ORDER = (
+    Reason.CRI_NOT_READY,
+    Reason.CONTAINERD_ERROR,
+    Reason.CRI_NETWORK_NOT_READY,
+    Reason.IMAGE_FS_STATS_STALE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One check that failed (after reinterpretation), with a phrase saying how."""
+
+    runtime: Runtime
+    check: Check
+    outcome: Outcome
+    reason: Reason
+    """What this check alone would be called; attribution may pick another cause."""
+    text: str
+    latency_s: float = 0.0
+    streak: int = 0
+    """Failures in a row (0 = unknown, as in one-shot)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    reason: Reason
+    message: str
+    runtime: Runtime
+
+
+def _short(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def problem_of(
+    obs: Observation, *, settings: JudgeSettings, require_network_ready: bool, streak: int = 0
+) -> Problem | None:
+    """The problem this observation shows, or None. Reinterprets CRI Status readiness and stale
+    ImageFsInfo stats, which answer 'OK' at the RPC level but mean trouble."""
+    call = CALLS[obs.check]
+    if obs.check is Check.CRI_STATUS and obs.outcome in (Outcome.OK, Outcome.SLOW, Outcome.ERROR):
+        runtime_ready = obs.values.get(Value.RUNTIME_READY)
+        network_ready = obs.values.get(Value.NETWORK_READY)
+        if runtime_ready == 0.0 or (runtime_ready is None and obs.outcome is Outcome.ERROR):
+            text = f"CRI Status says RuntimeReady=false: {_short(obs.detail)}"
+            return Problem(
+                obs.runtime,
+                obs.check,
+                Outcome.ERROR,
+                Reason.CRI_NOT_READY,
+                text,
+                obs.latency_s,
+                streak,
+            )
+        if network_ready == 0.0 and require_network_ready:
+            text = f"CRI Status says NetworkReady=false (CNI not ready): {_short(obs.detail)}"
+            return Problem(
+                obs.runtime,
+                obs.check,
+                Outcome.ERROR,
+                Reason.CRI_NETWORK_NOT_READY,
+                text,
+                obs.latency_s,
+                streak,
+            )
+        return None
+    stamp = obs.values.get(Value.IMAGE_FS_TIMESTAMP_SECONDS)
+    if obs.check is Check.CRI_IMAGE_FS_INFO and not obs.outcome.failed and stamp is not None:
+        age = obs.at - stamp
+        if age > settings.image_fs_stale_after:
+            text = (
+                f"CRI ImageFsInfo stats are {age:.0f}s old (refresh every 10s): "
+                "containerd's stats syncer is stuck"
+            )
+            return Problem(
+                obs.runtime,
+                obs.check,
+                Outcome.ERROR,
+                Reason.IMAGE_FS_STATS_STALE,
+                text,
+                obs.latency_s,
+                streak,
+            )
+        return None
+    if not obs.outcome.failed:
+        return None
+    if obs.outcome is Outcome.HUNG:
+        text = f"did not answer {call} within {obs.latency_s:.3g}s"
+    elif obs.outcome is Outcome.DOWN:
+        text = f"{call}: {_short(obs.detail) or 'not there'}"
+    else:
+        text = f"{call} failed: {_short(obs.detail) or 'bad answer'}"
+    reason = _OWN_REASON[obs.runtime][obs.outcome]
+    return Problem(obs.runtime, obs.check, obs.outcome, reason, text, obs.latency_s, streak)
+
+
+def _calls(problems: Sequence[Problem]) -> str:
+    names = [CALLS[p.check] for p in problems]
+    if len(names) > 1 and all(n.startswith("CRI ") for n in names):
+        return "CRI " + ", ".join(n[4:] for n in names)
+    return ", ".join(names)
+
+
+def _streak(problems: Iterable[Problem]) -> str:
+    best = max((p.streak for p in problems), default=0)
+    return f", {best} checks in a row" if best > 1 else ""
+
+
+def _describe(runtime: Runtime, problems: Sequence[Problem]) -> tuple[Outcome, str]:
+    """'dockerd did not answer GET /_ping within 3s, 4 checks in a row' and the worst outcome."""
+    worst = max((p.outcome for p in problems), key=lambda o: o.severity)
+    if worst is Outcome.HUNG:
+        hung = [p for p in problems if p.outcome is Outcome.HUNG]
+        wait = max(p.latency_s for p in hung)
+        return worst, (
+            f"{runtime} is hung: {_calls(hung)} did not answer within {wait:.3g}s{_streak(hung)}"
+        )
+    if worst is Outcome.DOWN:
+        down = next(p for p in problems if p.outcome is Outcome.DOWN)
+        return worst, f"{runtime} is down: {down.text}{_streak([down])}"
+    return worst, f"{runtime}: {problems[0].text}{_streak(problems)}"
+
+
+def attribute(problems: Sequence[Problem], *, seen: Collection[Runtime]) -> Cause | None:
+    """The one cause behind these problems, worded for a person; None when there are none.
+
+    `seen` lists the runtimes that were probed at all, so the message can say which answer fine.
+    """
+    if not problems:
+        return None
+    docker = [p for p in problems if p.runtime is Runtime.DOCKERD]
+    cont = [p for p in problems if p.runtime is Runtime.CONTAINERD]
+    cont_core = [p for p in cont if p.outcome in (Outcome.HUNG, Outcome.DOWN)]
+    if cont_core:
+        worst, text = _describe(Runtime.CONTAINERD, cont_core)
+        reason = _OWN_REASON[Runtime.CONTAINERD][worst]
+        if worst is Outcome.HUNG and not any(p.check is Check.CRI_VERSION for p in cont):
+            text += "; CRI Version answers"
+        if docker:
+            own = any(p.check is Check.DOCKER_PING for p in docker)
+            text += (
+                f"; dockerd fails too ({_calls(docker)})"
+                if own
+                else f"; dockerd fails because of it ({_calls(docker)})"
+            )
+        elif Runtime.DOCKERD in seen:
+            text += "; dockerd answers"
+        return Cause(reason, text, Runtime.CONTAINERD)
+    if docker:
+        worst, text = _describe(Runtime.DOCKERD, docker)
+        checks = {p.check for p in docker}
+        if Check.DOCKER_PING not in checks and Check.DOCKER_VERSION in checks:
+            text += "; GET /_ping answers, so dockerd runs but its calls into containerd fail"
+        if cont:
+            text += f"; containerd: {cont[0].text}"
+        elif Runtime.CONTAINERD in seen:
+            text += "; containerd answers normally"
+        return Cause(_OWN_REASON[Runtime.DOCKERD][worst], text, Runtime.DOCKERD)
+    first = min(cont, key=lambda p: _SPECIAL_ORDER.index(p.reason))
+    return Cause(first.reason, f"containerd: {first.text}{_streak([first])}", Runtime.CONTAINERD)
+
+
+# ---------------------------------------------------------------------------------------------
+# Leak signals and ceilings, shared with the continuous judge.
+
+SIGNALS: Mapping[str, tuple[str, Unit]] = {
+    Value.RSS_ANON_BYTES: ("RssAnon", Unit.BYTES),
+    Value.GOROUTINES: ("goroutines", Unit.COUNT),
+    Value.FDS: ("fds", Unit.COUNT),
+}
+"""Readings judged for leaks: name in messages and unit."""
+
+LEAK_REASON: Mapping[tuple[Runtime, str], tuple[Reason, Reason]] = {
+    (Runtime.DOCKERD, Value.RSS_ANON_BYTES): (
+        Reason.DOCKERD_MEMORY_GROWTH,
+        Reason.DOCKERD_MEMORY_CEILING,
+    ),
+    (Runtime.DOCKERD, Value.GOROUTINES): (
+        Reason.DOCKERD_GOROUTINE_LEAK,
+        Reason.DOCKERD_GOROUTINE_LEAK,
+    ),
+    (Runtime.DOCKERD, Value.FDS): (Reason.DOCKERD_FD_LEAK, Reason.DOCKERD_FD_LEAK),
+    (Runtime.CONTAINERD, Value.RSS_ANON_BYTES): (
+        Reason.CONTAINERD_MEMORY_GROWTH,
+        Reason.CONTAINERD_MEMORY_CEILING,
+    ),
+    (Runtime.CONTAINERD, Value.FDS): (Reason.CONTAINERD_FD_LEAK, Reason.CONTAINERD_FD_LEAK),
+}
+"""(growth reason, ceiling reason) per runtime and signal; pairs not listed are not judged."""
+
+
+def trend_limits(config: Config, value: str, *, node_memory_bytes: float | None) -> TrendLimits:
+    leak = config.judge.leak
+    signal = {
+        Value.RSS_ANON_BYTES: leak.memory,
+        Value.GOROUTINES: leak.goroutines,
+        Value.FDS: leak.fds,
+    }[Value(value)]
+    return TrendLimits.from_settings(leak, signal, node_memory_bytes=node_memory_bytes)
+
+
+# ---------------------------------------------------------------------------------------------
+# One-shot verdict.
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    code: int
+    """0 healthy, 1 problem, 2 unknown: node-problem-detector's custom-plugin convention."""
+    reason: str
+    summary: str
+    """One line, at most SUMMARY_MAX characters; the first line `nodeprobe check` prints."""
+
+
+def one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1] + "…"
+
+
+def _ceiling_breach(
+    observations: Sequence[Observation], config: Config, node_memory_bytes: float | None
+) -> Verdict | None:
+    for obs in observations:
+        for value, reading in obs.values.items():
+            reasons = LEAK_REASON.get((obs.runtime, value))
+            if reasons is None:
+                continue
+            limits = trend_limits(config, value, node_memory_bytes=node_memory_bytes)
+            name, unit = SIGNALS[value]
+            if limits.ceiling and reading > limits.ceiling:
+                note = f" ({limits.ceiling_note})" if limits.ceiling_note else ""
+                return Verdict(
+                    1,
+                    reasons[1],
+                    one_line(
+                        f"{obs.runtime} {name} is {fmt(reading, unit)}, above its ceiling of "
+                        f"{fmt(limits.ceiling, unit)}{note}"
+                    ),
+                )
+    return None
+
+
+def verdict(
+    observations: Sequence[Observation],
+    *,
+    config: Config | None = None,
+    node_memory_bytes: float | None = None,
+) -> Verdict:
+    """Judge one round of observations (one per check) for `nodeprobe check`."""
+    config = config or Config.defaults()
+    if not observations:
+        return Verdict(
+            2,
+            Reason.UNKNOWN,
+            "unknown: no container runtime found to probe "
+            "(is dockerd or containerd running? see --docker-socket, "
+            "--containerd-socket)",
+        )
+    problems = [
+        p
+        for obs in observations
+        if (
+            p := problem_of(
+                obs,
+                settings=config.judge,
+                require_network_ready=config.containerd.require_network_ready,
+            )
+        )
+    ]
+    seen = {obs.runtime for obs in observations}
+    cause = attribute(problems, seen=seen)
+    if cause is not None:
+        return Verdict(1, cause.reason, one_line(cause.message))
+    breach = _ceiling_breach(observations, config, node_memory_bytes)
+    if breach is not None:
+        return breach
+    names = []
+    for runtime in (Runtime.DOCKERD, Runtime.CONTAINERD):
+        if runtime in seen:
+            version = next(
+                (
+                    o.info["version"]
+                    for o in observations
+                    if o.runtime is runtime and "version" in o.info
+                ),
+                "",
+            )
+            names.append(f"{runtime} {version}".strip())
+    verb = "answers" if len(names) == 1 else "answer"
+    text = f"{' and '.join(names)} {verb} normally ({len(observations)} checks)"
+    slow = [o for o in observations if o.outcome is Outcome.SLOW]
+    if slow:
+        worst = max(slow, key=lambda o: o.latency_s)
+        text += (
+            f"; {len(slow)} slow, worst {worst.runtime} {CALLS[worst.check]} {worst.latency_s:.3g}s"
+        )
+    return Verdict(0, Reason.HEALTHY, one_line(text))

@@ -1,0 +1,197 @@
+"""Leak detection: sustained growth over a sliding window, or a value above a ceiling.
+
+Growth is the Theil-Sen slope (median of pairwise slopes), which one spike or a few wild samples
+cannot move. A leak must be *sustained*: the slope over the whole window and over its recent half
+must both pass the minimum rate, and the growth over the window must also be a real fraction of
+where it started. So a step up that then stays flat (a burst of new containers, a cache filling)
+is not a leak; if the step lands too high the ceilings catch it. Short windows never raise growth;
+ceilings raise at once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import median
+
+from nodeprobe.config import LeakSettings, LeakSignalSettings, MemorySignalSettings
+
+MAX_POINTS = 200
+"""Windows with more samples are thinned evenly to this many: ~20k pairs, a few ms."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    at: float
+    """Wall-clock seconds."""
+    value: float
+
+
+class Unit(enum.StrEnum):
+    BYTES = "bytes"
+    COUNT = "count"
+
+
+class Finding(enum.StrEnum):
+    TOO_SHORT = "too_short"
+    """Not enough samples or span to judge growth (and below any ceiling)."""
+    STABLE = "stable"
+    GROWTH = "growth"
+    CEILING = "ceiling"
+
+
+@dataclass(frozen=True, slots=True)
+class TrendLimits:
+    """Everything one signal is judged by, with ceilings already resolved to one number."""
+
+    window_s: float
+    min_span_s: float
+    min_samples: int
+    min_growth_per_hour: float
+    min_relative_growth: float
+    ceiling: float = 0.0
+    """Absolute ceiling in the signal's unit; 0 = none."""
+    ceiling_note: str = ""
+    """Where the ceiling comes from, for messages ("25 % of node memory 8 GiB")."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        leak: LeakSettings,
+        signal: LeakSignalSettings,
+        *,
+        node_memory_bytes: float | None = None,
+    ) -> TrendLimits:
+        """Resolve absolute and percent-of-node-memory ceilings to the lower one."""
+        ceiling, note = signal.ceiling, ""
+        percent = getattr(signal, "percent_of_node_memory", 0.0)
+        if isinstance(signal, MemorySignalSettings) and percent and node_memory_bytes:
+            by_node = node_memory_bytes * percent / 100
+            if ceiling == 0 or by_node < ceiling:
+                ceiling = by_node
+                note = f"{percent:g} % of node memory {fmt(node_memory_bytes, Unit.BYTES)}"
+        return cls(
+            window_s=leak.window,
+            min_span_s=leak.min_span,
+            min_samples=leak.min_samples,
+            min_growth_per_hour=signal.min_growth_per_hour,
+            min_relative_growth=signal.min_relative_growth,
+            ceiling=ceiling,
+            ceiling_note=note,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrendVerdict:
+    finding: Finding
+    message: str
+    slope_per_hour: float = 0.0
+    latest: float = 0.0
+
+    @property
+    def raised(self) -> bool:
+        return self.finding in (Finding.GROWTH, Finding.CEILING)
+
+
+def fmt(value: float, unit: Unit) -> str:
+    """A human number: bytes in KiB/MiB/GiB, counts with thousands separators."""
+    if unit is Unit.BYTES:
+        for suffix, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+            if abs(value) >= size:
+                return f"{value / size:.1f} {suffix}"
+        return f"{value:.0f} B"
+    return f"{value:,.0f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def slide(samples: tuple[Sample, ...], new: Sample, *, window_s: float) -> tuple[Sample, ...]:
+    """The window after adding `new`: samples older than `window_s` before it are dropped."""
+    start = new.at - window_s
+    return (*(s for s in samples if start <= s.at <= new.at), new)
+
+
+def _thin(samples: Sequence[Sample], max_points: int) -> Sequence[Sample]:
+    if len(samples) <= max_points:
+        return samples
+    last = len(samples) - 1
+    return [samples[round(i * last / (max_points - 1))] for i in range(max_points)]
+
+
+def theil_sen(samples: Sequence[Sample], *, max_points: int = MAX_POINTS) -> float:
+    """Median of pairwise slopes (value per second); 0 with fewer than two distinct times."""
+    points = _thin(samples, max_points)
+    slopes = [
+        (b.value - a.value) / (b.at - a.at)
+        for i, a in enumerate(points)
+        for b in points[i + 1 :]
+        if b.at != a.at
+    ]
+    return median(slopes) if slopes else 0.0
+
+
+def judge(
+    samples: Sequence[Sample], *, limits: TrendLimits, label: str, unit: Unit
+) -> TrendVerdict:
+    """Judge one signal's window (oldest first). `label` names it: "dockerd goroutines"."""
+    if not samples:
+        return TrendVerdict(Finding.TOO_SHORT, f"{label}: no samples yet")
+    latest = samples[-1].value
+    ceiling = "none"
+    if limits.ceiling > 0:
+        ceiling = fmt(limits.ceiling, unit)
+        if limits.ceiling_note:
+            ceiling += f" ({limits.ceiling_note})"
+        if latest > limits.ceiling:
+            return TrendVerdict(
+                Finding.CEILING,
+                f"{label} is {fmt(latest, unit)}, above its ceiling of {ceiling}",
+                latest=latest,
+            )
+    span = samples[-1].at - samples[0].at
+    if len(samples) < limits.min_samples or span < limits.min_span_s:
+        return TrendVerdict(
+            Finding.TOO_SHORT,
+            f"{label} is {fmt(latest, unit)} ({len(samples)} samples over {_duration(span)}, "
+            f"growth is judged after {limits.min_samples} samples over "
+            f"{_duration(limits.min_span_s)})",
+            latest=latest,
+        )
+    slope = theil_sen(samples)
+    t0 = samples[0].at
+    intercept = median(s.value - slope * (s.at - t0) for s in samples)
+    start, end = intercept, intercept + slope * span
+    per_hour = slope * 3600
+    recent = [s for s in samples if s.at >= samples[-1].at - span / 2]
+    recent_per_hour = theil_sen(recent) * 3600 if len(recent) >= 3 else 0.0
+    relative = (end - start) / max(abs(start), 1.0)
+    sustained = (
+        per_hour >= limits.min_growth_per_hour
+        and recent_per_hour >= limits.min_growth_per_hour / 2
+        and relative >= limits.min_relative_growth
+    )
+    sign = "+" if per_hour >= 0 else "-"
+    rate = f"{sign}{fmt(abs(per_hour), unit)}/h"
+    if sustained:
+        return TrendVerdict(
+            Finding.GROWTH,
+            f"{label} grew from {fmt(start, unit)} to {fmt(end, unit)} over {_duration(span)} "
+            f"({rate}); ceiling {ceiling}",
+            slope_per_hour=per_hour,
+            latest=latest,
+        )
+    return TrendVerdict(
+        Finding.STABLE,
+        f"{label} is {fmt(latest, unit)}, no sustained growth over {_duration(span)} "
+        f"({rate}, a leak needs +{fmt(limits.min_growth_per_hour, unit)}/h and "
+        f"+{limits.min_relative_growth:.0%})",
+        slope_per_hour=per_hour,
+        latest=latest,
+    )

@@ -1,0 +1,127 @@
+"""ProcessProbe against the harness's real dockerd and containerd, in /proc as it is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from nodeprobe.model import Check, Outcome, Runtime, Value
+from nodeprobe.probes.process import ProcessProbe
+from tests.harness.runtimes import BUSYBOX_IMAGE, Daemon, Sandbox
+
+DEADLINE_S = 3.0
+
+
+def probe(runtime: Runtime, daemon: Daemon) -> ProcessProbe:
+    return ProcessProbe(runtime, socket_path=str(daemon.socket))
+
+
+def run(p: ProcessProbe) -> tuple[Outcome, dict[str, float], str]:
+    obs = p.run(Check.PROCESS, deadline_s=DEADLINE_S, slow_s=DEADLINE_S)
+    assert obs.check is Check.PROCESS and obs.runtime is p.runtime
+    assert 0 <= obs.latency_s < DEADLINE_S
+    return obs.outcome, dict(obs.values), obs.detail
+
+
+@pytest.mark.parametrize("runtime", [Runtime.DOCKERD, Runtime.CONTAINERD])
+def test_finds_the_exact_sandbox_daemon(runtimes: Sandbox, runtime: Runtime) -> None:
+    daemon = runtimes.dockerd if runtime is Runtime.DOCKERD else runtimes.containerd
+    p = probe(runtime, daemon)
+    assert p.checks == (Check.PROCESS,)
+    obs = p.run(Check.PROCESS, deadline_s=DEADLINE_S, slow_s=DEADLINE_S)
+    assert obs.outcome is Outcome.OK, obs.detail
+    assert obs.values[Value.PID] == daemon.pid
+    assert obs.info["found_by"] == "peercred"
+    assert 1 << 20 < obs.values[Value.RSS_ANON_BYTES] < obs.values[Value.RSS_BYTES]
+    assert obs.values[Value.FDS] > 3
+    # this host is cgroup v1 and the daemons share the test's memory cgroup
+    assert obs.values[Value.CGROUP_ANON_BYTES] >= obs.values[Value.RSS_ANON_BYTES]
+    assert (Value.SHIMS in obs.values) is (runtime is Runtime.CONTAINERD)
+
+
+def test_hung_dockerd_is_still_found(runtimes: Sandbox) -> None:
+    p = probe(Runtime.DOCKERD, runtimes.dockerd)
+    with runtimes.dockerd.hung():
+        outcome, values, detail = run(p)
+    assert outcome is Outcome.OK, detail
+    assert values[Value.PID] == runtimes.dockerd.pid
+
+
+def test_crashed_dockerd_is_down(runtimes: Sandbox) -> None:
+    p = probe(Runtime.DOCKERD, runtimes.dockerd)
+    runtimes.dockerd.crash()
+    outcome, _, detail = run(p)
+    # other dockerds on this machine (other sandboxes) name other sockets: they are not ours
+    assert outcome is Outcome.DOWN, detail
+    assert detail == "no dockerd process found under /proc"
+
+
+def test_scan_without_a_socket_finds_a_dockerd(runtimes: Sandbox) -> None:
+    obs = ProcessProbe(Runtime.DOCKERD, socket_path=None).run(
+        Check.PROCESS, deadline_s=DEADLINE_S, slow_s=DEADLINE_S)
+    assert obs.outcome is Outcome.OK, obs.detail
+    assert obs.info["found_by"] == "scan"
+    pid = int(obs.values[Value.PID])
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd"
+
+
+@pytest.fixture
+def running_container(runtimes: Sandbox) -> Iterator[str]:
+    client = docker.APIClient(base_url=f"unix://{runtimes.dockerd.socket}", version="1.41",
+                              timeout=60)
+    host = client.create_host_config(network_mode="none")
+    ctr = client.create_container(BUSYBOX_IMAGE, command=["sleep", "300"], host_config=host)
+    try:
+        client.start(ctr["Id"])
+        yield str(ctr["Id"])
+    finally:
+        client.remove_container(ctr["Id"], force=True)
+        client.close()
+
+
+def test_counts_the_shims_of_its_containerd(runtimes: Sandbox, running_container: str) -> None:
+    p = probe(Runtime.CONTAINERD, runtimes.containerd)
+    end = time.monotonic() + 10
+    shims = 0.0
+    while time.monotonic() < end:
+        outcome, values, detail = run(p)
+        assert outcome is Outcome.OK, detail
+        shims = values[Value.SHIMS]
+        if shims >= 1:
+            break
+        time.sleep(0.05)
+    assert shims == 1  # one container, one shim; other sandboxes' shims are not ours
+
+
+AS_NOBODY_ARGV = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+"""util-linux's setpriv; subprocess(user=...) cannot exec the venv's python on this VM."""
+AS_NOBODY = """
+import json, sys
+from nodeprobe.model import Check, Runtime
+from nodeprobe.probes.process import ProcessProbe
+obs = ProcessProbe(Runtime.DOCKERD, socket_path=sys.argv[1]).run(
+    Check.PROCESS, deadline_s=3, slow_s=3)
+print(json.dumps({"outcome": obs.outcome, "detail": obs.detail}))
+"""
+
+
+def test_permission_denied_for_real_as_another_user(runtimes: Sandbox) -> None:
+    """As `nobody`, /proc/<dockerd>/fd is closed to us: ERROR with advice, no traceback."""
+    repo = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [*AS_NOBODY_ARGV, sys.executable, "-c", AS_NOBODY, str(runtimes.dockerd.socket)],
+        cwd=repo, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    got = json.loads(done.stdout)
+    assert got["outcome"] == Outcome.ERROR
+    assert got["detail"].startswith("permission denied reading /proc/")
+    assert got["detail"].endswith("/fd: run as root (or with CAP_SYS_PTRACE); in a pod use "
+                                  "hostPID: true and mount the host's /proc")

@@ -1,0 +1,247 @@
+"""The config tree: promised defaults, loading, overrides, and errors that name file and key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from nodeprobe.config import Config, ConfigError, load, parse_duration, reference_table
+from nodeprobe.model import Check
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_promised_defaults() -> None:
+    c = Config.defaults()
+    assert c.docker.enabled and c.docker.socket == "auto"
+    assert c.containerd.enabled and c.containerd.socket == "auto"
+    assert c.containerd.require_network_ready is False  # kubelet already reports it
+    ping = c.checks.docker_ping
+    assert (ping.enabled, ping.interval, ping.deadline, ping.slow) == (True, 2.0, 3.0, 1.0)
+    assert c.checks.docker_info.interval == 30.0
+    assert c.checks.cri_image_fs_info.interval == 30.0
+    assert c.checks.process.interval == 15.0
+    assert c.checks.canary.enabled is False
+    assert (c.judge.raise_after, c.judge.clear_after, c.judge.slow_raise_after) == (2, 3, 5)
+    assert c.judge.leak.window == 3600.0 and c.judge.leak.min_span == 600.0
+    assert c.judge.leak.memory.ceiling == 2 * 2**30
+    assert c.paths.proc_root == "/proc" and c.paths.cgroup_root == "/sys/fs/cgroup"
+    assert c.kubernetes.heartbeat == 300.0
+    assert (c.metrics.address, c.metrics.port) == ("0.0.0.0", 9103)
+    assert c.repair.enabled is False
+    assert c.repair.restart_command.docker == (
+        "nsenter",
+        "-t",
+        "1",
+        "-m",
+        "-u",
+        "-i",
+        "-n",
+        "-p",
+        "--",
+        "systemctl",
+        "restart",
+        "docker",
+    )
+
+
+def test_default_hang_detection_under_ten_seconds() -> None:
+    """Worst case: hang starts just after a call; next call starts within one interval."""
+    c = Config.defaults()
+    for check in (Check.DOCKER_PING, Check.CRI_LIST_POD_SANDBOX, Check.CRI_VERSION):
+        s = c.checks.for_check(check)
+        worst = s.interval + s.deadline + (c.judge.raise_after - 1) * max(s.interval, s.deadline)
+        assert worst < 10.0, check
+
+
+def test_every_check_has_settings() -> None:
+    c = Config.defaults()
+    for check in Check:
+        assert c.checks.for_check(check).deadline > 0
+
+
+def test_load_without_file_is_defaults() -> None:
+    assert load(None) == Config.defaults()
+
+
+def test_load_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+nodeName: node-1
+docker:
+  socket: /tmp/np/docker.sock
+checks:
+  dockerPing: {interval: 500ms, deadline: 2, slow: "0.2s"}
+  canary: {enabled: true}
+judge:
+  raiseAfter: 3
+  leak:
+    memory: {ceiling: 512Mi, minGrowthPerHour: 10Mi}
+repair:
+  restartCommand: {docker: [systemctl, restart, docker]}
+""",
+    )
+    c = load(path)
+    assert c.node_name == "node-1"
+    assert c.docker.socket == "/tmp/np/docker.sock" and c.docker.enabled
+    assert (c.checks.docker_ping.interval, c.checks.docker_ping.deadline) == (0.5, 2.0)
+    assert c.checks.docker_ping.slow == pytest.approx(0.2)
+    assert c.checks.canary.enabled and c.checks.canary.interval == 300.0
+    assert c.judge.raise_after == 3 and c.judge.clear_after == 3
+    assert c.judge.leak.memory.ceiling == 512 * 2**20
+    assert c.judge.leak.memory.min_growth_per_hour == 10 * 2**20
+    assert c.judge.leak.memory.percent_of_node_memory == 25.0
+    assert c.repair.restart_command.docker == ("systemctl", "restart", "docker")
+
+
+def test_empty_file_is_defaults(tmp_path: Path) -> None:
+    assert load(write(tmp_path, "# nothing\n")) == Config.defaults()
+
+
+def test_overrides_win_over_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "metrics: {port: 9200}\nchecks: {dockerPing: {deadline: 5s}}\n")
+    c = load(
+        path,
+        overrides={
+            "metrics.port": 9300,
+            "checks.dockerPing.deadline": "2s",
+            "nodeName": "from-env",
+        },
+    )
+    assert c.metrics.port == 9300
+    assert c.checks.docker_ping.deadline == 2.0
+    assert c.node_name == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        ("3s", 3.0),
+        ("500ms", 0.5),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        (2, 2.0),
+        (0.25, 0.25),
+        ("1.5s", 1.5),
+        ("10", 10.0),
+    ],
+)
+def test_durations(raw: object, seconds: float) -> None:
+    assert parse_duration(raw) == pytest.approx(seconds)
+
+
+def message(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert str(info.value).startswith(path + ": ")
+    return str(info.value)[len(path) + 2 :]
+
+
+def test_syntax_error_names_line(tmp_path: Path) -> None:
+    text = message(tmp_path, "docker:\n  enabled: true\n  socket: [unclosed\nmetrics: {}\n")
+    assert re.match(r"line \d+, column \d+: invalid YAML", text), text
+
+
+def test_unknown_key_named(tmp_path: Path) -> None:
+    text = message(tmp_path, "checks:\n  dockerPing:\n    dedline: 3s\n")
+    assert text.startswith("checks.dockerPing.dedline: unknown key")
+    assert "deadline" in text  # the known keys are listed, so the typo is obvious
+
+
+def test_snake_case_key_is_unknown(tmp_path: Path) -> None:
+    assert message(tmp_path, "judge: {raise_after: 2}\n").startswith("judge.raise_after: unknown")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        (
+            "checks: {dockerPing: {deadline: -1s}}",
+            "checks.dockerPing.deadline: must be a positive duration like '3s', got '-1s'",
+        ),
+        (
+            "checks: {criStatus: {interval: 0}}",
+            "checks.criStatus.interval: must be a positive duration like '3s', got 0",
+        ),
+        (
+            "checks: {criStatus: {interval: soon}}",
+            "checks.criStatus.interval: must be a positive duration like '3s', got 'soon'",
+        ),
+        (
+            "docker: {enabled: yes please}",
+            "docker.enabled: must be true or false, got 'yes please'",
+        ),
+        ("judge: {raiseAfter: 0}", "judge.raiseAfter: must be at least 1, got 0"),
+        ("judge: {raiseAfter: 2.5}", "judge.raiseAfter: must be a whole number, got 2.5"),
+        ("metrics: {port: 70000}", "metrics.port: must be a port 0-65535, got 70000"),
+        (
+            "judge: {leak: {memory: {ceiling: lots}}}",
+            "judge.leak.memory.ceiling: must be a size like '2Gi' or a number, got 'lots'",
+        ),
+        (
+            "judge: {leak: {fds: {minRelativeGrowth: 2}}}",
+            "judge.leak.fds.minRelativeGrowth: must be a fraction from 0 to 1, got 2",
+        ),
+        (
+            "repair: {rebootCommand: reboot}",
+            "repair.rebootCommand: must be a non-empty list of strings (argv), got 'reboot'",
+        ),
+        ("docker: true", "docker: must be a mapping of keys, got True"),
+        ("- a\n- b", "top level: must be a mapping of keys, got ['a', 'b']"),
+        (
+            "judge: {leak: {minSpan: 2h}}",
+            "judge.leak.minSpan: must not exceed judge.leak.window (7200s > 3600s)",
+        ),
+        (
+            "docker: {enabled: false}\ncontainerd: {enabled: false}",
+            "docker.enabled, containerd.enabled: at least one must be true",
+        ),
+    ],
+)
+def test_bad_values_name_key_path(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    assert message(tmp_path, yaml_text + "\n") == expected
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=r"nope.yaml: cannot read: No such file"):
+        load(path)
+
+
+def test_bad_override_names_source() -> None:
+    with pytest.raises(ConfigError, match=r"^overrides: metrics.port: must be a whole number"):
+        load(None, overrides={"metrics.port": "http"})
+
+
+def test_config_is_frozen() -> None:
+    c = Config.defaults()
+    with pytest.raises(AttributeError):
+        c.node_name = "x"  # type: ignore[misc]
+
+
+def test_doc_is_current() -> None:
+    """docs/configuration.md embeds reference_table() verbatim; regenerate it when this fails:
+    .venv/bin/python -c 'import nodeprobe.config as c; print(c.reference_table())'."""
+    assert reference_table() in DOC.read_text(), "docs/configuration.md is out of date"
+
+
+def test_doc_lists_every_key() -> None:
+    table = reference_table()
+    for key in (
+        "nodeName",
+        "checks.dockerPing.deadline",
+        "judge.leak.memory.percentOfNodeMemory",
+        "repair.restartCommand.containerd",
+        "kubernetes.eventAggregation",
+    ):
+        assert f"| `{key}` |" in table
