@@ -6,9 +6,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := docker.io containerd runc busybox-static prometheus debootstrap golang-go \
-          golang-github-masterminds-sprig-dev git
+          golang-github-masterminds-sprig-dev golang-github-masterminds-semver-dev \
+          golang-gopkg-yaml.v2-dev git util-linux
 
-.PHONY: demo test deps deps-system lint typecheck bench stubs clean
+.PHONY: demo test deps deps-system lint typecheck bench stubs manifests clean
 
 demo: deps
 	$(PY) -m tests.harness.demo
@@ -29,6 +30,10 @@ bench: deps
 stubs: deps
 	$(PY) -m nodeprobe.cri.regenerate
 
+# Re-render manifests/ (and copy the operator's CRDs into the chart) after a chart change.
+manifests: deps
+	$(PY) -m tools.render --write-manifests
+
 deps: deps-system $(STAMP)
 
 # Debian packages: the real runtimes, promtool, the chart renderer's toolchain, kubectl.
@@ -48,4 +53,4 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build/ *.egg-info .pytest_cache .mypy_cache .ruff_cache

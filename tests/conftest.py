@@ -44,3 +44,6 @@ def own_runtimes() -> Iterator[Sandbox]:
     finally:
         sandbox.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+from tests.kube.fixtures import kube  # noqa: E402,F401  (a private Kubernetes API double per test)

@@ -269,6 +269,21 @@ class RepairSettings:
         "str",
         "Where goroutine dumps (SIGUSR1) are kept before a repair.",
     )
+    dockerd_pidfile: str = _leaf(
+        "/var/run/docker.pid",
+        "str",
+        "dockerd's pidfile, to send it SIGUSR1 (goroutine dump) before a restart.",
+    )
+    dockerd_exec_root: str = _leaf(
+        "/var/run/docker",
+        "str",
+        "dockerd's --exec-root, where it writes goroutine-stacks-*.log on SIGUSR1.",
+    )
+    dry_run: bool = _leaf(
+        False,
+        "bool",
+        "Log and report what a repair would run, and run nothing.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,151 @@
+"""`nodeprobe agent`: wires config, probes, the loop, metrics, and Kubernetes unless standalone."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from nodeprobe.agent import Agent, Publishers
+from nodeprobe.commands.common import build_probes, disabled_checks, resolve, runtime_overrides
+from nodeprobe.config import Config, ConfigError, load
+from nodeprobe.publish.metrics import Metrics
+from nodeprobe.publish.server import MetricsServer, MetricsServerError, ServerSettings
+
+if TYPE_CHECKING:
+    from nodeprobe.repair.executor import RepairExecutor
+
+log = logging.getLogger("nodeprobe.agent")
+
+EXIT_CONFIG = 2
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    overrides = runtime_overrides(args)
+    if args.node_name:
+        overrides["nodeName"] = args.node_name
+    if args.metrics_address:
+        overrides["metrics.address"] = args.metrics_address
+    if args.metrics_port is not None:
+        overrides["metrics.port"] = args.metrics_port
+    return overrides
+
+
+def in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def _kube_publishers(config: Config, kubeconfig: str | None, metrics: Metrics) -> Publishers:
+    from nodeprobe.publish.conditions import ConditionSettings, ConditionWriter
+    from nodeprobe.publish.events import EventRecorder, EventSettings
+    from nodeprobe.publish.kube import new_api_client
+
+    api = new_api_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
+    kube = config.kubernetes
+    writer = ConditionWriter(
+        config.node_name, api,
+        settings=ConditionSettings(heartbeat_s=kube.heartbeat),
+        on_error=lambda _: metrics.publish_error("node_status"),
+    )
+    recorder = EventRecorder(
+        config.node_name, api,
+        settings=EventSettings(aggregate_window_s=kube.event_aggregation),
+        on_error=lambda _: metrics.publish_error("event"),
+    )
+    return Publishers(conditions=writer, events=recorder)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=os.environ.get("NODEPROBE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load(args.config, overrides=_overrides(args))
+    except ConfigError as e:
+        log.error("bad configuration: %s", e)
+        return EXIT_CONFIG
+
+    standalone = args.standalone or (not args.kubeconfig and not in_cluster())
+    if not standalone and not config.node_name:
+        log.error("no node name: pass --node-name or set NODE_NAME (a DaemonSet sets it from "
+                  "spec.nodeName through the downward API)")
+        return EXIT_CONFIG
+
+    endpoints = resolve(config)
+    for note in endpoints.notes:
+        log.warning("%s", note)
+    probes = build_probes(config, endpoints)
+    disabled_checks(config, probes)
+    if not probes:
+        log.error("nothing to probe: no dockerd or containerd socket found; see --docker-socket, "
+                  "--containerd-socket")
+        return EXIT_CONFIG
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    publishers = Publishers()
+    if standalone:
+        log.info("standalone mode: no Kubernetes API; transitions go to this log")
+    else:
+        from nodeprobe.publish.kube import KubeConfigError
+
+        try:
+            publishers = _kube_publishers(config, args.kubeconfig, metrics)
+        except KubeConfigError as e:
+            log.error("%s", e)
+            return EXIT_CONFIG
+
+    server = None
+    if config.metrics.port:
+        server = MetricsServer(registry, metrics, settings=ServerSettings(
+            host=config.metrics.address, port=config.metrics.port,
+            need_node_status=not standalone))
+        try:
+            server.start()
+        except MetricsServerError as e:
+            log.error("%s", e)
+            return EXIT_CONFIG
+        log.info("metrics on http://%s:%d/metrics", config.metrics.address, server.port)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    repair = _start_repair(config, args.kubeconfig, standalone)
+    try:
+        Agent(config, probes=probes, metrics=metrics, publishers=publishers).run(stop)
+    finally:
+        if repair is not None:
+            repair.stop()
+        if server is not None:
+            server.stop()
+        for probe in probes:
+            probe.close()
+    return 0
+
+
+def _start_repair(
+    config: Config, kubeconfig: str | None, standalone: bool
+) -> RepairExecutor | None:
+    """Node-local repairs run only when enabled and connected to a cluster."""
+    if not config.repair.enabled:
+        return None
+    if standalone:
+        log.warning("repair.enabled is set but the agent is standalone: no repairs will run")
+        return None
+    from nodeprobe.repair.executor import start_executor
+
+    return start_executor(config, kubeconfig=kubeconfig)

@@ -1,0 +1,95 @@
+"""A small JSON-in, JSON-out door to the Kubernetes API on top of the official client's auth.
+
+Why not the generated models: the operator reads a handful of fields from nodes, pods and its own
+custom resources; plain dicts keep that obvious and tolerate fields the models do not know.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from nodeprobe.model import COMPONENT, EventType
+
+log = logging.getLogger(__name__)
+
+MERGE = "application/merge-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+REQUEST_TIMEOUT_S = 15.0
+"""A slow API server must not stall the reconcile loop for long."""
+
+
+class KubeError(RuntimeError):
+    """The API refused or failed a request; `status` is the HTTP status (0 when unreachable)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Kube:
+    """Raw requests with the credentials of an `ApiClient` (kubeconfig or in-cluster)."""
+
+    def __init__(self, api: client.ApiClient, *, field_manager: str = f"{COMPONENT}-operator"
+                 ) -> None:
+        self.api = api
+        self.field_manager = field_manager
+        """Sent with every write, so managedFields and audit logs name the replica."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: object = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        if method in ("POST", "PATCH", "PUT"):
+            query = {**(query or {}), "fieldManager": self.field_manager}
+        params = self.api.param_serialize(
+            method, path, query_params=list((query or {}).items()), header_params=headers,
+            body=body, auth_settings=["BearerToken"])
+        try:
+            resp = self.api.call_api(*params, _request_timeout=REQUEST_TIMEOUT_S)
+            raw: bytes = resp.read()  # type: ignore[no-untyped-call]
+        except ApiException as e:
+            raise KubeError(e.status or 0, f"{method} {path}: {e.reason}") from e
+        except OSError as e:
+            raise KubeError(0, f"{method} {path}: {e}") from e
+        if not 200 <= resp.status <= 299:
+            try:
+                message = json.loads(raw).get("message", "")
+            except (ValueError, AttributeError):
+                message = raw[:200].decode(errors="replace") if raw else ""
+            raise KubeError(resp.status, f"{method} {path}: HTTP {resp.status} {message}")
+        return json.loads(raw) if raw else {}
+
+    def items(self, path: str, *, query: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        return list(self.request("GET", path, query=query).get("items") or [])
+
+    def event(self, *, involved: Mapping[str, Any], kind: EventType, reason: str, message: str,
+              namespace: str = "default", now: str) -> None:
+        """Best effort: an Event that cannot be written is logged, never fatal."""
+        name = involved.get("name", "x")
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{name}.{uuid.uuid4().hex[:12]}", "namespace": namespace},
+            "involvedObject": dict(involved), "type": kind.value, "reason": reason,
+            "message": message[:1000], "source": {"component": f"{COMPONENT}-operator"},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": f"{COMPONENT}-operator",
+        }
+        try:
+            self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+        except KubeError as e:
+            log.warning("could not record event %s on %s: %s", reason, name, e)

@@ -1,0 +1,193 @@
+"""Node condition writer, modelled on node-problem-detector's condition manager.
+
+The agent loop calls `update()` with the judged conditions and `sync()` about once a second.
+`sync()` writes only when a condition changed (status, reason or message) or the heartbeat is due,
+with one strategic-merge PATCH to `nodes/{node}/status` that carries nodeprobe's conditions only:
+conditions merge by `type`, so kubelet's `Ready` and NPD's conditions are never touched.
+
+The decision ("what to write now") is the pure function `plan`; `ConditionWriter` does the I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client as k8s
+
+from nodeprobe.model import COMPONENT, Condition, ConditionType
+from nodeprobe.publish.kube import (
+    API_ERRORS,
+    REQUEST_TIMEOUT_S,
+    SMP,
+    Backoff,
+    RetrySettings,
+    describe_error,
+    rfc3339,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionSettings:
+    heartbeat_s: float = 300.0
+    """Rewrite unchanged conditions this often (s), so a stale lastHeartbeatTime means a dead
+    agent; NPD's default. Steady state costs one write per node per heartbeat."""
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+    """Longest one PATCH may take (s)."""
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    """Back-off after a failed write."""
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the API server last accepted from us, and when."""
+
+    conditions: Mapping[ConditionType, Condition]
+    at: float
+
+
+def changed(desired: Mapping[ConditionType, Condition], written: Written | None) -> bool:
+    """True when any condition differs in what a reader sees (status, reason, message)."""
+    if written is None:
+        return bool(desired)
+    for ctype, cond in desired.items():
+        old = written.conditions.get(ctype)
+        if old is None or (old.status, old.reason, old.message) != (
+            cond.status,
+            cond.reason,
+            cond.message,
+        ):
+            return True
+    return False
+
+
+def plan(
+    desired: Mapping[ConditionType, Condition],
+    written: Written | None,
+    now: float,
+    *,
+    heartbeat_s: float,
+) -> str | None:
+    """Why to write now ("first", "changed", "heartbeat"), or None to stay quiet."""
+    if not desired:
+        return None
+    if written is None:
+        return "first"
+    if changed(desired, written):
+        return "changed"
+    if now - written.at >= heartbeat_s:
+        return "heartbeat"
+    return None
+
+
+def patch_body(conditions: Mapping[ConditionType, Condition], now: float) -> dict[str, Any]:
+    """The strategic merge patch: our conditions only, in a stable order."""
+    order = list(ConditionType)
+    items = sorted(conditions.values(), key=lambda c: order.index(c.type))
+    return {
+        "status": {
+            "conditions": [
+                {
+                    "type": str(c.type),
+                    "status": str(c.status),
+                    "reason": c.reason,
+                    "message": c.message,
+                    "lastTransitionTime": rfc3339(c.since),
+                    "lastHeartbeatTime": rfc3339(now),
+                }
+                for c in items
+            ]
+        }
+    }
+
+
+class ConditionWriter:
+    """Keeps the Node's nodeprobe conditions equal to the latest judged state.
+
+    Never raises into the loop for API trouble: the desired state is kept, the error counted, and
+    the write retried with back-off; after an outage it writes the latest state, not the history.
+    """
+
+    def __init__(
+        self,
+        node: str,
+        api_client: k8s.ApiClient,
+        *,
+        now: Callable[[], float] = time.time,
+        settings: ConditionSettings | None = None,
+        on_write: Callable[[], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self._node = node
+        self._api = k8s.CoreV1Api(api_client)
+        self._now = now
+        self._settings = settings or ConditionSettings()
+        self._on_write = on_write
+        self._on_error = on_error
+        self._backoff = Backoff(self._settings.retry)
+        self._lock = threading.Lock()
+        self._desired: dict[ConditionType, Condition] = {}
+        self._written: Written | None = None
+        self.writes = 0
+        """Successful PATCHes."""
+        self.errors = 0
+        """Failed PATCHes."""
+        self.last_error = ""
+        """The latest failure, for /readyz and logs; empty after a success."""
+
+    @property
+    def written(self) -> Written | None:
+        return self._written
+
+    def update(self, conditions: Mapping[ConditionType, Condition] | Iterable[Condition]) -> None:
+        """Record the desired state; types not mentioned keep their previous desired value."""
+        items = conditions.values() if isinstance(conditions, Mapping) else conditions
+        with self._lock:
+            for cond in items:
+                self._desired[cond.type] = cond
+
+    def sync(self) -> bool:
+        """Write if needed and allowed now; True when a write succeeded. Never raises API errors."""
+        now = self._now()
+        with self._lock:
+            desired = dict(self._desired)
+        why = plan(desired, self._written, now, heartbeat_s=self._settings.heartbeat_s)
+        if why is None or not self._backoff.ready(now):
+            return False
+        try:
+            self._api.patch_node_status(
+                self._node,
+                patch_body(desired, now),
+                field_manager=COMPONENT,
+                _content_type=SMP,
+                _request_timeout=self._settings.request_timeout_s,
+            )
+        except API_ERRORS as e:
+            self._failed(e, now)
+            return False
+        if self._backoff.failures:
+            log.info("node status writes work again after %d failures", self._backoff.failures)
+        self._backoff.succeeded()
+        self._written = Written(desired, now)
+        self.writes += 1
+        self.last_error = ""
+        log.debug("wrote %d conditions to node %s (%s)", len(desired), self._node, why)
+        if self._on_write is not None:
+            self._on_write()
+        return True
+
+    def _failed(self, e: BaseException, now: float) -> None:
+        msg = describe_error(e, what=f"PATCH nodes/{self._node}/status")
+        delay = self._backoff.failed(now)
+        self.errors += 1
+        self.last_error = msg
+        level = logging.WARNING if self._backoff.failures == 1 else logging.DEBUG
+        log.log(level, "%s; keeping the state, next try in %.0fs", msg, delay)
+        if self._on_error is not None:
+            self._on_error(msg)

@@ -1,0 +1,236 @@
+"""The agent's side of a remediation: carry out what a NodeRemediation asks of this node.
+
+The operator never runs commands on nodes; it sets phase ActionRequested and waits. This executor,
+inside the node's agent, sees that, writes `status.agent.state = Started` before acting (so a
+restarted agent never repeats a half-done action blindly), acts, and reports Done or Failed for
+the same rung. A reboot is reported Done after the node comes back with a new bootID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from nodeprobe.model import (
+    NODE_REMEDIATIONS,
+    REMEDIATION_GROUP,
+    REMEDIATION_NODE_LABEL,
+    REMEDIATION_VERSION,
+    RemediationAction,
+    RemediationPhase,
+    RepairState,
+    Runtime,
+)
+from nodeprobe.repair import actions
+from nodeprobe.repair.actions import ActionResult, RepairSettings
+
+log = logging.getLogger(__name__)
+
+MERGE = "application/merge-patch+json"
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class RemediationStore(Protocol):
+    """Where the executor reads and reports NodeRemediations (the API server in production)."""
+
+    def for_node(self, node: str) -> list[dict[str, Any]]: ...
+
+    def patch_status(self, name: str, status: Mapping[str, Any]) -> None: ...
+
+
+class KubeRemediationStore:
+    """NodeRemediations through the Kubernetes API, listed by the node label."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = client.CustomObjectsApi(api)
+
+    def for_node(self, node: str) -> list[dict[str, Any]]:
+        raw: Any = self._api.list_cluster_custom_object(
+            REMEDIATION_GROUP, REMEDIATION_VERSION, NODE_REMEDIATIONS,
+            label_selector=f"{REMEDIATION_NODE_LABEL}={node}", _preload_content=False)
+        items: list[dict[str, Any]] = json.loads(raw.data).get("items") or []
+        return items
+
+    def patch_status(self, name: str, status: Mapping[str, Any]) -> None:
+        self._api.patch_cluster_custom_object_status(
+            REMEDIATION_GROUP, REMEDIATION_VERSION, NODE_REMEDIATIONS, name,
+            {"status": dict(status)}, _content_type=MERGE)
+
+
+class RepairExecutor:
+    """Polls NodeRemediations labelled for `node_name` and carries out requested actions."""
+
+    def __init__(
+        self,
+        node_name: str,
+        api: client.ApiClient | None,
+        settings: RepairSettings | None = None,
+        *,
+        dry_run: bool = False,
+        now: Callable[[], float] = time.time,
+        store: RemediationStore | None = None,
+    ) -> None:
+        self.node_name = node_name
+        self.settings = settings or RepairSettings()
+        self.dry_run = dry_run
+        self.now = now
+        if store is None:
+            if api is None:
+                raise ValueError("RepairExecutor needs an ApiClient or a RemediationStore")
+            store = KubeRemediationStore(api)
+        self._store = store
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Poll in a daemon thread until `stop()`; API errors are logged and retried."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="nodeprobe-repair", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except (ApiException, OSError, ValueError) as e:
+                log.warning("repair executor: could not read NodeRemediations: %s", e)
+            self._stop.wait(self.settings.poll_interval_s)
+
+    # ---- one pass ----------------------------------------------------------------------------
+
+    def poll_once(self) -> list[str]:
+        """Handle every NodeRemediation in ActionRequested for this node; return their names."""
+        handled = []
+        for nr in self._store.for_node(self.node_name):
+            spec, status = nr.get("spec") or {}, nr.get("status") or {}
+            if spec.get("nodeName") != self.node_name:
+                continue
+            if status.get("phase") != RemediationPhase.ACTION_REQUESTED:
+                continue
+            if self._handle(str(nr["metadata"]["name"]), int(spec.get("rung", 0)), status):
+                handled.append(str(nr["metadata"]["name"]))
+        return handled
+
+    def _handle(self, name: str, rung: int, status: Mapping[str, Any]) -> bool:
+        agent = status.get("agent") or {}
+        try:
+            action = RemediationAction(str(status.get("action")))
+        except ValueError:
+            self._report(name, rung, RepairState.FAILED,
+                         f"unknown action {status.get('action')!r}")
+            return True
+        if agent.get("rung") == rung:
+            if agent.get("state") != RepairState.STARTED:
+                return False  # already reported for this rung
+            if action is RemediationAction.REBOOT:
+                current = actions.boot_id(self.settings)
+                if current and current != agent.get("bootID"):
+                    self._report(name, rung, RepairState.DONE, f"node rebooted (bootID {current})")
+                    return True
+                return False
+            self._report(name, rung, RepairState.FAILED,
+                         "the agent restarted while the action ran; not repeating it blindly")
+            return True
+        boot = actions.boot_id(self.settings)
+        self._report(name, rung, RepairState.STARTED, f"{action.value} started", bootID=boot)
+        result = self._act(name, action, status)
+        self._report(name, rung, RepairState.DONE if result.ok else RepairState.FAILED,
+                     result.message, bootID=boot)
+        return True
+
+    def _act(self, name: str, action: RemediationAction,
+             status: Mapping[str, Any]) -> ActionResult:
+        if action is RemediationAction.REBOOT:
+            log.warning("rebooting node %s for %s", self.node_name, name)
+            return actions.reboot(self.settings, dry_run=self.dry_run)
+        if action is not RemediationAction.RESTART_RUNTIME:
+            return ActionResult(False, f"{action.value} is not a node-local action")
+        try:
+            runtime = Runtime(str(status.get("runtime") or Runtime.CONTAINERD.value))
+        except ValueError:
+            return ActionResult(False, f"unknown runtime {status.get('runtime')!r}")
+        notes = []
+        dump_path: str | None = None
+        since = time.time()
+        if runtime is Runtime.DOCKERD:
+            dump = actions.dump_goroutines(self.settings, dry_run=self.dry_run)
+            notes.append(dump.message)
+            dump_path = dump.dump_path
+            if dump_path:
+                self._patch(name, {"goroutineDumpPath": dump_path})
+        log.warning("restarting %s on %s for %s", runtime.value, self.node_name, name)
+        result = actions.restart_runtime(runtime, self.settings, dry_run=self.dry_run)
+        if runtime is Runtime.DOCKERD and not self.dry_run and not dump_path:
+            late = actions.late_dump(self.settings, since)
+            if late:
+                self._patch(name, {"goroutineDumpPath": late})
+                notes.append(f"goroutine stacks written to {late} once dockerd resumed")
+        return ActionResult(result.ok, "; ".join([*notes, result.message]))
+
+    def _report(self, name: str, rung: int, state: RepairState, message: str,
+                **extra: str) -> None:
+        log.info("%s rung %d: %s: %s", name, rung, state.value, message)
+        self._patch(name, {"agent": {"rung": rung, "state": state.value, "message": message,
+                                     "at": _iso(self.now()), "node": self.node_name, **extra}})
+
+    def _patch(self, name: str, status: Mapping[str, Any]) -> None:
+        self._store.patch_status(name, status)
+
+
+def start_executor(config: Any, *, kubeconfig: str | None = None, dry_run: bool = False,
+                   base: RepairSettings | None = None) -> RepairExecutor:
+    """Build and start the executor from the agent's config tree (`config.repair`, sockets).
+
+    Credentials: `kubeconfig` when given, else the pod's service account. `base` supplies what
+    the config tree does not carry yet (dockerd's pidfile and exec-root, timeouts).
+    """
+    from nodeprobe.discovery import AUTO, CONTAINERD_SOCKETS, DOCKER_SOCKETS, find_socket
+    from nodeprobe.publish.kube import new_api_client
+
+    repair = config.repair
+
+    def sock(value: str, candidates: tuple[str, ...], default: str) -> Path:
+        return Path((find_socket(candidates) or default) if value == AUTO else value)
+
+    settings = dataclasses.replace(
+        base or RepairSettings(),
+        restart_commands=MappingProxyType({
+            Runtime.DOCKERD: tuple(repair.restart_command.docker),
+            Runtime.CONTAINERD: tuple(repair.restart_command.containerd)}),
+        reboot_command=tuple(repair.reboot_command),
+        dump_dir=Path(repair.dump_dir) if repair.dump_dir else None,
+        dockerd_pidfile=Path(repair.dockerd_pidfile),
+        dockerd_exec_root=Path(repair.dockerd_exec_root),
+        dockerd_socket=sock(config.docker.socket, DOCKER_SOCKETS, DOCKER_SOCKETS[0]),
+        containerd_socket=sock(config.containerd.socket, CONTAINERD_SOCKETS,
+                               CONTAINERD_SOCKETS[0]),
+    )
+    api = new_api_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
+    executor = RepairExecutor(config.node_name, api, settings,
+                              dry_run=dry_run or repair.dry_run)
+    executor.start()
+    return executor

@@ -1,0 +1,159 @@
+"""The Dockerfile builds with the real dockerd, offline, and the image diagnoses a real dockerd.
+
+No registry is reachable, so the base is a debootstrapped bookworm imported into the sandbox
+dockerd (tests/deploy/baseimage.py) and the dependencies come from a wheelhouse downloaded on the
+host. The build runs with network "none": nothing in it may reach out.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from docker.utils.build import exclude_paths
+
+from tests.deploy import baseimage
+from tests.harness.runtimes import Sandbox
+from tools import render
+
+pytestmark = pytest.mark.timeout(900)  # a fresh machine debootstraps and downloads first
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "nodeprobe-test/nodeprobe:test"
+
+
+def _context(tmp: Path) -> Path:
+    """The files `docker build .` would send (per .dockerignore), plus the wheelhouse."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    ctx = tmp / "ctx"
+    for rel in sorted(exclude_paths(str(ROOT), patterns, dockerfile="Dockerfile")):
+        src = ROOT / rel
+        if src.is_file():
+            dst = ctx / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    shutil.copy2(ROOT / ".dockerignore", ctx / ".dockerignore")
+    shutil.copytree(baseimage.wheelhouse(ROOT / "pyproject.toml"), ctx / "build" / "wheelhouse")
+    return ctx
+
+
+def _build(client: Any, ctx: Path, base: str) -> list[str]:
+    log: list[str] = []
+    for chunk in client.build(
+        path=str(ctx), tag=IMAGE, rm=True, forcerm=True, decode=True, network_mode="none",
+        buildargs={"BASE_IMAGE": base, "PIP_NO_INDEX": "1"},
+    ):
+        if "error" in chunk:
+            pytest.fail("docker build failed: " + chunk["error"] + "\n" + "".join(log[-40:]))
+        log.append(chunk.get("stream", ""))
+    return log
+
+
+@pytest.fixture(scope="module")
+def built_image(_session_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[tuple[Any, float]]:
+    client = docker.APIClient(base_url=f"unix://{_session_sandbox.dockerd.socket}",
+                              version="auto", timeout=600)
+    try:
+        base = baseimage.import_base(client)
+        started = time.monotonic()
+        _build(client, _context(tmp_path_factory.mktemp("image")), base)
+        yield client, time.monotonic() - started
+    finally:
+        client.close()
+
+
+def _run(client: Any, *, command: list[str], user: str | None = None,
+         binds: dict[str, dict[str, str]] | None = None, entrypoint: list[str] | None = None
+         ) -> tuple[int, str]:
+    host_config = client.create_host_config(binds=binds or {}, network_mode="none",
+                                            read_only=True)
+    container = client.create_container(IMAGE, command=command, user=user or "",
+                                        entrypoint=entrypoint, host_config=host_config)
+    try:
+        client.start(container)
+        status = client.wait(container, timeout=120)["StatusCode"]
+        return status, client.logs(container).decode(errors="replace")
+    finally:
+        client.remove_container(container, force=True)
+
+
+def test_image_runs_check_against_a_real_dockerd(
+    built_image: tuple[Any, float], runtimes: Sandbox
+) -> None:
+    client, build_s = built_image
+    size_mb = client.inspect_image(IMAGE)["Size"] / 1e6
+    print(f"image build took {build_s:.1f}s; image size {size_mb:.0f} MB")
+    sock = str(runtimes.dockerd.socket)
+    status, out = _run(
+        client,
+        command=["check", "--docker-socket", "/var/run/docker.sock", "--no-containerd",
+                 "--no-process"],
+        user="0",  # the socket is root's, as on a node
+        binds={sock: {"bind": "/var/run/docker.sock", "mode": "rw"}},
+    )
+    assert status == 0, out
+    assert "dockerd" in out
+
+
+def test_image_checks_both_runtimes_laid_out_as_the_chart_mounts_them(
+    built_image: tuple[Any, float], runtimes: Sandbox, tmp_path: Path
+) -> None:
+    """The chart's own config file and mounts: docker.sock as a file, containerd's directory
+    read-only under /host, read-only root filesystem, uid 0."""
+    client, _ = built_image
+    values = tmp_path / "values.yaml"
+    values.write_text("agent:\n  config:\n    containerd:\n      requireNetworkReady: false\n")
+    objects = render.render(render.CHART, [values]).objects
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    (config_dir / "config.yaml").write_text(cm["data"]["config.yaml"])
+    status, out = _run(
+        client,
+        command=["check", "--config", "/etc/nodeprobe/config.yaml", "--no-process"],
+        user="0",
+        binds={
+            str(runtimes.dockerd.socket): {"bind": "/var/run/docker.sock", "mode": "rw"},
+            str(runtimes.containerd.socket.parent): {"bind": "/host/run/containerd",
+                                                     "mode": "ro"},
+            str(config_dir): {"bind": "/etc/nodeprobe", "mode": "ro"},
+        },
+    )
+    assert status == 0, out
+    assert "containerd" in out and "dockerd" in out
+
+
+def test_image_is_non_root_and_has_no_build_tools(built_image: tuple[Any, float]) -> None:
+    client, _ = built_image
+    config = client.inspect_image(IMAGE)["Config"]
+    assert config["User"] == "65532:65532"
+    assert config["Entrypoint"] == ["nodeprobe"]
+    status, out = _run(
+        client, entrypoint=["python3", "-c"],
+        command=["import importlib.util as u, shutil, sys; "
+                 "found = [m for m in ('pip', 'setuptools') if u.find_spec(m)] + "
+                 "[t for t in ('gcc', 'cc', 'make', 'pip', 'pip3') if shutil.which(t)]; "
+                 "print(found); sys.exit(1 if found else 0)"],
+    )
+    assert status == 0, f"build tools left in the final image: {out}"
+    # Repair mode runs `nsenter -t 1 ... systemctl`: nsenter must be in the image.
+    status, out = _run(client, entrypoint=["nsenter"], command=["--version"])
+    assert status == 0, out
+
+
+def test_image_help_lists_every_subcommand(built_image: tuple[Any, float]) -> None:
+    client, _ = built_image
+    status, out = _run(client, command=["--help"])
+    assert status == 0, out
+    for sub in ("check", "agent", "operator"):
+        assert sub in out

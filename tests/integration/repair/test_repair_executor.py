@@ -1,0 +1,159 @@
+"""The executor carries out a NodeRemediation on the real sandbox dockerd and reports back."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nodeprobe.model import Runtime
+from nodeprobe.repair import actions
+from nodeprobe.repair.executor import RepairExecutor
+from tests.harness.runtimes import Sandbox
+from tests.integration.repair.systemd_stub import Servicer
+from tests.integration.repair.test_repair_actions import settings_for
+
+
+class MemoryStore:
+    """NodeRemediations in a dict (the API is the only thing allowed to be a double)."""
+
+    def __init__(self, *objs: dict[str, Any]) -> None:
+        self.objs = {o["metadata"]["name"]: o for o in objs}
+        self.patches: list[tuple[str, dict[str, Any]]] = []
+
+    def for_node(self, node: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for o in self.objs.values() if o["spec"]["nodeName"] == node]
+
+    def patch_status(self, name: str, status: Mapping[str, Any]) -> None:
+        self.patches.append((name, copy.deepcopy(dict(status))))
+        self.objs[name].setdefault("status", {}).update(copy.deepcopy(dict(status)))
+
+
+def nr(name: str, node: str, *, action: str = "restart-runtime", runtime: str = "dockerd",
+       rung: int = 0, phase: str = "ActionRequested") -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {"nodeName": node, "rung": rung},
+            "status": {"phase": phase, "action": action, "runtime": runtime}}
+
+
+def test_restart_hung_dockerd_and_report(own_runtimes: Sandbox, tmp_path: Path) -> None:
+    store = MemoryStore(nr("a-1", "node-a"), nr("b-1", "node-b"),
+                        nr("a-0", "node-a", phase="Draining"))
+    s = settings_for(own_runtimes, tmp_path, dump_wait_s=2.0)
+    ex = RepairExecutor("node-a", None, s, store=store)
+    own_runtimes.dockerd.hang()
+    with Servicer(own_runtimes, tmp_path) as servicer:
+        assert ex.poll_once() == ["a-1"]
+    assert servicer.restarts == {"docker": 1, "containerd": 0}
+    assert actions.answers(Runtime.DOCKERD, s)
+    status = store.objs["a-1"]["status"]
+    assert status["agent"]["state"] == "Done" and status["agent"]["rung"] == 0
+    assert "restarted dockerd" in status["agent"]["message"]
+    # Started was written before acting, so a crashed agent never repeats blindly
+    assert [p[1]["agent"]["state"] for p in store.patches if "agent" in p[1]] == [
+        "Started", "Done"]
+    assert "status" not in store.objs["b-1"] or "agent" not in store.objs["b-1"]["status"]
+    assert ex.poll_once() == []  # reported already: nothing twice
+
+
+def test_restart_records_goroutine_dump(own_runtimes: Sandbox, tmp_path: Path) -> None:
+    """A leaking or slow dockerd still handles SIGUSR1: the dump path lands in the status."""
+    store = MemoryStore(nr("a-1", "node-a"))
+    ex = RepairExecutor("node-a", None, settings_for(own_runtimes, tmp_path), store=store)
+    old_pid = own_runtimes.dockerd.pid
+    with Servicer(own_runtimes, tmp_path):
+        assert ex.poll_once() == ["a-1"]
+    status = store.objs["a-1"]["status"]
+    assert status["agent"]["state"] == "Done" and own_runtimes.dockerd.pid != old_pid
+    assert Path(status["goroutineDumpPath"]).read_text().startswith("goroutine")
+
+
+def test_dry_run_agent_reports_failed_and_does_nothing(runtimes: Sandbox,
+                                                       tmp_path: Path) -> None:
+    store = MemoryStore(nr("a-1", "node-a"))
+    pid = runtimes.dockerd.pid
+    ex = RepairExecutor("node-a", None, settings_for(runtimes, tmp_path), dry_run=True,
+                        store=store)
+    assert ex.poll_once() == ["a-1"]
+    agent = store.objs["a-1"]["status"]["agent"]
+    assert agent["state"] == "Failed" and "dry run" in agent["message"]
+    assert runtimes.dockerd.pid == pid and not (tmp_path / "docker.request").exists()
+
+
+def test_agent_restarted_mid_action_does_not_repeat(runtimes: Sandbox, tmp_path: Path) -> None:
+    obj = nr("a-1", "node-a")
+    obj["status"]["agent"] = {"rung": 0, "state": "Started"}
+    store = MemoryStore(obj)
+    ex = RepairExecutor("node-a", None, settings_for(runtimes, tmp_path), store=store)
+    assert ex.poll_once() == ["a-1"]
+    assert store.objs["a-1"]["status"]["agent"]["state"] == "Failed"
+
+
+def test_reboot_reported_done_only_after_boot_id_changes(runtimes: Sandbox,
+                                                         tmp_path: Path) -> None:
+    boot = tmp_path / "boot_id"
+    boot.write_text("boot-1\n")
+    store = MemoryStore(nr("a-1", "node-a", action="reboot"))
+    s = settings_for(runtimes, tmp_path, boot_id_path=boot, reboot_command=("true",))
+    ex = RepairExecutor("node-a", None, s, store=store)
+    ex.poll_once()
+    agent = store.objs["a-1"]["status"]["agent"]
+    assert agent["state"] == "Done" and agent["bootID"] == "boot-1"
+    # a reboot command that returns (the node did not go down) is still only "Done" by word;
+    # the operator counts the rung by bootID. Started without a new bootID stays Started:
+    store.objs["a-1"]["status"]["agent"] = {"rung": 0, "state": "Started", "bootID": "boot-1"}
+    assert ex.poll_once() == []
+    boot.write_text("boot-2\n")
+    assert ex.poll_once() == ["a-1"]
+    assert "boot-2" in store.objs["a-1"]["status"]["agent"]["message"]
+
+
+def test_start_executor_from_agent_config_over_http(own_runtimes: Sandbox,
+                                                    tmp_path: Path) -> None:
+    """The agent's entry point: config tree -> running executor thread -> real restart."""
+    import dataclasses
+
+    from nodeprobe.config import Config
+    from nodeprobe.config.tree import RestartCommands
+    from nodeprobe.repair.executor import start_executor
+    from tests.integration.operator.cluster import cluster, wait_for
+    from tests.integration.repair.systemd_stub import command
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    stub = command(spool)
+    cfg = Config()
+    cfg = dataclasses.replace(
+        cfg, node_name="node-a",
+        docker=dataclasses.replace(cfg.docker, socket=str(own_runtimes.dockerd.socket)),
+        containerd=dataclasses.replace(cfg.containerd,
+                                       socket=str(own_runtimes.containerd.socket)),
+        repair=dataclasses.replace(
+            cfg.repair, enabled=True, dump_dir=str(tmp_path / "dumps"),
+            restart_command=RestartCommands(docker=tuple(a.replace("{unit}", "docker")
+                                                         for a in stub),
+                                            containerd=("false",))))
+    base = dataclasses.replace(settings_for(own_runtimes, spool), poll_interval_s=0.2)
+    with cluster() as kube:
+        kube.put_object({
+            "apiVersion": "nodeprobe.io/v1alpha1", "kind": "NodeRemediation",
+            "metadata": {"name": "a-1", "labels": {"nodeprobe.io/node": "node-a"}},
+            "spec": {"nodeName": "node-a", "policy": "p", "rung": 0},
+            "status": {"phase": "ActionRequested", "action": "restart-runtime",
+                       "runtime": "dockerd"}})
+
+        def agent_state() -> object:
+            nr = kube.get("noderemediations", "a-1", group="nodeprobe.io") or {}
+            return ((nr.get("status") or {}).get("agent") or {}).get("state")
+
+        ex = start_executor(cfg, kubeconfig=str(kube.kubeconfig), base=base)
+        try:
+            with Servicer(own_runtimes, spool) as servicer:
+                wait_for(lambda: agent_state() == "Done", timeout_s=60,
+                         what="the executor thread to report Done")
+        finally:
+            ex.stop()
+        status = (kube.get("noderemediations", "a-1", group="nodeprobe.io") or {})["status"]
+        assert kube.writes(resource="noderemediations", verb="patch") >= 2  # Started, Done
+    assert servicer.restarts["docker"] == 1
+    assert Path(status["goroutineDumpPath"]).parent == tmp_path / "dumps"  # kept off tmpfs

@@ -1,0 +1,263 @@
+"""The reconciler's wiring on an in-memory API: gates, ladder, drain and resume over many passes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nodeprobe.operator.ladder import iso, parse_iso
+from nodeprobe.operator.reconcile import Reconciler
+from tests.unit.operator.fake_kube import FakeKube
+
+T0 = parse_iso("2027-01-15T08:00:00Z") or 0.0
+SICK_SINCE = iso(T0 - 600)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def policy(kube: FakeKube, name: str = "p", **over: Any) -> None:
+    spec: dict[str, Any] = {
+        "triggers": [{"type": "ContainerRuntimeUnhealthy", "status": "True", "for": "1m"}],
+        "ladder": [{"action": "restart-runtime", "runtime": "docker", "timeout": "2m"},
+                   {"action": "reboot", "timeout": "5m"}, {"action": "escalate"}],
+        "maxConcurrent": 1, "coolDown": "10m", "drain": {"timeout": "1m"},
+    }
+    spec.update(over)
+    kube.policies[name] = {"metadata": {"name": name, "uid": f"uid-{name}"}, "spec": spec}
+
+
+def agent_pass(kube: FakeKube, clock: Clock, *, heal: bool = True) -> None:
+    """What the node's agent would do: report the restart done and clear the condition."""
+    for nr in kube.nrs.values():
+        st = nr.get("status") or {}
+        if st.get("phase") == "ActionRequested" and "agent" not in st:
+            st["agent"] = {"rung": nr["spec"]["rung"], "state": "Done", "message": "restarted"}
+            if heal:
+                kube.set_condition(nr["spec"]["nodeName"], "False", iso(clock.t))
+
+
+def run(kube: FakeKube, rec: Reconciler, clock: Clock, *, passes: int, step_s: float = 2.0,
+        heal: bool = True) -> list[set[str]]:
+    seen = []
+    for _ in range(passes):
+        rec.reconcile("p")
+        seen.append(kube.cordoned())
+        agent_pass(kube, clock, heal=heal)
+        clock.t += step_s
+    return seen
+
+
+def phases(kube: FakeKube) -> dict[str, str]:
+    return {nr["spec"]["nodeName"]: (nr.get("status") or {}).get("phase", "")
+            for nr in kube.nrs.values()}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_sick_node_restart_runtime_succeeds_and_is_uncordoned(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube)
+    kube.add_node("a", sick_since=SICK_SINCE)
+    kube.add_node("b")
+    kube.add_pod("a", "web", "web-1")
+    kube.add_pod("a", "kube-system", "proxy", daemonset=True)
+    kube.add_pod("a", "kube-system", "etcd", mirror=True)
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=10)
+    assert phases(kube) == {"a": "Succeeded"}
+    assert kube.cordoned() == set()
+    assert set(kube.pods) == {"kube-system/proxy", "kube-system/etcd"}  # DS + mirror stay
+    reasons = [e["reason"] for e in kube.events]
+    assert "RemediationOpened" in reasons and "RemediationSucceeded" in reasons
+    nr = next(iter(kube.nrs.values()))
+    assert nr["metadata"]["ownerReferences"][0] == {
+        "apiVersion": "v1", "kind": "Node", "name": "a", "uid": "uid-a",
+        "blockOwnerDeletion": False}
+    assert nr["status"]["cordonedByUs"] is True and nr["status"]["bootIDBefore"] == "boot-1"
+
+
+def test_max_concurrent_never_exceeded_over_the_run(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube, maxConcurrent=2)
+    for i in range(10):
+        kube.add_node(f"sick-{i}", sick_since=SICK_SINCE)
+        kube.add_node(f"ok-{i}")
+    rec = Reconciler(kube, clock=clock)
+    seen = run(kube, rec, clock, passes=80)
+    assert max(len(s) for s in seen) == 2
+    assert set(phases(kube).values()) == {"Succeeded"} and len(kube.nrs) == 10
+
+
+def test_min_healthy_blocks_and_says_why(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube, minHealthy="60%", maxConcurrent=5)
+    for i in range(5):
+        kube.add_node(f"sick-{i}", sick_since=SICK_SINCE)
+        kube.add_node(f"ok-{i}")
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=3)
+    assert kube.nrs == {} and kube.cordoned() == set()
+    status = kube.policies["p"]["status"]
+    assert "below minHealthy 60%" in status["message"]
+    blocked = [e for e in kube.events if e["reason"] == "RemediationBlocked"]
+    assert len(blocked) == 1 and "50% of 10 matched nodes are healthy" in blocked[0]["message"]
+
+
+def test_dry_run_writes_nothing_to_nodes_or_pods(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube, dryRun=True, maxConcurrent=3)
+    for i in range(3):
+        kube.add_node(f"sick-{i}", sick_since=SICK_SINCE)
+        kube.add_pod(f"sick-{i}", "web", f"web-{i}")
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=5)
+    node_or_pod_writes = {k: v for k, v in kube.writes.items()
+                          if "/nodes" in k or "/pods" in k}
+    assert node_or_pod_writes == {} and sum(kube.evictions.values()) == 0
+    assert kube.nrs == {}
+    plan = kube.policies["p"]["status"]["dryRunPlan"]
+    assert len(plan) == 3 and "would cordon sick-0, evict 1 pod(s)" in plan[0]
+    assert len([e for e in kube.events if e["reason"] == "DryRun"]) == 3
+
+
+def test_pdb_blocked_drain_retries_evictions_then_moves_on(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube, ladder=[{"action": "restart-runtime", "runtime": "docker"}],
+           drain={"timeout": "30s", "onTimeout": "fail"})
+    kube.add_node("a", sick_since=SICK_SINCE)
+    kube.add_pod("a", "db", "db-0")
+    kube.pdb_blocked.add("db/db-0")
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=30)
+    assert kube.evictions["db/db-0"] >= 3  # retried with back-off, never deleted directly
+    assert "db/db-0" in kube.pods
+    nr = next(iter(kube.nrs.values()))
+    assert nr["status"]["phase"] == "Failed" and "drain timed out" in nr["status"]["message"]
+    assert kube.cordoned() == set()  # a failed episode gives our cordon back
+
+
+def test_pdb_timeout_with_next_goes_to_the_next_rung(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube, drain={"timeout": "30s"})
+    kube.add_node("a", sick_since=SICK_SINCE)
+    kube.add_pod("a", "db", "db-0")
+    kube.pdb_blocked.add("db/db-0")
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=20)
+    nr = next(iter(kube.nrs.values()))
+    assert nr["spec"]["rung"] == 1
+
+
+def test_restarted_reconciler_resumes_the_same_remediation(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube)
+    kube.add_node("a", sick_since=SICK_SINCE)
+    kube.add_pod("a", "db", "db-0")
+    kube.pdb_blocked.add("db/db-0")
+    run(kube, Reconciler(kube, clock=clock), clock, passes=4)
+    assert phases(kube) == {"a": "Draining"}
+    kube.pdb_blocked.clear()
+    run(kube, Reconciler(kube, clock=clock), clock, passes=10)  # a fresh process, no memory
+    assert len(kube.nrs) == 1 and phases(kube) == {"a": "Succeeded"}
+    assert kube.cordoned() == set()
+
+
+def test_person_uncordoning_mid_drain_is_respected(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube)
+    kube.add_node("a", sick_since=SICK_SINCE)
+    kube.add_pod("a", "db", "db-0")
+    kube.pdb_blocked.add("db/db-0")
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=4)
+    kube.nodes["a"]["spec"]["unschedulable"] = False  # kubectl uncordon a
+    evictions = kube.evictions["db/db-0"]
+    run(kube, rec, clock, passes=5)
+    assert phases(kube) == {"a": "Failed"} and kube.cordoned() == set()
+    assert kube.evictions["db/db-0"] == evictions  # no more evictions after the uncordon
+
+
+def test_invalid_policy_rejected_with_clear_message(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube, ladder=[{"action": "reimage"}], coolDown="-5m",
+           nodeSelector={"matchExpressions": [{"key": "x", "operator": "Near"}]})
+    kube.add_node("a", sick_since=SICK_SINCE)
+    Reconciler(kube, clock=clock).reconcile("p")
+    status = kube.policies["p"]["status"]
+    assert status["valid"] is False and kube.nrs == {}
+    text = " ".join(status["problems"])
+    for needle in ("unknown action 'reimage'", "spec.coolDown: duration must not be negative",
+                   "operator 'Near'"):
+        assert needle in text
+    assert {e["reason"] for e in kube.events} == {"PolicyInvalid"}
+
+
+def test_healthy_cluster_costs_no_writes_after_the_first_pass(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube)
+    for i in range(5):
+        kube.add_node(f"ok-{i}")
+    rec = Reconciler(kube, clock=clock)
+    rec.reconcile("p")
+    before = sum(kube.writes.values())
+    run(kube, rec, clock, passes=20)
+    assert sum(kube.writes.values()) == before
+
+
+def test_reboot_rung_needs_a_new_boot_id(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube, ladder=[{"action": "reboot", "timeout": "1m"}, {"action": "escalate"}],
+           settleWindow="10s")
+    kube.add_node("a", sick_since=SICK_SINCE)
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=45, heal=False)  # agent says Done, bootID never changes
+    nr = next(iter(kube.nrs.values()))
+    assert nr["status"]["phase"] == "Escalated"
+    assert kube.cordoned() == {"a"}
+    assert kube.nodes["a"]["metadata"]["labels"]["nodeprobe.io/escalated"] == "true"
+    assert "Escalated" in [e["reason"] for e in kube.events]
+
+    kube2 = FakeKube()
+    policy(kube2, ladder=[{"action": "reboot", "timeout": "1m"}], settleWindow="10s")
+    kube2.add_node("a", sick_since=SICK_SINCE)
+    rec = Reconciler(kube2, clock=clock)
+    run(kube2, rec, clock, passes=5, heal=False)
+    assert phases(kube2) == {"a": "ActionRequested"}
+    kube2.nodes["a"]["status"]["nodeInfo"]["bootID"] = "boot-2"  # the node came back
+    kube2.set_condition("a", "False", iso(clock.t))
+    run(kube2, rec, clock, passes=12)
+    nr = next(iter(kube2.nrs.values()))
+    assert nr["status"]["phase"] == "Succeeded" and nr["status"]["bootIDAfter"] == "boot-2"
+
+
+def test_storm_recorded_then_cool_down_without_a_write_per_pass(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube, minHealthy="60%", maxConcurrent=5, stormCoolDown="5m")
+    for i in range(5):
+        kube.add_node(f"sick-{i}", sick_since=SICK_SINCE)
+        kube.add_node(f"ok-{i}")
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=2)
+    assert kube.policies["p"]["status"]["stormSince"]
+    for i in range(1, 5):
+        kube.set_condition(f"sick-{i}", "False", iso(clock.t))
+    run(kube, rec, clock, passes=2)
+    status = kube.policies["p"]["status"]
+    assert "stormSince" not in status and status["stormEndedAt"]
+    assert "storm cool-down until" in status["message"] and kube.nrs == {}
+    before = sum(kube.writes.values())
+    run(kube, rec, clock, passes=10)
+    assert sum(kube.writes.values()) == before  # stable message: no write per pass
+    clock.t += 300
+    run(kube, rec, clock, passes=10)
+    assert phases(kube) == {"sick-0": "Succeeded"}
