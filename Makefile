@@ -25,7 +25,7 @@ typecheck: deps
 	$(VENV)/bin/mypy
 
 bench: deps
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(BENCH)
 
 stubs: deps
 	$(PY) -m nodeprobe.cri.regenerate

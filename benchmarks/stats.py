@@ -21,8 +21,9 @@ class Summary:
 
     def row(self, unit: str, scale: float = 1.0) -> str:
         f = scale
-        return (f"{self.median * f:.1f} {unit} (p95 {self.p95 * f:.1f}, min {self.minimum * f:.1f}, "
-                f"max {self.maximum * f:.1f}, sd {self.stdev * f:.1f}; n={self.n})")
+        return (f"{self.median * f:.1f} {unit} (p95 {self.p95 * f:.1f}, "
+                f"min {self.minimum * f:.1f}, max {self.maximum * f:.1f}, "
+                f"sd {self.stdev * f:.1f}; n={self.n})")
 
 
 def summarize(samples: Sequence[float]) -> Summary:

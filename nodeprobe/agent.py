@@ -129,6 +129,8 @@ class Agent:
             self._seen.add((obs.runtime, obs.check))
             if len(self._seen) == len(self._expected):
                 self.metrics.mark_round_done()
+                log.info("first round of checks done: %s", ", ".join(
+                    f"{c.type}={c.status} ({c.reason})" for c in self.judge.conditions().values()))
         for event in events:
             level = logging.WARNING if event.type is EventType.WARNING else logging.INFO
             log.log(level, "%s: %s", event.reason, event.message)

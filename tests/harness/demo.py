@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from tests.harness.runtimes import Sandbox
@@ -32,6 +34,62 @@ def _check(sandbox: Sandbox) -> int:
     return code
 
 
+_AGENT_CONFIG = """\
+checks:
+  dockerPing: {interval: 500ms, deadline: 1s}
+  dockerVersion: {interval: 500ms, deadline: 1s}
+  dockerInfo: {interval: 2s, deadline: 1s}
+  criImageFsInfo: {interval: 2s, deadline: 1s}
+  process: {interval: 2s}
+  criVersion: {interval: 500ms, deadline: 1s}
+  criStatus: {interval: 500ms, deadline: 1s}
+  criListPodSandbox: {interval: 500ms, deadline: 1s}
+  criListContainers: {interval: 500ms, deadline: 1s}
+metrics: {port: 0}
+"""
+
+
+def _agent(sandbox: Sandbox, base: Path) -> bool:
+    """The agent in standalone mode (no cluster): transitions show up in its log."""
+    config = base / "agent.yaml"
+    config.write_text(_AGENT_CONFIG)
+    argv = [
+        str(Path(sys.executable).with_name("nodeprobe")), "agent", "--standalone",
+        "--config", str(config),
+        "--docker-socket", str(sandbox.dockerd.socket),
+        "--containerd-socket", str(sandbox.containerd.socket),
+    ]
+    print("$ " + " ".join(argv), flush=True)
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
+
+    def follow() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            print("  " + line.rstrip(), flush=True)
+            seen.append(line)
+
+    threading.Thread(target=follow, daemon=True).start()
+
+    def wait_for(word: str, timeout_s: float) -> bool:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if any(word in line for line in seen):
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        started = wait_for("first round of checks done", 30)
+        with sandbox.dockerd.hung():
+            raised = wait_for("DockerdHung:", 20)
+        cleared = wait_for("ContainerRuntimeIsHealthy:", 20)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    return started and raised and cleared
+
+
 def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="np-demo-", dir="/tmp"))
     sandbox = Sandbox(base)
@@ -49,11 +107,13 @@ def main() -> int:
             cause = _check(sandbox)
         _banner("both resumed with SIGCONT")
         recovered = _check(sandbox)
+        _banner("the agent, standalone: dockerd hung, then resumed")
+        agent_ok = _agent(sandbox, base)
     finally:
         _banner("cleaning up")
         sandbox.stop()
         shutil.rmtree(base, ignore_errors=True)
-    ok = (healthy, hung, cause, recovered) == (0, 1, 1, 0)
+    ok = (healthy, hung, cause, recovered) == (0, 1, 1, 0) and agent_ok
     _banner("demo " + ("passed" if ok else "did NOT behave as expected"))
     return 0 if ok else 1
 
