@@ -88,6 +88,10 @@ The agent's config file: the user's agent.config with the keys the chart owns se
 {{- $repair := deepCopy (default dict $cfg.repair) -}}
 {{- $_ := set $repair "enabled" .Values.agent.repair.enabled -}}
 {{- $_ := set $repair "dumpDir" .Values.agent.repair.dumpDir -}}
+{{- if .Values.agent.repair.enabled -}}
+{{- $_ := set $repair "dockerdPidfile" "/host/run/docker.pid" -}}
+{{- $_ := set $repair "dockerdExecRoot" "/host/run/docker" -}}
+{{- end -}}
 {{- $_ := set $cfg "docker" $docker -}}
 {{- $_ := set $cfg "containerd" $containerd -}}
 {{- $_ := set $cfg "metrics" $metrics -}}
