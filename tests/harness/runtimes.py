@@ -96,9 +96,25 @@ class Daemon:
         return self.socket.exists()
 
     def hang(self) -> None:
-        """SIGSTOP: the kernel keeps accepting connections; nothing answers."""
+        """SIGSTOP: the kernel keeps accepting connections; nothing answers.
+
+        Returns once every thread is stopped: kill() returns before the signal lands, and a
+        thread still running on the other core could otherwise answer one more call.
+        """
         os.kill(self.pid, signal.SIGSTOP)
         self.stopped = True
+        _wait_until(self._all_threads_stopped, timeout_s=10, what=f"{self.name} to stop",
+                    log=None)
+
+    def _all_threads_stopped(self) -> bool:
+        states = []
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:
+                continue
+            states.append(stat.rsplit(")", 1)[1].split()[0])
+        return bool(states) and all(state in ("T", "t") for state in states)
 
     def resume(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

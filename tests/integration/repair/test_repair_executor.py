@@ -134,6 +134,9 @@ def test_start_executor_from_agent_config_over_http(own_runtimes: Sandbox,
                                                          for a in stub),
                                             containerd=("false",))))
     base = dataclasses.replace(settings_for(own_runtimes, spool), poll_interval_s=0.2)
+    cfg = dataclasses.replace(cfg, repair=dataclasses.replace(
+        cfg.repair, dockerd_pidfile=str(base.dockerd_pidfile),
+        dockerd_exec_root=str(base.dockerd_exec_root)))
     with cluster() as kube:
         kube.put_object({
             "apiVersion": "nodeprobe.io/v1alpha1", "kind": "NodeRemediation",
