@@ -77,7 +77,7 @@ class Daemon:
         if self.socket.exists():
             self.socket.unlink()
         logf = self.log.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - argv built from fixed paths
+        self.proc = subprocess.Popen(
             self.argv,
             stdout=logf,
             stderr=subprocess.STDOUT,

@@ -103,7 +103,8 @@ def wait_for(predicate: Callable[[], object], *, timeout_s: float, what: str) ->
 def _status(sinks: RecordingSinks, kind: ConditionType, status: Status, reason: str | None = None):
     def check() -> bool:
         cond = sinks.condition(kind)
-        return cond is not None and cond.status is status and (reason is None or cond.reason == reason)
+        return (cond is not None and cond.status is status
+                and (reason is None or cond.reason == reason))
     return check
 
 

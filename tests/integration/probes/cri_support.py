@@ -31,7 +31,7 @@ from nodeprobe.cri import (
     runtime_v1alpha2_pb2,
     runtime_v1alpha2_pb2_grpc,
 )
-from tests.harness.runtimes import Containerd, reap_shims, which, busybox_rootfs_tar
+from tests.harness.runtimes import Containerd, busybox_rootfs_tar, reap_shims, which
 
 NAMESPACE_NODE = 2
 """NamespaceMode NODE: the sandbox shares the host network, so no CNI is needed."""
