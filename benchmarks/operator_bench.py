@@ -337,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         if op is not None:
             op.stop()
         kube.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
     # ---- report ---------------------------------------------------------------------------
     s = args.sick
@@ -449,7 +450,6 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(text + "\n")
-    shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 

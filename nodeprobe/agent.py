@@ -98,6 +98,7 @@ class Agent:
         self._seen: set[object] = set()
         self._events: queue.Queue[list[Event]] = queue.Queue()
         self._publisher: threading.Thread | None = None
+        self._published: dict[ConditionType, Condition] | None = None
 
     def run(self, stop: threading.Event) -> None:
         self.scheduler.start()
@@ -140,6 +141,9 @@ class Agent:
         self.metrics.loop_tick(now)
 
     def _publish(self, conditions: dict[ConditionType, Condition]) -> None:
+        if conditions == self._published:
+            return  # the common case: nothing changed, nothing to touch
+        self._published = conditions
         self.metrics.set_conditions(conditions)
         if self.publishers.conditions is not None:
             self.publishers.conditions.update(conditions)

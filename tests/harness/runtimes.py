@@ -137,6 +137,18 @@ class Daemon:
         self.proc.kill()
         self.proc.wait(timeout=30)
         self.stopped = False
+        _wait_until(self._refused, timeout_s=10, what=f"{self.name}'s socket to refuse", log=None)
+
+    def _refused(self) -> bool:
+        """True once nothing listens on the socket any more (the kernel refuses, or it is gone)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(str(self.socket))
+            except (ConnectionRefusedError, FileNotFoundError):
+                return True
+            except OSError:
+                return False
+        return False
 
     def restart(self) -> None:
         self.stop()

@@ -27,6 +27,9 @@ def test_promised_defaults() -> None:
     ping = c.checks.docker_ping
     assert (ping.enabled, ping.interval, ping.deadline, ping.slow) == (True, 2.0, 3.0, 1.0)
     assert c.checks.docker_info.interval == 30.0
+    assert c.checks.docker_version.interval == 5.0
+    assert c.checks.cri_status.interval == 5.0
+    assert c.checks.cri_version.interval == 10.0
     assert c.checks.cri_image_fs_info.interval == 30.0
     assert c.checks.process.interval == 15.0
     assert c.checks.canary.enabled is False
@@ -56,7 +59,7 @@ def test_promised_defaults() -> None:
 def test_default_hang_detection_under_ten_seconds() -> None:
     """Worst case: hang starts just after a call; next call starts within one interval."""
     c = Config.defaults()
-    for check in (Check.DOCKER_PING, Check.CRI_LIST_POD_SANDBOX, Check.CRI_VERSION):
+    for check in (Check.DOCKER_PING, Check.CRI_LIST_POD_SANDBOX, Check.CRI_LIST_CONTAINERS):
         s = c.checks.for_check(check)
         worst = s.interval + s.deadline + (c.judge.raise_after - 1) * max(s.interval, s.deadline)
         assert worst < 10.0, check

@@ -118,7 +118,8 @@ def test_pdb_blocked_drain_retries_evictions_never_deletes(
     operators()
     wait_for(lambda: phases(kube) == {"a": "Failed"}, timeout_s=40, what="the drain to time out")
     attempts = kube.log(verb="create", resource="pods/eviction")
-    assert len(attempts) >= 3 and {r.code for r in attempts} == {429}
+    # Retried (back-off 1 s, 2 s, ... within the 4 s timeout): at least a second attempt.
+    assert len(attempts) >= 2 and {r.code for r in attempts} == {429}
     assert {r.name for r in attempts} == {"db-0"}  # the DaemonSet pod stays
     assert kube.writes(verb="delete", resource="pods") == 0
     assert "drain timed out" in remediations(kube)[0]["status"]["message"]

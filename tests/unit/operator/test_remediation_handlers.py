@@ -46,3 +46,26 @@ def test_connection_info_carries_the_client_credentials() -> None:
 def test_run_with_missing_kubeconfig_says_what_to_fix(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"cannot load Kubernetes credentials \(.*nope"):
         run(kubeconfig=str(tmp_path / "nope"), standalone=True)
+
+
+def test_the_node_index_keeps_only_what_the_reconciler_reads() -> None:
+    from nodeprobe.operator.handlers import slim_node
+    from nodeprobe.operator.reconcile import node_view
+
+    full = {
+        "metadata": {"name": "n1", "uid": "u1", "labels": {"a": "b"}, "annotations": {"x": "y"},
+                     "managedFields": [{"manager": "kubelet"}] * 50},
+        "spec": {"unschedulable": True, "podCIDR": "10.0.0.0/24"},
+        "status": {
+            "conditions": [{"type": "ContainerRuntimeUnhealthy", "status": "True",
+                            "reason": "DockerdHung", "message": "m" * 500,
+                            "lastTransitionTime": "2026-11-29T05:00:00Z",
+                            "lastHeartbeatTime": "2026-11-29T05:00:00Z"}],
+            "nodeInfo": {"bootID": "boot-1", "kernelVersion": "6.1"},
+            "images": [{"names": [f"img{i}"], "sizeBytes": i} for i in range(50)],
+        },
+    }
+    slim = slim_node(full)
+    assert node_view(slim) == node_view(full)
+    assert "images" not in slim["status"] and "annotations" not in slim["metadata"]
+    assert len(repr(slim)) < len(repr(full)) / 10
