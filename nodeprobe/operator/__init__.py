@@ -42,6 +42,7 @@ def run(
 
     from nodeprobe.operator.handlers import register
     from nodeprobe.operator.kube import Kube
+    from nodeprobe.operator.nodecache import NodeCache
     from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
 
     try:
@@ -63,17 +64,22 @@ def run(
     registry = kopf.OperatorRegistry()
     kube = Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128])
     finished = _start_metrics(metrics_port)
+    nodes = NodeCache(kube)
     register(registry, reconciler=Reconciler(kube, settings=settings, on_finished=finished),
-             api=api)
-    kopf.run(
-        registry=registry,
-        clusterwide=True,
-        standalone=standalone,
-        peering_name=None if standalone else peering_name,  # a name makes peering mandatory
-        priority=priority if priority is not None else random.randint(*PRIORITY_RANGE),
-        liveness_endpoint=liveness_endpoint,
-        stop_flag=stop_flag,
-    )
+             nodes=nodes, api=api)
+    nodes.start()
+    try:
+        kopf.run(
+            registry=registry,
+            clusterwide=True,
+            standalone=standalone,
+            peering_name=None if standalone else peering_name,  # a name makes peering mandatory
+            priority=priority if priority is not None else random.randint(*PRIORITY_RANGE),
+            liveness_endpoint=liveness_endpoint,
+            stop_flag=stop_flag,
+        )
+    finally:
+        nodes.stop()
 
 
 def _start_metrics(port: int) -> Callable[[str], None] | None:

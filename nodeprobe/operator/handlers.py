@@ -1,28 +1,28 @@
 """kopf registrations only: what kopf watches and which reconciler call each event leads to.
 
-Nodes are watched through an index (an in-memory view): kopf writes nothing onto Nodes, so a
-healthy cluster costs the operator zero writes. Policies get a timer; all progress lives in the
-NodeRemediations, which kopf does not handle at all (the reconciler reads them each pass).
+kopf does not watch Nodes at all: `NodeCache` keeps the view, so nothing is written onto Nodes and
+a healthy cluster costs the operator zero writes. Policies get a timer; all progress lives in the
+NodeRemediations, which kopf does not handle either (the reconciler reads them each pass).
 Registration happens in `register()`, called by `run()`, never at import time.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 from kubernetes import client
 
 from nodeprobe.operator.kube import KubeError
+from nodeprobe.operator.nodecache import NodeCache
 from nodeprobe.operator.policy import GROUP, POLICY_PLURAL, VERSION
 from nodeprobe.operator.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
 
-def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler,
+def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler, nodes: NodeCache,
              api: client.ApiClient) -> None:
     """Attach the operator's handlers to `registry` (kopf's decorators with an explicit one)."""
 
@@ -41,35 +41,17 @@ def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler,
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=f"kopf.{GROUP}")
 
-    @kopf.index("nodes", id="nodes", registry=registry)
-    def nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, Mapping[str, Any]]:
-        return {name: slim_node(body)}
-
     @kopf.timer(GROUP, VERSION, POLICY_PLURAL, id="reconcile", registry=registry,
                 interval=reconciler.settings.tick_s, idle=None, sharp=False)
-    def tick(name: str, **kwargs: Any) -> None:
-        index: kopf.Index[str, Mapping[str, Any]] = kwargs["nodes"]  # the index above, by name
-        views = [obj for key in index for obj in index[key]]
+    def tick(name: str, **_: Any) -> None:
+        views = nodes.snapshot()
+        if views is None:
+            log.info("policy %s: waiting for a live view of the nodes before reconciling", name)
+            return
         try:
             reconciler.reconcile(name, nodes=views)
         except KubeError as e:
             log.warning("policy %s: reconcile pass failed, retrying next tick: %s", name, e)
-
-
-def slim_node(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Only what `reconcile.node_view` reads: a real Node is ~10 KB (images, addresses, ...);
-    keeping all of it for every node cost ~140 MB more at 5,000 nodes."""
-    meta, spec, status = (body.get(k) or {} for k in ("metadata", "spec", "status"))
-    return {
-        "metadata": {"name": meta.get("name"), "uid": meta.get("uid"),
-                     "labels": dict(meta.get("labels") or {})},
-        "spec": {"unschedulable": spec.get("unschedulable")},
-        "status": {
-            "conditions": [{k: c.get(k) for k in ("type", "status", "lastTransitionTime")}
-                           for c in status.get("conditions") or []],
-            "nodeInfo": {"bootID": (status.get("nodeInfo") or {}).get("bootID")},
-        },
-    }
 
 
 def connection_info(api: client.ApiClient) -> kopf.ConnectionInfo:

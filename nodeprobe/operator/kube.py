@@ -14,6 +14,7 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from nodeprobe.model import COMPONENT, EventType
 
@@ -56,23 +57,35 @@ class Kube:
             headers["Content-Type"] = content_type
         if method in ("POST", "PATCH", "PUT"):
             query = {**(query or {}), "fieldManager": self.field_manager}
+        resp = self._send(method, path, query=query, headers=headers, body=body,
+                          timeout=REQUEST_TIMEOUT_S)
+        try:
+            raw: bytes = resp.read()
+        except (OSError, HTTPError) as e:
+            raise KubeError(0, f"{method} {path}: {e}") from e
+        _raise_for_status(method, path, resp.status, raw)
+        return json.loads(raw) if raw else {}
+
+    def stream(self, path: str, *, query: Mapping[str, str], read_timeout_s: float) -> Any:
+        """A GET whose body is read as it comes (a watch): the urllib3 response, unread."""
+        resp = self._send("GET", path, query=query, headers={"Accept": "application/json"},
+                          body=None, timeout=(REQUEST_TIMEOUT_S, read_timeout_s))
+        if not 200 <= resp.status <= 299:
+            _raise_for_status("GET", path, resp.status, resp.read())
+        return resp.response
+
+    def _send(self, method: str, path: str, *, query: Mapping[str, str] | None,
+              headers: dict[str, str], body: object,
+              timeout: float | tuple[float, float]) -> Any:
         params = self.api.param_serialize(
             method, path, query_params=list((query or {}).items()), header_params=headers,
             body=body, auth_settings=["BearerToken"])
         try:
-            resp = self.api.call_api(*params, _request_timeout=REQUEST_TIMEOUT_S)
-            raw: bytes = resp.read()  # type: ignore[no-untyped-call]
+            return self.api.call_api(*params, _request_timeout=timeout)
         except ApiException as e:
             raise KubeError(e.status or 0, f"{method} {path}: {e.reason}") from e
-        except OSError as e:
+        except (OSError, HTTPError) as e:
             raise KubeError(0, f"{method} {path}: {e}") from e
-        if not 200 <= resp.status <= 299:
-            try:
-                message = json.loads(raw).get("message", "")
-            except (ValueError, AttributeError):
-                message = raw[:200].decode(errors="replace") if raw else ""
-            raise KubeError(resp.status, f"{method} {path}: HTTP {resp.status} {message}")
-        return json.loads(raw) if raw else {}
 
     def items(self, path: str, *, query: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         return list(self.request("GET", path, query=query).get("items") or [])
@@ -93,3 +106,13 @@ class Kube:
             self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
         except KubeError as e:
             log.warning("could not record event %s on %s: %s", reason, name, e)
+
+
+def _raise_for_status(method: str, path: str, status: int, raw: bytes) -> None:
+    if 200 <= status <= 299:
+        return
+    try:
+        message = json.loads(raw).get("message", "")
+    except (ValueError, AttributeError):
+        message = raw[:200].decode(errors="replace") if raw else ""
+    raise KubeError(status, f"{method} {path}: HTTP {status} {message}")
