@@ -1,4 +1,5 @@
-"""A small JSON-in, JSON-out door to the Kubernetes API on top of the official client's auth.
+"""A small JSON-in, JSON-out door to the Kubernetes API on top of the official client's auth,
+with the operator's error type (`KubeError`, status 0 when unreachable).
 
 Why not the generated models: the operator reads a handful of fields from nodes, pods and its own
 custom resources; plain dicts keep that obvious and tolerate fields the models do not know.
@@ -17,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from nodeprobe.model import COMPONENT, EventType
+from nodeprobe.publish.kube import Timeout, send
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,9 @@ class Kube:
         body: object = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
         if method in ("POST", "PATCH", "PUT"):
             query = {**(query or {}), "fieldManager": self.field_manager}
-        resp = self._send(method, path, query=query, headers=headers, body=body,
+        resp = self._send(method, path, query=query, body=body, content_type=content_type,
                           timeout=REQUEST_TIMEOUT_S)
         try:
             raw: bytes = resp.read()
@@ -68,20 +67,17 @@ class Kube:
 
     def stream(self, path: str, *, query: Mapping[str, str], read_timeout_s: float) -> Any:
         """A GET whose body is read as it comes (a watch): the urllib3 response, unread."""
-        resp = self._send("GET", path, query=query, headers={"Accept": "application/json"},
-                          body=None, timeout=(REQUEST_TIMEOUT_S, read_timeout_s))
+        resp = self._send("GET", path, query=query, timeout=(REQUEST_TIMEOUT_S, read_timeout_s))
         if not 200 <= resp.status <= 299:
             _raise_for_status("GET", path, resp.status, resp.read())
         return resp.response
 
     def _send(self, method: str, path: str, *, query: Mapping[str, str] | None,
-              headers: dict[str, str], body: object,
-              timeout: float | tuple[float, float]) -> Any:
-        params = self.api.param_serialize(
-            method, path, query_params=list((query or {}).items()), header_params=headers,
-            body=body, auth_settings=["BearerToken"])
+              body: object = None, content_type: str = "application/json",
+              timeout: Timeout) -> Any:
         try:
-            return self.api.call_api(*params, _request_timeout=timeout)
+            return send(self.api, method, path, query=query, body=body,
+                        content_type=content_type, timeout=timeout)
         except ApiException as e:
             raise KubeError(e.status or 0, f"{method} {path}: {e.reason}") from e
         except (OSError, HTTPError) as e:

@@ -27,6 +27,7 @@ from nodeprobe.publish.kube import (
     Backoff,
     RetrySettings,
     describe_error,
+    request_json,
     rfc3339,
 )
 
@@ -125,7 +126,7 @@ class ConditionWriter:
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._node = node
-        self._api = k8s.CoreV1Api(api_client)
+        self._api = api_client
         self._now = now
         self._settings = settings or ConditionSettings()
         self._on_write = on_write
@@ -161,12 +162,10 @@ class ConditionWriter:
         if why is None or not self._backoff.ready(now):
             return False
         try:
-            self._api.patch_node_status(
-                self._node,
-                patch_body(desired, now),
-                field_manager=COMPONENT,
-                _content_type=SMP,
-                _request_timeout=self._settings.request_timeout_s,
+            request_json(
+                self._api, "PATCH", f"/api/v1/nodes/{self._node}/status",
+                query={"fieldManager": COMPONENT}, body=patch_body(desired, now),
+                content_type=SMP, timeout=self._settings.request_timeout_s,
             )
         except API_ERRORS as e:
             self._failed(e, now)

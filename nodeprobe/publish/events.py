@@ -32,6 +32,7 @@ from nodeprobe.publish.kube import (
     Backoff,
     RetrySettings,
     describe_error,
+    request_json,
     rfc3339,
 )
 
@@ -196,7 +197,7 @@ class EventRecorder:
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._node = node
-        self._api = k8s.CoreV1Api(api_client)
+        self._api = api_client
         self._now = now
         self._settings = settings or EventSettings()
         self._uid = node_uid
@@ -276,29 +277,24 @@ class EventRecorder:
         rec.written_count = rec.count
 
     def _create(self, rec: EventRecord, name: str) -> None:
-        body = k8s.CoreV1Event.model_validate(self._body(rec, name))
-        self._api.create_namespaced_event(
-            self._settings.namespace,
-            body,
-            field_manager=COMPONENT,
-            _headers={"Content-Type": "application/json"},
-            _request_timeout=self._settings.request_timeout_s,
+        request_json(
+            self._api, "POST", f"/api/v1/namespaces/{self._settings.namespace}/events",
+            query={"fieldManager": COMPONENT}, body=self._body(rec, name),
+            timeout=self._settings.request_timeout_s,
         )
         self.creates += 1
 
     def _patch(self, rec: EventRecord) -> None:
         assert rec.name is not None
-        self._api.patch_namespaced_event(
-            rec.name,
-            self._settings.namespace,
-            {
+        request_json(
+            self._api, "PATCH", f"/api/v1/namespaces/{self._settings.namespace}/events/{rec.name}",
+            query={"fieldManager": COMPONENT},
+            body={
                 "count": rec.count,
                 "lastTimestamp": rfc3339(rec.last_at),
                 "message": truncate(rec.message),
             },
-            field_manager=COMPONENT,
-            _content_type=SMP,
-            _request_timeout=self._settings.request_timeout_s,
+            content_type=SMP, timeout=self._settings.request_timeout_s,
         )
         self.patches += 1
 
@@ -328,15 +324,14 @@ class EventRecorder:
         propagates: the write that needs it would fail anyway."""
         if self._uid is None:
             try:
-                obj = self._api.read_node(
-                    self._node, _request_timeout=self._settings.request_timeout_s
-                )
+                obj = request_json(self._api, "GET", f"/api/v1/nodes/{self._node}",
+                                   timeout=self._settings.request_timeout_s)
             except ApiException as e:
                 what = f"GET nodes/{self._node}"
                 log.warning("%s; Events name the node by name", describe_error(e, what=what))
                 self._uid = self._node
             else:
-                self._uid = str(getattr(obj.metadata, "uid", None) or self._node)
+                self._uid = str((obj.get("metadata") or {}).get("uid") or self._node)
         return self._uid
 
     def _new_name(self, at: float) -> str:

@@ -9,7 +9,6 @@ the same rung. A reboot is reported Done after the node comes back with a new bo
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -32,12 +31,14 @@ from nodeprobe.model import (
     RepairState,
     Runtime,
 )
+from nodeprobe.publish.kube import request_json
 from nodeprobe.repair import actions
 from nodeprobe.repair.actions import ActionResult, RepairSettings
 
 log = logging.getLogger(__name__)
 
 MERGE = "application/merge-patch+json"
+_PATH = f"/apis/{REMEDIATION_GROUP}/{REMEDIATION_VERSION}/{NODE_REMEDIATIONS}"
 
 
 def _iso(t: float) -> str:
@@ -56,19 +57,17 @@ class KubeRemediationStore:
     """NodeRemediations through the Kubernetes API, listed by the node label."""
 
     def __init__(self, api: client.ApiClient) -> None:
-        self._api = client.CustomObjectsApi(api)
+        self._api = api
 
     def for_node(self, node: str) -> list[dict[str, Any]]:
-        raw: Any = self._api.list_cluster_custom_object(
-            REMEDIATION_GROUP, REMEDIATION_VERSION, NODE_REMEDIATIONS,
-            label_selector=f"{REMEDIATION_NODE_LABEL}={node}", _preload_content=False)
-        items: list[dict[str, Any]] = json.loads(raw.data).get("items") or []
+        reply = request_json(self._api, "GET", _PATH,
+                             query={"labelSelector": f"{REMEDIATION_NODE_LABEL}={node}"})
+        items: list[dict[str, Any]] = reply.get("items") or []
         return items
 
     def patch_status(self, name: str, status: Mapping[str, Any]) -> None:
-        self._api.patch_cluster_custom_object_status(
-            REMEDIATION_GROUP, REMEDIATION_VERSION, NODE_REMEDIATIONS, name,
-            {"status": dict(status)}, _content_type=MERGE)
+        request_json(self._api, "PATCH", f"{_PATH}/{name}/status", body={"status": dict(status)},
+                     content_type=MERGE)
 
 
 class RepairExecutor:

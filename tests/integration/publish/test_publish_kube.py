@@ -281,6 +281,21 @@ def test_an_event_per_transition_aimed_at_the_node(node: KubeDouble) -> None:
     assert node.requests(verb="get", resource="nodes") == 1  # uid fetched once
 
 
+def test_every_write_names_nodeprobe_as_its_field_manager(node: KubeDouble) -> None:
+    clock = Clock()
+    w, r = writer_for(node, clock), recorder_for(node, clock)
+    w.update(healthy())
+    assert w.sync()
+    assert r.record([warn(T0)]) == 1
+    clock.t += 1
+    assert r.record([warn(T0 + 1)]) == 1  # the same Event again: a PATCH of its count
+    writes(node, "events", at_least=2)
+    logged = node.log(writes_only=True)
+    assert sorted((q.verb, q.resource, q.subresource) for q in logged) == [
+        ("create", "events", ""), ("patch", "events", ""), ("patch", "nodes", "status")]
+    assert all("fieldManager=nodeprobe" in q.query.split("&") for q in logged), logged
+
+
 def test_kubectl_describe_node_shows_our_conditions_and_events(node: KubeDouble) -> None:
     clock = Clock()
     w = writer_for(node, clock)
