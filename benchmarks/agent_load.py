@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from typing import Any
 import yaml
 
 from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox, busybox_rootfs_tar
-from tests.integration.agent.agent_process import NODE, free_port, wait_for
+from tests.integration.agent.agent_process import NODE, free_port, terminate, wait_for
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOAD_IMAGE_REPO = "nodeprobe-test/busybox-load"
@@ -100,13 +99,7 @@ class DefaultAgent:
         return out
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 def histogram_p95(before: dict[tuple[tuple[str, str], ...], float],

@@ -48,6 +48,17 @@ def wait_for(predicate: Callable[[], Any], *, timeout_s: float, what: str) -> An
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+def terminate(proc: subprocess.Popen[bytes], *, timeout_s: float = 15) -> None:
+    """SIGTERM (the agent's clean stop), then SIGKILL if it has not exited in `timeout_s`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class AgentProcess:
     """`nodeprobe agent` as a DaemonSet would run it, with a config file and a kubeconfig."""
 
@@ -121,10 +132,4 @@ class AgentProcess:
                 "fds": len(os.listdir(f"/proc/{pid}/fd")), "rss": rss}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
