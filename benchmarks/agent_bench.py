@@ -6,7 +6,7 @@ Run with `python -m benchmarks.agent_bench [--steady-s S] [--injections N] [--lo
 Phases, one agent process throughout (intervals 2 s, deadline 3 s, raiseAfter 2, clearAfter 3,
 heartbeat 5 min, as shipped):
 1. steady: healthy runtimes, idle; RSS/CPU of the agent from /proc and writes seen by the double;
-2. detection: SIGSTOP dockerd at a random moment -> ContainerRuntimeUnhealthy=True on the Node
+2. detection: SIGSTOP dockerd at a random moment -> ContainerRuntimeUnavailable=True on the Node
    (the double polled every 50 ms), SIGCONT -> False again; N times;
 3. load: parallel `docker run --rm --network none busybox true` and repeated image imports;
    any condition that turns True is a false raise.
@@ -32,8 +32,8 @@ from tests.integration.agent.agent_process import NODE, wait_for
 from tests.kube.fixtures import kube_double
 from tests.kube.objects import kubelet_node
 
-UNHEALTHY = "ContainerRuntimeUnhealthy"
-OURS = ("ContainerRuntimeUnhealthy", "ContainerRuntimeMemoryLeak", "ContainerRuntimeSlow")
+UNHEALTHY = "ContainerRuntimeUnavailable"
+OURS = ("ContainerRuntimeUnavailable", "ContainerRuntimeMemoryLeak", "ContainerRuntimeSlow")
 POLL_S = 0.05
 OUT = Path(__file__).with_name("out") / "agent.md"
 MIB = 2**20
@@ -46,7 +46,7 @@ def conditions(kube: Any) -> dict[str, tuple[str, str]]:
 
 
 def wait_status(kube: Any, status: str, *, timeout_s: float) -> tuple[float, str]:
-    """Poll every 50 ms until ContainerRuntimeUnhealthy has `status`; (monotonic time, reason)."""
+    """Poll every 50 ms until ContainerRuntimeUnavailable has `status`; (monotonic time, reason)."""
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         got = conditions(kube).get(UNHEALTHY)

@@ -5,10 +5,10 @@ Run with `python -m benchmarks.operator_bench [--nodes N] [--sick S] [--idle-s S
 
 Phases, one operator process throughout (`nodeprobe.operator.run`, standalone, tick 2 s as
 shipped unless --tick-s), one RemediationPolicy matching every node (restart-runtime rung,
-trigger ContainerRuntimeUnhealthy=True for F s, maxConcurrent = S, minHealthy 50 %, coolDown 0s):
+trigger ContainerRuntimeUnavailable=True for F s, maxConcurrent = S, minHealthy 50 %, coolDown 0s):
 1. idle: all nodes healthy; after start-up settles (policy status shows every node matched),
    count every request/write the double receives for --idle-s, and sample the operator's RSS;
-2. sick, R times with fresh nodes: S nodes get ContainerRuntimeUnhealthy=True at once with
+2. sick, R times with fresh nodes: S nodes get ContainerRuntimeUnavailable=True at once with
    lastTransitionTime T (whole second), so the trigger's duration elapses at E = T + F. The
    double's request log is time-stamped when each answer is sent (a KubeDouble subclass here);
    cordon latency = stamp of the cordon PATCH - E. API calls are counted from E until the last
@@ -71,7 +71,7 @@ def iso(t: float) -> str:
 def condition(sick: bool, since: str) -> dict[str, str]:
     return {"type": UNHEALTHY, "status": "True" if sick else "False", "lastTransitionTime": since,
             "lastHeartbeatTime": since, "reason": "DockerdHung" if sick else
-            "ContainerRuntimeIsHealthy", "message": "dockerd did not answer" if sick else "ok"}
+            "ContainerRuntimeIsAvailable", "message": "dockerd did not answer" if sick else "ok"}
 
 
 def make_node(name: str, images: int) -> dict[str, Any]:

@@ -120,7 +120,7 @@ class Observation:
 class ConditionType(enum.StrEnum):
     """Node condition types nodeprobe owns. NPD polarity: status True means a problem."""
 
-    UNHEALTHY = "ContainerRuntimeUnhealthy"
+    UNAVAILABLE = "ContainerRuntimeUnavailable"
     MEMORY_LEAK = "ContainerRuntimeMemoryLeak"
     SLOW = "ContainerRuntimeSlow"
 
@@ -128,7 +128,7 @@ class ConditionType(enum.StrEnum):
 class Reason(enum.StrEnum):
     """Condition and event reasons, CamelCase as Kubernetes expects."""
 
-    HEALTHY = "ContainerRuntimeIsHealthy"
+    HEALTHY = "ContainerRuntimeIsAvailable"
     NO_LEAK = "ContainerRuntimeMemoryIsStable"
     NOT_SLOW = "ContainerRuntimeIsResponsive"
     UNKNOWN = "ContainerRuntimeStateUnknown"
@@ -158,7 +158,7 @@ class Reason(enum.StrEnum):
 
 HEALTHY_REASON: Mapping[ConditionType, Reason] = MappingProxyType(
     {
-        ConditionType.UNHEALTHY: Reason.HEALTHY,
+        ConditionType.UNAVAILABLE: Reason.HEALTHY,
         ConditionType.MEMORY_LEAK: Reason.NO_LEAK,
         ConditionType.SLOW: Reason.NOT_SLOW,
     }
@@ -166,7 +166,7 @@ HEALTHY_REASON: Mapping[ConditionType, Reason] = MappingProxyType(
 
 REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
     {
-        ConditionType.UNHEALTHY: (
+        ConditionType.UNAVAILABLE: (
             Reason.HEALTHY,
             Reason.UNKNOWN,
             Reason.DOCKERD_HUNG,

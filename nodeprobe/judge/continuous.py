@@ -8,7 +8,7 @@ A small class whose methods are pure apart from its own state: no I/O, no clock 
   ContainerRuntimeSlow. Leak verdicts per (runtime, check, signal) raise at once (the window is
   the hysteresis) and clear after `clearAfter` calm verdicts.
 - Start-up: every condition is Unknown (ContainerRuntimeStateUnknown) until every expected check
-  has answered once; ContainerRuntimeUnhealthy also stays Unknown while a check is failing but has
+  has answered once; ContainerRuntimeUnavailable also stays Unknown while a check is failing but has
   not yet failed `raiseAfter` times, so a node hung at start never shows a healthy blip.
 - Events: to True -> Warning with the cause's reason; True -> False -> Normal with the healthy
   reason; a new reason while True -> Warning. Unknown -> False (start-up) sends no Event.
@@ -110,7 +110,7 @@ class Judge:
             }
             return []
         wants = {
-            ConditionType.UNHEALTHY: self._want_health(),
+            ConditionType.UNAVAILABLE: self._want_health(),
             ConditionType.SLOW: self._want_slow(),
             ConditionType.MEMORY_LEAK: self._want_leak(),
         }
@@ -181,7 +181,7 @@ class Judge:
             cause = attribute(problems, seen={runtime for runtime, _ in self._latest})
             if cause is not None:
                 return _Want(Status.TRUE, cause.reason, cause.message, frozenset(raised))
-        current = self._conditions[ConditionType.UNHEALTHY]
+        current = self._conditions[ConditionType.UNAVAILABLE]
         pending = [key for key, counter in self._health.items() if counter.pending]
         if pending and current.status is Status.UNKNOWN:
             names = ", ".join(f"{r} {CALLS[c]}" for r, c in sorted(pending))

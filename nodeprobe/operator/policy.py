@@ -305,7 +305,7 @@ def parse_policy(name: str, spec: Mapping[str, Any]) -> Policy:
     )
 
 
-_MINIMAL: Mapping[str, Any] = {"triggers": [{"type": ConditionType.UNHEALTHY.value}],
+_MINIMAL: Mapping[str, Any] = {"triggers": [{"type": ConditionType.UNAVAILABLE.value}],
                                 "ladder": [{"action": Action.ESCALATE.value}]}
 
 

@@ -83,7 +83,7 @@ def _agent(sandbox: Sandbox, base: Path) -> bool:
         started = wait_for("first round of checks done", 30)
         with sandbox.dockerd.hung():
             raised = wait_for("DockerdHung:", 20)
-        cleared = wait_for("ContainerRuntimeIsHealthy:", 20)
+        cleared = wait_for("ContainerRuntimeIsAvailable:", 20)
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -35,7 +35,7 @@ def measure(port: int, *, method: str, nodes: int, requests: int, clients: int) 
     """Requests/s for `requests` spread over `clients` threads, each on its own connection."""
     suffix = "/status" if method == "PATCH" else ""
     body = json.dumps({"status": {"conditions": [{
-        "type": "ContainerRuntimeUnhealthy", "status": "False", "reason": "RuntimeHealthy",
+        "type": "ContainerRuntimeUnavailable", "status": "False", "reason": "RuntimeHealthy",
         "lastHeartbeatTime": "2026-01-01T00:00:00Z"}]}}).encode()
     per = requests // clients
     errors: list[int] = []

@@ -53,12 +53,12 @@ def test_watch_sees_modified_after_a_status_patch(kube: KubeDouble, core: client
     reader = threading.Thread(target=consume)
     reader.start()
     core.patch_node_status("node-a", {"status": {"conditions": [
-        {"type": "ContainerRuntimeUnhealthy", "status": "False", "reason": "RuntimeHealthy"}]}})
+        {"type": "ContainerRuntimeUnavailable", "status": "False", "reason": "RuntimeHealthy"}]}})
     reader.join(timeout=10)
 
     assert [t for t, _ in seen] == ["MODIFIED"]
     node = seen[0][1]
-    assert [c.type for c in node.status.conditions] == ["Ready", "ContainerRuntimeUnhealthy"]
+    assert [c.type for c in node.status.conditions] == ["Ready", "ContainerRuntimeUnavailable"]
     assert int(node.metadata.resource_version) > int(listed.metadata.resource_version)
 
 

@@ -34,7 +34,7 @@ def test_describe_shows_patched_condition_kubelet_ready_and_events(kube: KubeDou
     core = client.CoreV1Api(kube.api_client())
     events = client.EventsV1Api(kube.api_client())
     patch = {"status": {"conditions": [{
-        "type": "ContainerRuntimeUnhealthy", "status": "True", "reason": "DockerdHung",
+        "type": "ContainerRuntimeUnavailable", "status": "True", "reason": "DockerdHung",
         "message": "dockerd did not answer /_ping within 5s",
         "lastHeartbeatTime": "2026-01-01T00:01:00Z", "lastTransitionTime": "2026-01-01T00:01:00Z",
     }]}}
@@ -56,11 +56,11 @@ def test_describe_shows_patched_condition_kubelet_ready_and_events(kube: KubeDou
     out = _ok(kube, "describe", "node", "node-a")
 
     conditions = out.split("Conditions:")[1].split("Addresses:")[0]
-    assert "ContainerRuntimeUnhealthy   True" in conditions
+    assert "ContainerRuntimeUnavailable   True" in conditions
     assert "DockerdHung" in conditions
     assert "Ready                       True" in conditions
     assert "KubeletReady" in conditions
-    assert [c.type for c in node.status.conditions] == ["Ready", "ContainerRuntimeUnhealthy"]
+    assert [c.type for c in node.status.conditions] == ["Ready", "ContainerRuntimeUnavailable"]
     assert node.status.node_info.boot_id == "boot-1"
     described = out.split("Events:")[1]
     assert "RuntimeHung" in described and "core/v1 event about the runtime" in described

@@ -19,7 +19,7 @@ def test_requests_during_pause_are_refused_promptly_and_state_survives(
     kube.put_object(kubelet_node("node-a"))
     core = client.CoreV1Api(kube.api_client())
     core.patch_node_status("node-a", {"status": {"conditions": [
-        {"type": "ContainerRuntimeUnhealthy", "status": "True", "reason": "DockerdHung"}]}})
+        {"type": "ContainerRuntimeUnavailable", "status": "True", "reason": "DockerdHung"}]}})
     port = kube.port
 
     kube.pause()
@@ -35,7 +35,7 @@ def test_requests_during_pause_are_refused_promptly_and_state_survives(
     assert isinstance(failed.value.reason, urllib3.exceptions.NewConnectionError)
     assert refused_in < 1.0
     assert kube.port == port
-    assert [c.type for c in node.status.conditions] == ["Ready", "ContainerRuntimeUnhealthy"]
+    assert [c.type for c in node.status.conditions] == ["Ready", "ContainerRuntimeUnavailable"]
 
 
 def test_pause_ends_open_watches(kube: KubeDouble) -> None:

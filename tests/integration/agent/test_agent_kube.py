@@ -11,7 +11,7 @@ import pytest
 from tests.integration.agent.agent_process import NODE, AgentProcess, wait_for
 from tests.kube.objects import kubelet_node
 
-UNHEALTHY = "ContainerRuntimeUnhealthy"
+UNHEALTHY = "ContainerRuntimeUnavailable"
 
 
 def node_condition(kube: Any, kind: str) -> dict[str, Any] | None:
@@ -54,12 +54,12 @@ def test_sigstop_dockerd_sets_condition_and_event_then_clears(runtimes, kube, ag
                              for e in events(kube)), timeout_s=10, what="a DockerdHung Event")
         described = kube.kubectl("describe", "node", NODE)
         assert described.returncode == 0, described.stderr
-        assert "ContainerRuntimeUnhealthy" in described.stdout
+        assert "ContainerRuntimeUnavailable" in described.stdout
         assert "DockerdHung" in described.stdout
         assert "nodeprobe" in described.stdout  # the Event's source
-    wait_for(lambda: has(kube, UNHEALTHY, "False", "ContainerRuntimeIsHealthy"), timeout_s=10,
+    wait_for(lambda: has(kube, UNHEALTHY, "False", "ContainerRuntimeIsAvailable"), timeout_s=10,
              what="the condition clearing after SIGCONT")
-    wait_for(lambda: any(e["reason"] == "ContainerRuntimeIsHealthy" for e in events(kube)),
+    wait_for(lambda: any(e["reason"] == "ContainerRuntimeIsAvailable" for e in events(kube)),
              timeout_s=10, what="a clearing Event")
     assert node_condition(kube, "Ready") == ready_before, "kubelet's condition was touched"
     for kind in ("ContainerRuntimeMemoryLeak", "ContainerRuntimeSlow"):
@@ -116,6 +116,6 @@ def test_api_outage_across_a_transition_converges_to_the_truth(runtimes, kube, a
 def test_kubectl_get_nodes_shows_our_condition_columns(kube, agent):
     out = kube.kubectl("get", "nodes", "-o",
                        "custom-columns=NAME:.metadata.name,"
-                       "RUNTIME:.status.conditions[?(@.type=='ContainerRuntimeUnhealthy')].status")
+                       "RUNTIME:.status.conditions[?(@.type=='ContainerRuntimeUnavailable')].status")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-2:] == [NODE, "False"]

@@ -77,7 +77,7 @@ def test_held_event_streams_raise_a_goroutine_or_fd_leak(runtimes, kube, tmp_pat
         assert cond is not None
         assert cond["reason"] in ("DockerdGoroutineLeak", "DockerdFdLeak"), cond
         assert "dockerd" in cond["message"] and "grew" in cond["message"]
-        assert has(kube, "ContainerRuntimeUnhealthy", "False")
+        assert has(kube, "ContainerRuntimeUnavailable", "False")
     finally:
         agent.stop()
 
@@ -104,21 +104,21 @@ def test_five_minute_hang_agent_stays_flat_and_keeps_heartbeating(runtimes, kube
     agent = AgentProcess(runtimes, tmp_path, kubeconfig=kube.kubeconfig,
                          config={"kubernetes": {"heartbeat": "30s"}})
     try:
-        wait_for(lambda: has(kube, "ContainerRuntimeUnhealthy", "False"), timeout_s=20,
+        wait_for(lambda: has(kube, "ContainerRuntimeUnavailable", "False"), timeout_s=20,
                  what="a healthy start")
         with runtimes.dockerd.hung():
             start = time.monotonic()
-            wait_for(lambda: has(kube, "ContainerRuntimeUnhealthy", "True", "DockerdHung"),
+            wait_for(lambda: has(kube, "ContainerRuntimeUnavailable", "True", "DockerdHung"),
                      timeout_s=10, what="DockerdHung")
             wait_for(lambda: time.monotonic() - start >= 60, timeout_s=70, what="warm-up")
             early = agent.usage()
             calls = agent.probe_calls()
-            beat = node_condition(kube, "ContainerRuntimeUnhealthy")["lastHeartbeatTime"]  # type: ignore[index]
+            beat = node_condition(kube, "ContainerRuntimeUnavailable")["lastHeartbeatTime"]  # type: ignore[index]
             wait_for(lambda: time.monotonic() - start >= 300, timeout_s=250, what="5 minutes")
             late = agent.usage()
             assert agent.healthy()
             assert agent.probe_calls() > calls + 1000, "metrics kept flowing"
-            now_beat = node_condition(kube, "ContainerRuntimeUnhealthy")["lastHeartbeatTime"]  # type: ignore[index]
+            now_beat = node_condition(kube, "ContainerRuntimeUnavailable")["lastHeartbeatTime"]  # type: ignore[index]
             assert now_beat > beat, "heartbeats kept flowing"
             assert late["threads"] <= early["threads"] + 1, (early, late)
             assert late["fds"] <= early["fds"] + 2, (early, late)

@@ -110,45 +110,45 @@ def _status(sinks: RecordingSinks, kind: ConditionType, status: Status, reason: 
 
 def test_sigstop_dockerd_raises_dockerd_hung_then_clears(runtimes):
     with running_agent(config_for(runtimes)) as (_, sinks, registry):
-        wait_for(_status(sinks, ConditionType.UNHEALTHY, Status.FALSE), timeout_s=15,
+        wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.FALSE), timeout_s=15,
                  what="healthy start")
         with runtimes.dockerd.hung():
-            took = wait_for(_status(sinks, ConditionType.UNHEALTHY, Status.TRUE, "DockerdHung"),
+            took = wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.TRUE, "DockerdHung"),
                             timeout_s=10, what="DockerdHung")
             assert took < 5
-            cond = sinks.condition(ConditionType.UNHEALTHY)
+            cond = sinks.condition(ConditionType.UNAVAILABLE)
             assert cond is not None and "dockerd" in cond.message
             scrape = generate_latest(registry).decode()
-            assert ('nodeprobe_condition_status{condition="ContainerRuntimeUnhealthy",'
+            assert ('nodeprobe_condition_status{condition="ContainerRuntimeUnavailable",'
                     'reason="DockerdHung"} 1.0') in scrape
-        wait_for(_status(sinks, ConditionType.UNHEALTHY, Status.FALSE), timeout_s=10,
+        wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.FALSE), timeout_s=10,
                  what="clear after SIGCONT")
         def raised_then_cleared() -> bool:
             reasons = [e.reason for e in sinks.events if e.reason != "ContainerRuntimeIsResponsive"
                        and not e.reason.endswith("Slow")]  # a loaded CI box may be slow too
-            return (reasons[-2:] == ["DockerdHung", "ContainerRuntimeIsHealthy"]
-                    and set(reasons) == {"DockerdHung", "ContainerRuntimeIsHealthy"})
+            return (reasons[-2:] == ["DockerdHung", "ContainerRuntimeIsAvailable"]
+                    and set(reasons) == {"DockerdHung", "ContainerRuntimeIsAvailable"})
         wait_for(raised_then_cleared, timeout_s=10, what="a raise Event, then a clear Event")
 
 
 def test_sigkill_dockerd_is_down_and_clears_when_restarted(runtimes):
     with running_agent(config_for(runtimes)) as (_, sinks, _registry):
-        wait_for(_status(sinks, ConditionType.UNHEALTHY, Status.FALSE), timeout_s=15,
+        wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.FALSE), timeout_s=15,
                  what="healthy start")
         runtimes.dockerd.crash()
-        wait_for(_status(sinks, ConditionType.UNHEALTHY, Status.TRUE, "DockerdDown"),
+        wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.TRUE, "DockerdDown"),
                  timeout_s=10, what="DockerdDown")
         runtimes.heal()
-        wait_for(_status(sinks, ConditionType.UNHEALTHY, Status.FALSE), timeout_s=15,
+        wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.FALSE), timeout_s=15,
                  what="clear after restart")
 
 
 def test_sigstop_containerd_names_containerd_as_the_cause(runtimes):
     with running_agent(config_for(runtimes)) as (_, sinks, _registry):
-        wait_for(_status(sinks, ConditionType.UNHEALTHY, Status.FALSE), timeout_s=15,
+        wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.FALSE), timeout_s=15,
                  what="healthy start")
         with runtimes.containerd.hung():
-            wait_for(_status(sinks, ConditionType.UNHEALTHY, Status.TRUE, "ContainerdHung"),
+            wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.TRUE, "ContainerdHung"),
                      timeout_s=10, what="ContainerdHung")
-        wait_for(_status(sinks, ConditionType.UNHEALTHY, Status.FALSE), timeout_s=15,
+        wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.FALSE), timeout_s=15,
                  what="clear after SIGCONT")

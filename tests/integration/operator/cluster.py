@@ -29,7 +29,7 @@ from tests.kube.nodes import KUBELET_TIME, kubelet_node, running_pod
 
 ROOT = Path(__file__).resolve().parents[3]
 GROUP = "nodeprobe.io"
-UNHEALTHY = "ContainerRuntimeUnhealthy"
+UNHEALTHY = "ContainerRuntimeUnavailable"
 
 
 def now_iso() -> str:
@@ -56,7 +56,7 @@ def add_node(kube: KubeDouble, name: str, *, sick: bool = False,
 def _condition(sick: bool, since: str) -> dict[str, Any]:
     return {"type": UNHEALTHY, "status": "True" if sick else "False", "lastTransitionTime": since,
             "lastHeartbeatTime": since, "reason": "DockerdHung" if sick else
-            "ContainerRuntimeIsHealthy", "message": "dockerd did not answer" if sick else "ok"}
+            "ContainerRuntimeIsAvailable", "message": "dockerd did not answer" if sick else "ok"}
 
 
 def set_sick(kube: KubeDouble, name: str, sick: bool) -> None:

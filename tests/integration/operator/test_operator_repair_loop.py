@@ -43,7 +43,7 @@ def publish_condition(kube: FakeKube, node: str, s: RepairSettings) -> None:
     """What the agent's judge + publisher do, reduced to one real probe of dockerd."""
     status = "False" if actions.answers(Runtime.DOCKERD, s) else "True"
     cond = next(c for c in kube.nodes[node]["status"]["conditions"]
-                if c["type"] == "ContainerRuntimeUnhealthy")
+                if c["type"] == "ContainerRuntimeUnavailable")
     if cond["status"] != status:
         kube.set_condition(node, status, iso(time.time()))
 
@@ -52,7 +52,7 @@ def test_hung_dockerd_is_restarted_and_node_uncordoned(own_runtimes: Sandbox,
                                                        tmp_path: Path) -> None:
     kube = FakeKube(created_at=iso(time.time()))
     kube.policies["p"] = {"metadata": {"name": "p", "uid": "u"}, "spec": {
-        "triggers": [{"type": "ContainerRuntimeUnhealthy", "for": "1s"}],
+        "triggers": [{"type": "ContainerRuntimeUnavailable", "for": "1s"}],
         "ladder": [{"action": "restart-runtime", "runtime": "docker", "timeout": "60s"},
                    {"action": "escalate"}],
         "drain": {"timeout": "30s"}}}

@@ -66,7 +66,8 @@ def test_fresh_scrape_passes_promtool_and_has_series_before_any_event(
     checked = promtool_check(body)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert (
-        'nodeprobe_condition_status{condition="ContainerRuntimeUnhealthy",reason="DockerdHung"} 0.0'
+        'nodeprobe_condition_status{condition="ContainerRuntimeUnavailable",'
+        'reason="DockerdHung"} 0.0'
         in body
     )
     assert 'nodeprobe_publish_errors_total{target="node_status"} 0.0' in body
@@ -97,7 +98,7 @@ def test_busy_scrape_passes_promtool(served: tuple[Metrics, MetricsServer]) -> N
         )
     )
     metrics.set_conditions(
-        [Condition(ConditionType.UNHEALTHY, CStatus.TRUE, Reason.DOCKERD_HUNG, "m", T0)]
+        [Condition(ConditionType.UNAVAILABLE, CStatus.TRUE, Reason.DOCKERD_HUNG, "m", T0)]
     )
     metrics.publish_error("event")
     metrics.loop_tick(T0)

@@ -33,8 +33,8 @@ class Clock:
 
 def healthy(since: float = T0) -> dict[ConditionType, Condition]:
     return {
-        ConditionType.UNHEALTHY: Condition(
-            ConditionType.UNHEALTHY, Status.FALSE, Reason.HEALTHY, "both runtimes answer", since
+        ConditionType.UNAVAILABLE: Condition(
+            ConditionType.UNAVAILABLE, Status.FALSE, Reason.HEALTHY, "both runtimes answer", since
         ),
         ConditionType.MEMORY_LEAK: Condition(
             ConditionType.MEMORY_LEAK, Status.FALSE, Reason.NO_LEAK, "memory is stable", since
@@ -47,7 +47,7 @@ def healthy(since: float = T0) -> dict[ConditionType, Condition]:
 
 def hung(since: float) -> Condition:
     return Condition(
-        ConditionType.UNHEALTHY,
+        ConditionType.UNAVAILABLE,
         Status.TRUE,
         Reason.DOCKERD_HUNG,
         "dockerd did not answer GET /_ping within 3s, 4 checks in a row",
@@ -99,16 +99,16 @@ def test_conditions_appear_and_kubelet_ready_is_untouched(node: KubeDouble) -> N
     got = conditions(node)
     assert list(got) == [
         "Ready",
-        "ContainerRuntimeUnhealthy",
+        "ContainerRuntimeUnavailable",
         "ContainerRuntimeMemoryLeak",
         "ContainerRuntimeSlow",
     ]
     assert got["Ready"]["reason"] == "KubeletReady"
     assert got["Ready"]["lastHeartbeatTime"] == KUBELET_TIME
-    assert got["ContainerRuntimeUnhealthy"] == {
-        "type": "ContainerRuntimeUnhealthy",
+    assert got["ContainerRuntimeUnavailable"] == {
+        "type": "ContainerRuntimeUnavailable",
         "status": "False",
-        "reason": "ContainerRuntimeIsHealthy",
+        "reason": "ContainerRuntimeIsAvailable",
         "message": "both runtimes answer",
         "lastTransitionTime": "2027-01-15T07:59:00Z",
         "lastHeartbeatTime": "2027-01-15T08:00:00Z",
@@ -149,7 +149,7 @@ def test_steady_state_writes_only_at_each_heartbeat(node: KubeDouble) -> None:
             wrote_at.append(second)
     assert wrote_at == [0, 300, 600, 900]
     assert writes(node, "nodes", at_least=4) == 4
-    assert conditions(node)["ContainerRuntimeUnhealthy"]["lastHeartbeatTime"] == (
+    assert conditions(node)["ContainerRuntimeUnavailable"]["lastHeartbeatTime"] == (
         "2027-01-15T08:15:00Z"
     )
 
@@ -166,7 +166,7 @@ def test_a_change_is_written_at_once_and_moves_the_heartbeat(node: KubeDouble) -
         if w.sync():
             wrote_at.append(second)
     assert wrote_at == [0, 100]
-    got = conditions(node)["ContainerRuntimeUnhealthy"]
+    got = conditions(node)["ContainerRuntimeUnavailable"]
     assert (got["status"], got["reason"]) == ("True", "DockerdHung")
     assert got["lastTransitionTime"] == "2027-01-15T08:01:40Z"
     clock.t = T0 + 400
@@ -177,13 +177,13 @@ def test_api_outage_keeps_state_and_converges_to_the_current_truth(node: KubeDou
     clock = Clock()
     errors: list[str] = []
     w = writer_for(node, clock, on_error=errors.append)
-    w.update({**healthy(), ConditionType.UNHEALTHY: hung(T0)})
+    w.update({**healthy(), ConditionType.UNAVAILABLE: hung(T0)})
     assert w.sync()
 
     node.pause()
     took = []
     down = Condition(
-        ConditionType.UNHEALTHY, Status.TRUE, Reason.DOCKERD_DOWN, "socket refused", T0 + 20
+        ConditionType.UNAVAILABLE, Status.TRUE, Reason.DOCKERD_DOWN, "socket refused", T0 + 20
     )
     for i in range(120):
         clock.t = T0 + 10 + i
@@ -203,10 +203,10 @@ def test_api_outage_keeps_state_and_converges_to_the_current_truth(node: KubeDou
     node.reset_counters()
     clock.t = T0 + 200  # past the longest back-off
     assert w.sync(), w.last_error
-    got = conditions(node)["ContainerRuntimeUnhealthy"]
+    got = conditions(node)["ContainerRuntimeUnavailable"]
     assert (got["status"], got["reason"], got["message"]) == (
         "False",
-        "ContainerRuntimeIsHealthy",
+        "ContainerRuntimeIsAvailable",
         "both runtimes answer",
     )
     assert got["lastTransitionTime"] == "2027-01-15T08:02:10Z"
@@ -269,7 +269,7 @@ def test_an_event_per_transition_aimed_at_the_node(node: KubeDouble) -> None:
 
     got = events(node)
     assert [(e["reason"], e["type"], e["count"]) for e in got] == [
-        ("ContainerRuntimeIsHealthy", "Normal", 1),
+        ("ContainerRuntimeIsAvailable", "Normal", 1),
         ("DockerdHung", "Warning", 1),
     ]
     e = got[1]
@@ -299,14 +299,14 @@ def test_every_write_names_nodeprobe_as_its_field_manager(node: KubeDouble) -> N
 def test_kubectl_describe_node_shows_our_conditions_and_events(node: KubeDouble) -> None:
     clock = Clock()
     w = writer_for(node, clock)
-    w.update({**healthy(), ConditionType.UNHEALTHY: hung(T0)})
+    w.update({**healthy(), ConditionType.UNAVAILABLE: hung(T0)})
     assert w.sync()
     r = recorder_for(node, clock)
     r.record([warn(T0), warn(T0 + 1)])
     result = node.kubectl("describe", "node", NODE)
     assert result.returncode == 0, result.stderr
     cond_part = result.stdout.split("Conditions:")[1].split("Addresses:")[0]
-    assert "ContainerRuntimeUnhealthy" in cond_part and "DockerdHung" in cond_part
+    assert "ContainerRuntimeUnavailable" in cond_part and "DockerdHung" in cond_part
     assert "KubeletReady" in cond_part
     assert "ContainerRuntimeIsResponsive" in cond_part
     ev_part = result.stdout.split("Events:")[1]
@@ -325,7 +325,7 @@ def test_a_hundred_flaps_make_one_event_per_reason_and_bounded_writes(node: Kube
         r.record([ok(clock.t)])
         r.flush()
     got = events(node)
-    assert [e["reason"] for e in got] == ["ContainerRuntimeIsHealthy", "DockerdHung"]
+    assert [e["reason"] for e in got] == ["ContainerRuntimeIsAvailable", "DockerdHung"]
     assert all(e["count"] >= 2 for e in got)
     written = r.creates + r.patches
     assert writes(node, "events", at_least=written) == written
@@ -369,7 +369,7 @@ def test_events_survive_an_api_outage(node: KubeDouble) -> None:
     clock.t += 60
     assert r.flush() == 2
     assert [(e["reason"], e["count"]) for e in events(node)] == [
-        ("ContainerRuntimeIsHealthy", 1),
+        ("ContainerRuntimeIsAvailable", 1),
         ("DockerdHung", 2),
     ]
 

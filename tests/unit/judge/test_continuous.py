@@ -24,7 +24,7 @@ CHECKS = [
     (C, Check.CRI_VERSION),
     (C, Check.CRI_LIST_POD_SANDBOX),
 ]
-UNHEALTHY, SLOW, LEAK = ConditionType.UNHEALTHY, ConditionType.SLOW, ConditionType.MEMORY_LEAK
+UNHEALTHY, SLOW, LEAK = ConditionType.UNAVAILABLE, ConditionType.SLOW, ConditionType.MEMORY_LEAK
 T0 = 1_700_000_000.0
 
 

@@ -104,7 +104,7 @@ class FakeKube(Kube):
     def add_node(self, name: str, *, sick_since: str | None = None, labels: dict[str, str]
                  | None = None, boot_id: str = "boot-1") -> None:
         conds = [{"type": "Ready", "status": "True", "lastTransitionTime": "2027-01-01T00:00:00Z"}]
-        conds.append({"type": "ContainerRuntimeUnhealthy",
+        conds.append({"type": "ContainerRuntimeUnavailable",
                       "status": "True" if sick_since else "False",
                       "lastTransitionTime": sick_since or "2027-01-01T00:00:00Z"})
         self.nodes[name] = {"metadata": {"name": name, "uid": f"uid-{name}",
@@ -114,7 +114,7 @@ class FakeKube(Kube):
 
     def set_condition(self, node: str, status: str, at: str) -> None:
         for c in self.nodes[node]["status"]["conditions"]:
-            if c["type"] == "ContainerRuntimeUnhealthy":
+            if c["type"] == "ContainerRuntimeUnavailable":
                 c.update(status=status, lastTransitionTime=at)
 
     def add_pod(self, node: str, ns: str, name: str, *, daemonset: bool = False,

@@ -11,7 +11,7 @@ from nodeprobe.operator.policy import Policy, parse_policy
 
 T0 = 1_800_000_000.0
 SPEC: dict[str, Any] = {
-    "triggers": [{"type": "ContainerRuntimeUnhealthy", "for": "1m"}],
+    "triggers": [{"type": "ContainerRuntimeUnavailable", "for": "1m"}],
     "ladder": [{"action": "restart-runtime", "runtime": "docker", "timeout": "5m"},
                {"action": "reboot", "timeout": "15m"}],
     "drain": {"timeout": "10m"},
@@ -22,7 +22,7 @@ SPEC: dict[str, Any] = {
 def sick_node(*, cordoned: bool = False, boot: str = "b1", sick: bool = True,
               ready: bool = True) -> NodeView:
     return NodeView("n1", {}, cordoned, {
-        "ContainerRuntimeUnhealthy": NodeCondition("True" if sick else "False", T0 - 300),
+        "ContainerRuntimeUnavailable": NodeCondition("True" if sick else "False", T0 - 300),
         "Ready": NodeCondition("True" if ready else "False", T0 - 300)}, boot_id=boot)
 
 
@@ -70,7 +70,7 @@ def test_restart_runtime_happy_path() -> None:
     w.go(n, at=T0 + 5)
     assert w.phase == "Verifying"
     assert not w.go(n, at=T0 + 6).changed  # condition still True
-    s = w.go(replace(n, conditions={**n.conditions, "ContainerRuntimeUnhealthy":
+    s = w.go(replace(n, conditions={**n.conditions, "ContainerRuntimeUnavailable":
                                     NodeCondition("False", T0 + 7)}), at=T0 + 8)
     assert w.phase == "Succeeded" and s.intents == [Intent.UNCORDON]
     assert ("RemediationSucceeded" in [e[1] for e in s.events])
@@ -86,7 +86,7 @@ def test_never_uncordon_what_someone_else_cordoned() -> None:
     w.go(n, at=T0 + 2, left=0)
     w.status["agent"] = {"rung": 0, "state": "Done"}
     w.go(n, at=T0 + 3)
-    healed = replace(n, conditions={"ContainerRuntimeUnhealthy": NodeCondition("False", T0)})
+    healed = replace(n, conditions={"ContainerRuntimeUnavailable": NodeCondition("False", T0)})
     s = w.go(healed, at=T0 + 4)
     assert w.phase == "Succeeded" and s.intents == []
 
@@ -128,7 +128,7 @@ def test_reboot_counts_only_when_boot_id_changes() -> None:
     w.go(n, at=T0 + 10)
     assert w.phase == "ActionRequested"
     rebooted = replace(n, boot_id="b2", conditions={
-        "ContainerRuntimeUnhealthy": NodeCondition("False", T0 + 20),
+        "ContainerRuntimeUnavailable": NodeCondition("False", T0 + 20),
         "Ready": NodeCondition("True", T0 + 20)})
     w.go(rebooted, at=T0 + 30)
     assert w.phase == "Verifying" and w.status["bootIDAfter"] == "b2"

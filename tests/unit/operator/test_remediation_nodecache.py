@@ -13,7 +13,7 @@ from nodeprobe.operator.reconcile import node_view
 
 def node(name: str, rv: str, *, status: str = "False") -> dict[str, Any]:
     return {"metadata": {"name": name, "uid": f"uid-{name}", "resourceVersion": rv},
-            "status": {"conditions": [{"type": "ContainerRuntimeUnhealthy", "status": status,
+            "status": {"conditions": [{"type": "ContainerRuntimeUnavailable", "status": status,
                                        "lastTransitionTime": "2026-11-29T05:00:00Z"}]}}
 
 
@@ -23,7 +23,7 @@ def test_added_modified_deleted_fold_into_the_view_and_move_the_resume_point() -
     assert apply_event(nodes, {"type": "ADDED", "object": node("b", "12")}) == "12"
     assert apply_event(nodes, {"type": "MODIFIED", "object": node("a", "13", status="True")}
                        ) == "13"
-    assert node_view(nodes["a"]).conditions["ContainerRuntimeUnhealthy"].status == "True"
+    assert node_view(nodes["a"]).conditions["ContainerRuntimeUnavailable"].status == "True"
     assert apply_event(nodes, {"type": "DELETED", "object": node("b", "14")}) == "14"
     assert sorted(nodes) == ["a"]
 
@@ -68,7 +68,7 @@ def test_the_view_keeps_only_what_the_reconciler_reads() -> None:
                      "managedFields": [{"manager": "kubelet"}] * 50},
         "spec": {"unschedulable": True, "podCIDR": "10.0.0.0/24"},
         "status": {
-            "conditions": [{"type": "ContainerRuntimeUnhealthy", "status": "True",
+            "conditions": [{"type": "ContainerRuntimeUnavailable", "status": "True",
                             "reason": "DockerdHung", "message": "m" * 500,
                             "lastTransitionTime": "2026-11-29T05:00:00Z",
                             "lastHeartbeatTime": "2026-11-29T05:00:00Z"}],

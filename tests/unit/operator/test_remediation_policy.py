@@ -28,7 +28,7 @@ NOW = 1_800_000_000.0
 def spec(**over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "nodeSelector": {"matchLabels": {"pool": "a"}},
-        "triggers": [{"type": "ContainerRuntimeUnhealthy", "status": "True", "for": "60s"}],
+        "triggers": [{"type": "ContainerRuntimeUnavailable", "status": "True", "for": "60s"}],
         "ladder": [{"action": "restart-runtime", "runtime": "docker", "timeout": "5m"},
                    {"action": "reboot", "timeout": "15m"}, {"action": "escalate"}],
         "maxConcurrent": 2,
@@ -41,9 +41,9 @@ def node(name: str, *, sick_for: float | None = None, pool: str = "a",
          cordoned: bool = False) -> NodeView:
     conds = {"Ready": NodeCondition("True", NOW - 9999)}
     if sick_for is not None:
-        conds["ContainerRuntimeUnhealthy"] = NodeCondition("True", NOW - sick_for)
+        conds["ContainerRuntimeUnavailable"] = NodeCondition("True", NOW - sick_for)
     else:
-        conds["ContainerRuntimeUnhealthy"] = NodeCondition("False", NOW - 9999)
+        conds["ContainerRuntimeUnavailable"] = NodeCondition("False", NOW - 9999)
     return NodeView(name, {"pool": pool}, cordoned, conds)
 
 

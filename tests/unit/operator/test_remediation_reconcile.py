@@ -24,7 +24,7 @@ class Clock:
 
 def policy(kube: FakeKube, name: str = "p", **over: Any) -> None:
     spec: dict[str, Any] = {
-        "triggers": [{"type": "ContainerRuntimeUnhealthy", "status": "True", "for": "1m"}],
+        "triggers": [{"type": "ContainerRuntimeUnavailable", "status": "True", "for": "1m"}],
         "ladder": [{"action": "restart-runtime", "runtime": "docker", "timeout": "2m"},
                    {"action": "reboot", "timeout": "5m"}, {"action": "escalate"}],
         "maxConcurrent": 1, "coolDown": "10m", "drain": {"timeout": "1m"},

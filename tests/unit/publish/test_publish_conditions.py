@@ -10,7 +10,7 @@ T0 = 1_800_000_000.0
 
 
 def cond(
-    ctype: ConditionType = ConditionType.UNHEALTHY,
+    ctype: ConditionType = ConditionType.UNAVAILABLE,
     status: Status = Status.FALSE,
     reason: str = Reason.HEALTHY,
     message: str = "dockerd and containerd answer",
@@ -75,9 +75,9 @@ def test_patch_carries_only_our_conditions_with_both_timestamps() -> None:
     body = patch_body(d, T0)
     assert list(body) == ["status"] and list(body["status"]) == ["conditions"]
     items = body["status"]["conditions"]
-    assert [c["type"] for c in items] == ["ContainerRuntimeUnhealthy", "ContainerRuntimeSlow"]
+    assert [c["type"] for c in items] == ["ContainerRuntimeUnavailable", "ContainerRuntimeSlow"]
     assert items[0] == {
-        "type": "ContainerRuntimeUnhealthy",
+        "type": "ContainerRuntimeUnavailable",
         "status": "True",
         "reason": "DockerdHung",
         "message": "no answer",

@@ -53,7 +53,7 @@ def test_a_pending_record_keeps_counting_past_the_window() -> None:
 def test_different_reasons_or_types_are_different_events() -> None:
     c = Correlator(EventSettings())
     a = c.add(ev(T0))
-    b = c.add(ev(T0, reason="ContainerRuntimeIsHealthy"))
+    b = c.add(ev(T0, reason="ContainerRuntimeIsAvailable"))
     d = c.add(Event(EventType.NORMAL, "DockerdHung", "dockerd did not answer", T0))
     assert len({id(a), id(b), id(d)}) == 3
 

@@ -157,22 +157,22 @@ def test_condition_status_flags_only_the_current_reason_of_a_true_condition(
     reg: CollectorRegistry,
 ) -> None:
     m = Metrics(reg)
-    unhealthy = "ContainerRuntimeUnhealthy"
+    unhealthy = "ContainerRuntimeUnavailable"
     m.set_conditions(
         {
-            ConditionType.UNHEALTHY: Condition(
-                ConditionType.UNHEALTHY, Status.TRUE, Reason.DOCKERD_HUNG, "x", T0
+            ConditionType.UNAVAILABLE: Condition(
+                ConditionType.UNAVAILABLE, Status.TRUE, Reason.DOCKERD_HUNG, "x", T0
             )
         }
     )
     assert val(reg, "nodeprobe_condition_status", condition=unhealthy, reason="DockerdHung") == 1
     assert val(reg, "nodeprobe_condition_status", condition=unhealthy, reason="DockerdDown") == 0
     m.set_conditions(
-        [Condition(ConditionType.UNHEALTHY, Status.TRUE, Reason.CONTAINERD_HUNG, "x", T0)]
+        [Condition(ConditionType.UNAVAILABLE, Status.TRUE, Reason.CONTAINERD_HUNG, "x", T0)]
     )
     assert val(reg, "nodeprobe_condition_status", condition=unhealthy, reason="DockerdHung") == 0
     assert val(reg, "nodeprobe_condition_status", condition=unhealthy, reason="ContainerdHung") == 1
-    m.set_conditions([Condition(ConditionType.UNHEALTHY, Status.FALSE, Reason.HEALTHY, "ok", T0)])
+    m.set_conditions([Condition(ConditionType.UNAVAILABLE, Status.FALSE, Reason.HEALTHY, "ok", T0)])
     flagged = [
         s
         for f in reg.collect()
