@@ -5,16 +5,14 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := docker.io containerd runc busybox-static prometheus debootstrap golang-go \
-          golang-github-masterminds-sprig-dev golang-github-masterminds-semver-dev \
-          golang-gopkg-yaml.v2-dev git util-linux
+DEBS   := docker.io containerd runc busybox-static prometheus debootstrap git util-linux
 
-.PHONY: demo test deps deps-system lint typecheck bench stubs manifests clean
+.PHONY: demo test deps deps-system go-tools lint typecheck bench stubs manifests clean
 
 demo: deps
 	$(PY) -m tests.harness.demo
 
-test: deps
+test: deps go-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: deps
@@ -30,13 +28,20 @@ bench: deps
 stubs: deps
 	$(PY) -m nodeprobe.cri.regenerate
 
-# Re-render manifests/ (and copy the operator's CRDs into the chart) after a chart change.
+# Re-render manifests/ with real helm (and copy the operator's CRDs into the chart) after a
+# chart change.
 manifests: deps
-	$(PY) -m tools.render --write-manifests
+	tools/go/build helm
+	$(PY) -m tools.helm write
+
+# helm, kube-apiserver, kube-controller-manager, kubectl and etcd from the Go module proxy, each
+# built once per machine into /var/cache/nodeprobe/tools (prints nothing when all are there).
+go-tools:
+	tools/go/build
 
 deps: deps-system $(STAMP)
 
-# Debian packages: the real runtimes, promtool, the chart renderer's toolchain, kubectl.
+# Debian packages: the real runtimes, promtool, debootstrap (the image test's base), kubectl.
 deps-system:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \

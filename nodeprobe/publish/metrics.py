@@ -78,9 +78,13 @@ def default_checks() -> dict[Runtime, tuple[Check, ...]]:
     }
 
 
+DISTRIBUTION = "kube-nodeprobe"
+"""The name on PyPI (`nodeprobe` there is another project); the module and command are nodeprobe."""
+
+
 def build_version() -> str:
     try:
-        return importlib.metadata.version("nodeprobe")
+        return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import yaml
 
 from nodeprobe.model import REASONS, ConditionType
-from tools import render as r
+from tools import helm as h
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parents[1] / "docs"
-RULES = r.CHART / "files" / "nodeprobe.rules.yaml"
+RULES = h.CHART / "files" / "nodeprobe.rules.yaml"
 ALERTS = ("NodeprobeRuntimeHung", "NodeprobeRuntimeDown", "NodeprobeRuntimeLeaking",
           "NodeprobeAgentNotReporting", "NodeprobeAgentAbsent", "NodeprobeRemediationFailed",
           "NodeprobeRemediationEscalated")
@@ -42,7 +42,7 @@ def test_rules_unit_tests_pass() -> None:
 
 
 def test_rendered_prometheus_rule_passes_promtool(tmp_path: Path) -> None:
-    objects = r.render(r.CHART, [r.CHART / "ci" / "prometheusrule-values.yaml"]).objects
+    objects = h.objects(h.template([h.CHART / "ci" / "prometheusrule-values.yaml"]))
     (rule,) = [o for o in objects if o["kind"] == "PrometheusRule"]
     path = tmp_path / "rendered.rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))

@@ -19,7 +19,7 @@ from docker.utils.build import exclude_paths
 
 from tests.deploy import baseimage
 from tests.harness.runtimes import Sandbox
-from tools import render
+from tools import helm
 
 pytestmark = pytest.mark.timeout(900)  # a fresh machine debootstraps and downloads first
 
@@ -108,12 +108,10 @@ def test_image_runs_check_against_a_real_dockerd(
 def test_image_checks_both_runtimes_laid_out_as_the_chart_mounts_them(
     built_image: tuple[Any, float], runtimes: Sandbox, tmp_path: Path
 ) -> None:
-    """The chart's own config file and mounts: docker.sock as a file, containerd's directory
-    read-only under /host, read-only root filesystem, uid 0."""
+    """The in-pod command docs/install.md gives, on the chart's own config file and layout: the
+    host's /run read-only at /host/run, sockets found there (`auto`), read-only root, uid 0."""
     client, _ = built_image
-    values = tmp_path / "values.yaml"
-    values.write_text("agent:\n  config:\n    containerd:\n      requireNetworkReady: false\n")
-    objects = render.render(render.CHART, [values]).objects
+    objects = helm.objects(helm.template())
     (cm,) = [o for o in objects if o["kind"] == "ConfigMap"]
     config_dir = tmp_path / "etc"
     config_dir.mkdir()
@@ -123,7 +121,7 @@ def test_image_checks_both_runtimes_laid_out_as_the_chart_mounts_them(
         command=["check", "--config", "/etc/nodeprobe/config.yaml", "--no-process"],
         user="0",
         binds={
-            str(runtimes.dockerd.socket): {"bind": "/var/run/docker.sock", "mode": "rw"},
+            str(runtimes.dockerd.socket): {"bind": "/host/run/docker.sock", "mode": "ro"},
             str(runtimes.containerd.socket.parent): {"bind": "/host/run/containerd",
                                                      "mode": "ro"},
             str(config_dir): {"bind": "/etc/nodeprobe", "mode": "ro"},

@@ -72,17 +72,18 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 
 {{/*
 The agent's config file: the user's agent.config with the keys the chart owns set on top
-(`set`, not a merge: a merge would not let `false` override `true`).
+(`set`, not a merge: a merge would not let `false` override `true`). Paths point into the
+pod's view of the host: /host/run, /host/proc, /host/sys/fs/cgroup.
 */}}
 {{- define "nodeprobe.agent.config" -}}
 {{- $sockets := (include "nodeprobe.agent.runtimePaths" . | fromYaml).sockets -}}
 {{- $cfg := deepCopy .Values.agent.config -}}
 {{- $docker := deepCopy (default dict $cfg.docker) -}}
 {{- $_ := set $docker "enabled" .Values.agent.docker.enabled -}}
-{{- $_ := set $docker "socket" (default .Values.agent.docker.socket $sockets.docker) -}}
+{{- $_ := set $docker "socket" $sockets.docker -}}
 {{- $containerd := deepCopy (default dict $cfg.containerd) -}}
 {{- $_ := set $containerd "enabled" .Values.agent.containerd.enabled -}}
-{{- $_ := set $containerd "socket" (default .Values.agent.containerd.socket $sockets.containerd) -}}
+{{- $_ := set $containerd "socket" $sockets.containerd -}}
 {{- $metrics := deepCopy (default dict $cfg.metrics) -}}
 {{- $_ := set $metrics "port" .Values.agent.metricsPort -}}
 {{- $repair := deepCopy (default dict $cfg.repair) -}}
@@ -98,38 +99,33 @@ The agent's config file: the user's agent.config with the keys the chart owns se
 {{- $_ := set $cfg "repair" $repair -}}
 {{- $paths := deepCopy (default dict $cfg.paths) -}}
 {{- $_ := set $paths "hostRoot" "/host" -}}
+{{- $_ := set $paths "procRoot" "/host/proc" -}}
+{{- $_ := set $paths "cgroupRoot" "/host/sys/fs/cgroup" -}}
 {{- $_ := set $cfg "paths" $paths -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
 {{/*
-Where the runtime sockets come from: {mounts: [{name, hostPath, mountPath, type}], sockets:
-{docker, containerd}} with the sockets' paths in the pod. A `socket` mount keeps the host path;
-a `directory` mount goes under /host, never over the pod's own /run (the service account token
-is mounted under /var/run/secrets). Repair mode mounts the host's /run at /host/run instead of
-the sockets under it: a restart must not leave the agent holding a stale socket, and the
-executor reads dockerd's pidfile and goroutine dumps there.
+Where the runtime sockets come from: {mounts: [{name, hostPath, mountPath}], sockets: {docker,
+containerd}} with each socket's path in the pod (`auto`: the agent looks under /host).
+The host's /run is always mounted read-only at /host/run (never over the pod's own /run, where
+the service account token is); a socket given under /run or /var/run is reached there. Only a
+socket elsewhere adds a mount: its directory, read-only, type Directory. No hostPath ever names
+a socket or a directory a runtime creates, so kubelet cannot create one in its place.
 */}}
 {{- define "nodeprobe.agent.runtimePaths" -}}
-{{- $repair := .Values.agent.repair.enabled -}}
-{{- $mounts := list -}}
+{{- $mounts := list (dict "name" "host-run" "hostPath" "/run" "mountPath" "/host/run") -}}
 {{- $sockets := dict -}}
-{{- if $repair -}}
-{{- $mounts = append $mounts (dict "name" "host-run" "hostPath" "/run" "mountPath" "/host/run" "type" "Directory") -}}
-{{- end -}}
 {{- range $name := list "docker" "containerd" -}}
-{{- $rt := index $.Values.agent $name -}}
-{{- if $rt.enabled -}}
-{{- $inRun := regexReplaceAll "^/var/run/" $rt.socket "/run/" -}}
-{{- if and $repair (hasPrefix "/run/" $inRun) -}}
+{{- $socket := (index $.Values.agent $name).socket -}}
+{{- $inRun := regexReplaceAll "^/var/run/" $socket "/run/" -}}
+{{- if or (eq $socket "auto") (not (index $.Values.agent $name).enabled) -}}
+{{- $_ := set $sockets $name "auto" -}}
+{{- else if hasPrefix "/run/" $inRun -}}
 {{- $_ := set $sockets $name (printf "/host%s" $inRun) -}}
-{{- else if eq $rt.mount "directory" -}}
-{{- $mounts = append $mounts (dict "name" (printf "%s-dir" $name) "hostPath" (dir $rt.socket) "mountPath" (printf "/host%s" (dir $rt.socket)) "type" "Directory") -}}
-{{- $_ := set $sockets $name (printf "/host%s" $rt.socket) -}}
 {{- else -}}
-{{- $mounts = append $mounts (dict "name" (printf "%s-sock" $name) "hostPath" $rt.socket "mountPath" $rt.socket "type" "Socket") -}}
-{{- $_ := set $sockets $name $rt.socket -}}
-{{- end -}}
+{{- $mounts = append $mounts (dict "name" (printf "%s-dir" $name) "hostPath" (dir $socket) "mountPath" (printf "/host%s" (dir $socket))) -}}
+{{- $_ := set $sockets $name (printf "/host%s" $socket) -}}
 {{- end -}}
 {{- end -}}
 {{- toYaml (dict "mounts" $mounts "sockets" $sockets) -}}
