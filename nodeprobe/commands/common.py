@@ -55,7 +55,9 @@ def resolve(config: Config) -> Endpoints:
             continue
         path = discovery.find_socket(candidates, root=config.paths.host_root)
         if path is None:
-            found.notes.append(f"no {runtime} socket at {', '.join(candidates)}: not probed")
+            where = "" if config.paths.host_root == "/" else f" under {config.paths.host_root}"
+            found.notes.append(
+                f"no {runtime} socket at {', '.join(candidates)}{where}: not probed")
         else:
             found.sockets[runtime] = path
     return found

@@ -137,6 +137,7 @@ def test_agent_probes_what_the_node_has_and_says_what_it_skipped(
             assert SKIPPED.format(runtime) not in log, log
         else:
             assert SKIPPED.format(runtime) in log, log
+            assert f"under {view.host}: not probed" in log, "say where it looked"
             assert sum(view.outcomes(runtime, o) for o in Outcome) == 0
 
 
