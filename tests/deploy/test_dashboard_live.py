@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +19,9 @@ from typing import Any
 import pytest
 
 from tests.harness.prometheus import Prometheus
-from tests.integration.agent.agent_process import NODE, AgentProcess, free_port, terminate
-from tests.integration.operator.cluster import ROOT, add_policy, cluster
+from tests.integration.agent.agent_process import NODE, AgentProcess
+from tests.integration.operator.cluster import add_policy, cluster
+from tests.integration.operator.operator_process import OperatorProcess
 from tests.kube.objects import kubelet_node
 from tools import dashboard as dash
 
@@ -57,25 +55,6 @@ def has_values(result: list[dict[str, Any]]) -> bool:
         if any(s is not None and math.isfinite(float(s[1])) for s in samples):
             return True
     return False
-
-
-class OperatorProcess:
-    """`nodeprobe.operator.run()` with its metrics port, in its own process."""
-
-    def __init__(self, kubeconfig: Path, tmp: Path) -> None:
-        self.port = free_port()
-        self.log = tmp / "operator.log"
-        code = ("import logging; logging.basicConfig(level=logging.INFO); "
-                "from nodeprobe.operator import run; "
-                f"run(kubeconfig={str(kubeconfig)!r}, standalone=True, tick_s=0.3, "
-                f"metrics_port={self.port})")
-        with self.log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-    def stop(self) -> None:
-        terminate(self.proc)  # type: ignore[arg-type]
 
 
 @pytest.fixture
