@@ -240,9 +240,20 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("node")
     c = sub.add_parser("check", parents=[common], help="run `nodeprobe check` in the node's agent")
     c.add_argument("node")
-    c.add_argument("check_args", nargs=argparse.REMAINDER,
-                   help="passed to `nodeprobe check` (e.g. --json)")
     return ap
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The plugin's own flags anywhere (kubectl users put --context last); whatever else follows
+    `check NODE` is for `nodeprobe check` (e.g. --json)."""
+    ap = _parser()
+    args, extra = ap.parse_known_args(argv)
+    for name in ("kubeconfig", "context", "namespace"):
+        setattr(args, name, getattr(args, name, None))
+    if extra and args.command != "check":
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.check_args = [a for a in extra if a != "--"]
+    return args
 
 
 def connect(kubeconfig: str | None, context: str | None) -> Kube:
@@ -259,9 +270,7 @@ def connect(kubeconfig: str | None, context: str | None) -> Kube:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    for name in ("kubeconfig", "context", "namespace"):
-        setattr(args, name, getattr(args, name, None))
+    args = parse(argv)
     kube = connect(args.kubeconfig, args.context)
     try:
         if args.command == "status":

@@ -155,7 +155,7 @@ ROWS = (
               width=8),
         Panel("Loop tick age",
               "Seconds since each agent's loop last finished an iteration; above 120 s the"
-              " agent is wedged (NodeprobeAgentStalled). The oldest nodes.",
+              " agent is wedged (alert NodeprobeAgentNotReporting). The oldest nodes.",
               (_q(f"""topk($topn, time() - max by (node) (
                     nodeprobe_loop_last_iteration_timestamp_seconds{{{AGENT}}}))""",
                   "{{node}}"),),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodeprobe.kubectl import age, budget_rows, sick_conditions, table
+import pytest
+
+from nodeprobe.kubectl import age, budget_rows, check_argv, parse, sick_conditions, table
 
 
 def test_age_reads_like_kubectl() -> None:
@@ -57,3 +59,21 @@ def test_budget_counts_open_episodes_and_escalated_cordons_against_max_concurren
         ["b", "2/4", "3/40", "waiting"],
         ["bad", "0/invalid", "0/0", ""],
     ]
+
+
+def test_check_runs_nodeprobe_check_in_the_agent_container_with_the_users_credentials() -> None:
+    expected = ["--kubeconfig", "/k", "--context", "prod", "exec", "-n", "nodeprobe",
+                "nodeprobe-agent-x", "-c", "agent", "--", "nodeprobe", "check",
+                "--config", "/etc/nodeprobe/config.yaml", "--json"]
+    for argv in (["check", "node-a", "--kubeconfig", "/k", "--context", "prod", "--json"],
+                 ["--kubeconfig", "/k", "--context", "prod", "check", "node-a", "--json"],
+                 ["--kubeconfig=/k", "check", "node-a", "--context=prod", "--", "--json"]):
+        args = parse(argv)
+        assert args.node == "node-a"
+        assert check_argv(args, "nodeprobe", "nodeprobe-agent-x")[1:] == expected, argv
+
+
+def test_other_commands_refuse_unknown_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse(["status", "--json"])
+    assert "unrecognized arguments: --json" in capsys.readouterr().err
