@@ -60,8 +60,18 @@ class Prometheus:
                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        self._wait(lambda: self._get("/-/ready") is not None, timeout_s=60, what="/-/ready")
+        self._wait(self._ready, timeout_s=60, what="/-/ready")
         return self
+
+    def _ready(self) -> bool:
+        """200 from /-/ready; 503 while the TSDB opens, refused before the port is bound."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"prometheus exited {self.proc.returncode}:\n{self.log()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=10):
+                return True
+        except OSError:  # HTTPError (503) and URLError (refused) are both OSErrors
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
