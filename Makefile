@@ -9,13 +9,18 @@ DEBS   := docker.io containerd runc busybox-static prometheus debootstrap golang
           golang-github-masterminds-sprig-dev golang-github-masterminds-semver-dev \
           golang-gopkg-yaml.v2-dev git util-linux
 
-.PHONY: demo test deps deps-system lint typecheck bench stubs manifests clean
+.PHONY: demo test tools deps deps-system lint typecheck bench stubs manifests clean
 
 demo: deps
 	$(PY) -m tests.harness.demo
 
-test: deps
+test: deps tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The Go tools the suite runs (kube-apiserver, kube-controller-manager, kubectl, etcd, helm), built
+# from the Go module proxy once per machine into a cache outside the tree (tools/go/build).
+tools:
+	tools/go/build
 
 lint: deps
 	$(VENV)/bin/ruff check .
