@@ -280,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         namespace, pod = agent_pod(kube, args.node, args.namespace)
         argv_ = check_argv(args, namespace, pod)
         sys.stdout.flush()
-        return subprocess.run(argv_, check=False).returncode
+        try:
+            return subprocess.run(argv_, check=False).returncode
+        except FileNotFoundError as e:
+            raise LookupError(f"check runs `kubectl exec`, and no kubectl is on PATH ({e})") from e
     except LookupError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1

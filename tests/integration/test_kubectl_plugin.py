@@ -139,6 +139,16 @@ def test_check_needs_a_running_agent_pod_on_the_node(fleet: Any) -> None:
     assert plugin.agent_pod(kp, "node-b", "nodeprobe") == ("nodeprobe", "nodeprobe-agent-b")
     with pytest.raises(LookupError, match="in namespace kube-system"):
         plugin.agent_pod(kp, NODE, "kube-system")
+    # Run without kubectl (e.g. the script called directly): a clear error, not a traceback.
+    done = subprocess.run([str(BIN / "kubectl-nodeprobe"), "--kubeconfig", str(kube.kubeconfig),
+                           "check", NODE], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": str(BIN)}, check=False)
+    assert done.returncode == 1
+    assert "no kubectl is on PATH" in done.stderr, done.stderr
+    # The double serves no pods/exec: kubectl's own error and exit code come through.
+    done = kubectl(kube, "nodeprobe", "check", NODE, "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the server could not find the requested resource" in done.stderr
 
 
 def test_kubeconfig_rules_are_kubectls(fleet: Any, tmp_path: Path) -> None:
