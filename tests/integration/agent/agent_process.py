@@ -63,12 +63,13 @@ class AgentProcess:
     """`nodeprobe agent` as a DaemonSet would run it, with a config file and a kubeconfig."""
 
     def __init__(self, sandbox: Sandbox, workdir: Path, *, kubeconfig: Path | None,
-                 config: Mapping[str, Any] | None = None, node: str = NODE) -> None:
+                 config: Mapping[str, Any] | None = None, node: str = NODE,
+                 fast: bool = True) -> None:
         self.port = free_port()
         body: dict[str, Any] = {
             "docker": {"socket": str(sandbox.dockerd.socket)},
             "containerd": {"socket": str(sandbox.containerd.socket)},
-            "checks": FAST_CHECKS,
+            "checks": FAST_CHECKS if fast else {},
             "metrics": {"address": "127.0.0.1", "port": self.port},
         }
         for key, value in (config or {}).items():
