@@ -7,13 +7,18 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := docker.io containerd runc busybox-static prometheus debootstrap git util-linux
 
-.PHONY: demo test deps deps-system go-tools lint typecheck bench stubs manifests clean
+.PHONY: demo test tools deps deps-system lint typecheck bench stubs manifests clean
 
 demo: deps
 	$(PY) -m tests.harness.demo
 
-test: deps go-tools
+test: deps tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The Go tools the suite runs (kube-apiserver, kube-controller-manager, kubectl, etcd, helm), built
+# from the Go module proxy once per machine into a cache outside the tree (tools/go/build).
+tools:
+	tools/go/build
 
 lint: deps
 	$(VENV)/bin/ruff check .
@@ -33,11 +38,6 @@ stubs: deps
 manifests: deps
 	tools/go/build helm
 	$(PY) -m tools.helm write
-
-# helm, kube-apiserver, kube-controller-manager, kubectl and etcd from the Go module proxy, each
-# built once per machine into /var/cache/nodeprobe/tools (prints nothing when all are there).
-go-tools:
-	tools/go/build
 
 deps: deps-system $(STAMP)
 

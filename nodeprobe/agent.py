@@ -12,8 +12,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -49,6 +49,8 @@ class Publishers:
 
     conditions: ConditionSink | None = None
     events: EventSink | None = None
+    adopted: Mapping[ConditionType, Condition] = field(default_factory=dict)
+    """What the Node said when the agent started; the judge keeps it until it decides."""
 
 
 def node_memory_bytes(proc_root: str) -> float | None:
@@ -93,7 +95,8 @@ class Agent:
         self.scheduler = Scheduler(jobs_for(config, probes))
         expected = {(job.probe.runtime, job.check) for job in self.scheduler.jobs}
         self.judge = Judge(config, expected=expected, now=clock(),
-                           node_memory_bytes=node_memory_bytes(config.paths.proc_root))
+                           node_memory_bytes=node_memory_bytes(config.paths.proc_root),
+                           adopted=publishers.adopted)
         self._expected = expected
         self._seen: set[object] = set()
         self._events: queue.Queue[list[Event]] = queue.Queue()

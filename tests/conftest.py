@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.kubecluster import KubeCluster, TestKubelet, running_cluster
 from tests.harness.runtimes import Sandbox
 
 
@@ -44,6 +45,30 @@ def own_runtimes() -> Iterator[Sandbox]:
     finally:
         sandbox.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[KubeCluster]:
+    """A real control plane (etcd, kube-apiserver, kube-controller-manager) for the session.
+
+    Tests share it: each registers Nodes and namespaces under names of its own.
+    """
+    base = Path(tempfile.mkdtemp(prefix="np-k8s-", dir="/tmp"))
+    try:
+        with running_cluster(base) as cluster:
+            yield cluster
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def test_kubelet(kube_cluster: KubeCluster) -> Iterator[TestKubelet]:
+    """Plays kubelet for the Nodes tests register (Ready nodes, Running pods, finished deletes)."""
+    kubelet = TestKubelet(kube_cluster).start()
+    try:
+        yield kubelet
+    finally:
+        kubelet.stop()
 
 
 from tests.kube.fixtures import kube  # noqa: E402,F401  (a private Kubernetes API double per test)

@@ -1,9 +1,9 @@
 """The chart through real helm: template, lint, and manifests/ kept equal to the default render.
 
-helm is built from the Go module proxy by tools/go/build into a per-version cache (`make test`
-and `make manifests` build it when missing). Every render passes `--kube-version` (the
-Kubernetes the suite runs, tools/go/versions.env), so the output does not depend on the version
-compiled into the helm binary.
+helm is built from the Go module proxy by tools/go/build into a per-version cache
+(tests/harness/gotools.py finds it, and builds it when missing). Every render passes
+`--kube-version` (the Kubernetes the suite runs, tools/go/versions.env), so the output does not
+depend on the version compiled into the helm binary.
 
     python -m tools.helm write   # copy the operator's CRDs into the chart, regenerate manifests/
     python -m tools.helm check   # exit 1 when manifests/ differs from a fresh render
@@ -11,7 +11,6 @@ compiled into the helm binary.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -21,12 +20,13 @@ from typing import Any
 
 import yaml
 
+from tests.harness.gotools import ToolMissing, tool, versions
+
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "nodeprobe"
 MANIFESTS = ROOT / "manifests"
 OPERATOR_CRDS = ROOT / "nodeprobe" / "operator" / "crds"
 """The operator's CRDs: the source of truth; the chart's crds/ holds copies (helm needs them)."""
-VERSIONS = ROOT / "tools" / "go" / "versions.env"
 RELEASE = "nodeprobe"
 NAMESPACE = "nodeprobe"
 MANIFEST_FILE = "nodeprobe.yaml"
@@ -49,35 +49,17 @@ class HelmError(RuntimeError):
     """helm is missing, or it refused the chart or the values (its message says why)."""
 
 
-def versions(path: Path = VERSIONS) -> dict[str, str]:
-    """KEY=value lines of tools/go/versions.env."""
-    out = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            out[key.strip()] = value.strip()
-    return out
-
-
-def tool(name: str, binary: str) -> Path:
-    """A Go tool from the cache tools/go/build fills, e.g. tool("helm", "helm")."""
-    key = {"helm": "HELM", "kube": "KUBERNETES", "etcd": "ETCD"}[name]
-    cache = Path(os.environ.get("NODEPROBE_TOOLS_CACHE", "/var/cache/nodeprobe/tools"))
-    path = cache / f"{name}-{versions()[key]}" / binary
-    if not os.access(path, os.X_OK):
-        raise HelmError(f"{path} not found: run `tools/go/build {name}` (make test and "
-                        "make manifests build it)")
-    return path
-
-
 def kube_version() -> str:
     """The Kubernetes version renders are made for (the one the suite runs), without the v."""
     return versions()["KUBERNETES"].lstrip("v")
 
 
 def helm(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(tool("helm", "helm")), *args], capture_output=True, text=True,
+    try:
+        binary = tool("helm", build=True)
+    except (ToolMissing, subprocess.CalledProcessError) as e:
+        raise HelmError(str(e)) from e
+    proc = subprocess.run([str(binary), *args], capture_output=True, text=True,
                           check=False, timeout=timeout)
     if check and proc.returncode != 0:
         said = "\n".join(t.strip() for t in (proc.stdout, proc.stderr) if t.strip())
@@ -96,9 +78,9 @@ def _values_args(values: Iterable[Path | str]) -> list[str]:
 
 def template(values: Iterable[Path | str] = (), *, chart: Path = CHART,
              include_crds: bool = True, set_values: Sequence[str] = (),
-             kube: str | None = None) -> str:
+             kube: str | None = None, release: str = RELEASE, namespace: str = NAMESPACE) -> str:
     """`helm template nodeprobe CHART -n nodeprobe --kube-version K [--include-crds] [-f V]`."""
-    args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE,
+    args = ["template", release, str(chart), "--namespace", namespace,
             "--kube-version", kube or kube_version(), *_values_args(values)]
     if include_crds:
         args.append("--include-crds")

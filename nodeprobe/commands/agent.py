@@ -59,7 +59,7 @@ def _kube_publishers(config: Config, kubeconfig: str | None, metrics: Metrics) -
         settings=EventSettings(aggregate_window_s=kube.event_aggregation),
         on_error=lambda _: metrics.publish_error("event"),
     )
-    return Publishers(conditions=writer, events=recorder)
+    return Publishers(conditions=writer, events=recorder, adopted=writer.adopt())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,6 +10,9 @@ A small class whose methods are pure apart from its own state: no I/O, no clock 
 - Start-up: every condition is Unknown (ContainerRuntimeStateUnknown) until every expected check
   has answered once; ContainerRuntimeUnavailable also stays Unknown while a check is failing but has
   not yet failed `raiseAfter` times, so a node hung at start never shows a healthy blip.
+- Adopted conditions (what the Node said when the agent started) stand in for Unknown: they are
+  kept until the first verdict, and a verdict with the same status and reason keeps them whole
+  (message and lastTransitionTime), so an agent restart is no transition and no Event.
 - Events: to True -> Warning with the cause's reason; True -> False -> Normal with the healthy
   reason; a new reason while True -> Warning. Unknown -> False (start-up) sends no Event.
 - A True condition's message is written when it is raised and rewritten only when its reason or
@@ -18,7 +21,7 @@ A small class whose methods are pure apart from its own state: no I/O, no clock 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from nodeprobe.config import Config
@@ -78,6 +81,7 @@ class Judge:
         expected: Iterable[Key],
         now: float,
         node_memory_bytes: float | None = None,
+        adopted: Mapping[ConditionType, Condition] | None = None,
     ) -> None:
         self._config = config
         self._expected = frozenset(expected)
@@ -95,6 +99,9 @@ class Judge:
             kind: Condition(kind, Status.UNKNOWN, Reason.UNKNOWN, waiting, now)
             for kind in ConditionType
         }
+        self._adopted = set((adopted or {}).keys())
+        """Types whose adopted state stands until the judge's first verdict on them."""
+        self._conditions.update(adopted or {})
 
     def conditions(self) -> dict[ConditionType, Condition]:
         return dict(self._conditions)
@@ -105,7 +112,8 @@ class Judge:
         if not self._expected <= self._latest.keys():
             message = self._waiting_message()
             self._conditions = {
-                kind: Condition(kind, Status.UNKNOWN, Reason.UNKNOWN, message, cond.since)
+                kind: cond if kind in self._adopted
+                else Condition(kind, Status.UNKNOWN, Reason.UNKNOWN, message, cond.since)
                 for kind, cond in self._conditions.items()
             }
             return []
@@ -183,7 +191,8 @@ class Judge:
                 return _Want(Status.TRUE, cause.reason, cause.message, frozenset(raised))
         current = self._conditions[ConditionType.UNAVAILABLE]
         pending = [key for key, counter in self._health.items() if counter.pending]
-        if pending and current.status is Status.UNKNOWN:
+        undecided = current.status is Status.UNKNOWN or ConditionType.UNAVAILABLE in self._adopted
+        if pending and undecided:
             names = ", ".join(f"{r} {CALLS[c]}" for r, c in sorted(pending))
             return _Want(Status.UNKNOWN, Reason.UNKNOWN, f"confirming failures of: {names}")
         return _Want(Status.FALSE, Reason.HEALTHY, f"{_runtimes(self._latest)} normally")
@@ -240,6 +249,13 @@ class Judge:
 
     def _apply(self, kind: ConditionType, want: _Want, *, now: float) -> Event | None:
         old = self._conditions[kind]
+        if kind in self._adopted:
+            if want.status is Status.UNKNOWN:
+                return None  # not decided yet: the adopted state stands
+            self._adopted.discard(kind)
+            if want.status is old.status and want.reason == old.reason:
+                self._signatures[kind] = want.signature
+                return None  # the same verdict as before the restart: keep it whole
         unchanged = (
             want.status is old.status
             and want.reason == old.reason

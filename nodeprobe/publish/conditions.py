@@ -6,6 +6,9 @@ with one strategic-merge PATCH to `nodes/{node}/status` that carries nodeprobe's
 conditions merge by `type`, so kubelet's `Ready` and NPD's conditions are never touched.
 
 The decision ("what to write now") is the pure function `plan`; `ConditionWriter` does the I/O.
+
+On start the writer adopts what the Node already says (`adopt`): a DaemonSet rollout must not turn
+a held `True` into `Unknown` and back, because remediation triggers count from lastTransitionTime.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from nodeprobe.model import COMPONENT, Condition, ConditionType
+from nodeprobe.model import COMPONENT, Condition, ConditionType, Status
 from nodeprobe.publish.kube import (
     API_ERRORS,
     REQUEST_TIMEOUT_S,
@@ -27,6 +30,7 @@ from nodeprobe.publish.kube import (
     Backoff,
     RetrySettings,
     describe_error,
+    parse_rfc3339,
     request_json,
     rfc3339,
 )
@@ -87,6 +91,31 @@ def plan(
     return None
 
 
+def adoptable(node: Mapping[str, Any]) -> Written | None:
+    """The conditions nodeprobe owns as the Node states them, and their latest heartbeat.
+
+    None when the Node carries none of ours (a first install). A condition that does not parse
+    (a status we do not know, a bad time) is left out: it is then written fresh, never guessed.
+    """
+    owned = {str(t): t for t in ConditionType}
+    found: dict[ConditionType, Condition] = {}
+    heartbeat = 0.0
+    for item in (node.get("status") or {}).get("conditions") or []:
+        ctype = owned.get(item.get("type", ""))
+        if ctype is None:
+            continue
+        try:
+            status = Status(item.get("status"))
+            since = parse_rfc3339(item["lastTransitionTime"])
+            beat = parse_rfc3339(item.get("lastHeartbeatTime") or item["lastTransitionTime"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        found[ctype] = Condition(ctype, status, str(item.get("reason", "")),
+                                 str(item.get("message", "")), since)
+        heartbeat = max(heartbeat, beat)
+    return Written(found, heartbeat) if found else None
+
+
 def patch_body(conditions: Mapping[ConditionType, Condition], now: float) -> dict[str, Any]:
     """The strategic merge patch: our conditions only, in a stable order."""
     order = list(ConditionType)
@@ -145,6 +174,29 @@ class ConditionWriter:
     @property
     def written(self) -> Written | None:
         return self._written
+
+    def adopt(self) -> dict[ConditionType, Condition]:
+        """Read our conditions from the Node and take them as already written.
+
+        Nothing is written until the judged state differs from them (or the heartbeat is due).
+        An API error leaves nothing adopted: the agent then starts from Unknown, as on a new node.
+        """
+        try:
+            node = request_json(self._api, "GET", f"/api/v1/nodes/{self._node}",
+                                timeout=self._settings.request_timeout_s)
+        except API_ERRORS as e:
+            log.warning("%s; starting without the node's conditions (their lastTransitionTime "
+                        "may move)", describe_error(e, what=f"GET nodes/{self._node}"))
+            return {}
+        written = adoptable(node)
+        if written is None:
+            return {}
+        with self._lock:
+            self._written = written
+            self._desired.update(written.conditions)
+        log.info("adopted from node %s: %s", self._node, ", ".join(
+            f"{c.type}={c.status} ({c.reason})" for c in written.conditions.values()))
+        return dict(written.conditions)
 
     def update(self, conditions: Mapping[ConditionType, Condition] | Iterable[Condition]) -> None:
         """Record the desired state; types not mentioned keep their previous desired value."""

@@ -87,6 +87,11 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_rfc3339(text: str) -> float:
+    """Unix seconds from a Kubernetes time (`...Z`, fractions allowed); ValueError if not one."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def describe_error(e: BaseException, *, what: str) -> str:
     """One line a person can act on, naming the call that failed."""
     if isinstance(e, ApiException):

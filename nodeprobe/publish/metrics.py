@@ -145,6 +145,12 @@ class Metrics:
             ["condition", "reason"],
             registry=r,
         )
+        self.condition_since = Gauge(
+            "nodeprobe_condition_last_transition_timestamp_seconds",
+            "Unix time in seconds of the condition's last status change (lastTransitionTime).",
+            ["condition"],
+            registry=r,
+        )
         self.publish_errors = Counter(
             "nodeprobe_publish_errors_total",
             "Failed writes to the Kubernetes API by target (node_status, event).",
@@ -233,10 +239,16 @@ class Metrics:
     def set_conditions(
         self, conditions: Mapping[ConditionType, Condition] | Iterable[Condition]
     ) -> None:
-        """Flag the current reason of each True condition; every other pair of that type is 0."""
+        """Flag the current reason of each True condition; every other pair of that type is 0.
+
+        Also export when each condition last changed status, so a dashboard can say for how long
+        a node has been sick (`time() - nodeprobe_condition_last_transition_timestamp_seconds`).
+        """
         items = conditions.values() if isinstance(conditions, Mapping) else conditions
         for cond in items:
             ctype = str(cond.type)
+            if math.isfinite(cond.since):
+                self.condition_since.labels(ctype).set(cond.since)
             known = {str(r) for r in REASONS.get(cond.type, ())} | {cond.reason}
             for reason in sorted(known):
                 active = cond.status == Status.TRUE and reason == cond.reason

@@ -63,21 +63,22 @@ class AgentProcess:
     """`nodeprobe agent` as a DaemonSet would run it, with a config file and a kubeconfig."""
 
     def __init__(self, sandbox: Sandbox, workdir: Path, *, kubeconfig: Path | None,
-                 config: Mapping[str, Any] | None = None) -> None:
+                 config: Mapping[str, Any] | None = None, node: str = NODE,
+                 fast: bool = True) -> None:
         self.port = free_port()
         body: dict[str, Any] = {
             "docker": {"socket": str(sandbox.dockerd.socket)},
             "containerd": {"socket": str(sandbox.containerd.socket)},
-            "checks": FAST_CHECKS,
+            "checks": FAST_CHECKS if fast else {},
             "metrics": {"address": "127.0.0.1", "port": self.port},
         }
         for key, value in (config or {}).items():
             body[key] = {**body.get(key, {}), **value} if isinstance(value, dict) else value
         self.config_path = workdir / "agent.yaml"
         self.config_path.write_text(yaml.safe_dump(body))
-        self.log_path = workdir / "agent.log"
+        self.log_path = workdir / f"agent-{free_port()}.log"
         argv = [str(Path(sys.executable).with_name("nodeprobe")), "agent",
-                "--config", str(self.config_path), "--node-name", NODE]
+                "--config", str(self.config_path), "--node-name", node]
         if kubeconfig is not None:
             argv += ["--kubeconfig", str(kubeconfig)]
         else:

@@ -106,3 +106,32 @@ def test_backoff_survives_very_long_outages() -> None:
     b = Backoff(RetrySettings())
     for _ in range(10_000):
         assert b.failed(T0) <= 30.0
+
+
+def test_adoptable_reads_only_our_conditions_and_the_latest_heartbeat() -> None:
+    from nodeprobe.publish.conditions import adoptable
+
+    node = {"status": {"conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        {"type": "ContainerRuntimeUnavailable", "status": "True", "reason": "DockerdHung",
+         "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z",
+         "lastHeartbeatTime": "2026-01-01T00:05:00Z"},
+        {"type": "ContainerRuntimeSlow", "status": "Maybe", "reason": "X",
+         "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        {"type": "ContainerRuntimeMemoryLeak", "status": "False", "reason": "R",
+         "lastTransitionTime": "not a time"},
+    ]}}
+    written = adoptable(node)
+    assert written is not None
+    assert list(written.conditions) == [ConditionType.UNAVAILABLE]
+    cond = written.conditions[ConditionType.UNAVAILABLE]
+    assert (cond.status, cond.reason, cond.message) == (Status.TRUE, "DockerdHung", "m")
+    assert cond.since == 1767225600.0
+    assert written.at == 1767225900.0
+
+
+def test_adoptable_is_none_on_a_new_node() -> None:
+    from nodeprobe.publish.conditions import adoptable
+
+    assert adoptable({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}) is None
+    assert adoptable({}) is None

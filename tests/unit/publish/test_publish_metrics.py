@@ -66,6 +66,7 @@ def test_the_promised_names_exist(reg: CollectorRegistry) -> None:
         "nodeprobe_runtime_containers",
         "nodeprobe_runtime_images",
         "nodeprobe_condition_status",
+        "nodeprobe_condition_last_transition_timestamp_seconds",
         "nodeprobe_publish_errors",
         "nodeprobe_loop_last_iteration_timestamp_seconds",
         "nodeprobe_build_info",
@@ -167,9 +168,12 @@ def test_condition_status_flags_only_the_current_reason_of_a_true_condition(
     )
     assert val(reg, "nodeprobe_condition_status", condition=unhealthy, reason="DockerdHung") == 1
     assert val(reg, "nodeprobe_condition_status", condition=unhealthy, reason="DockerdDown") == 0
+    since = "nodeprobe_condition_last_transition_timestamp_seconds"
+    assert val(reg, since, condition=unhealthy) == T0
     m.set_conditions(
-        [Condition(ConditionType.UNAVAILABLE, Status.TRUE, Reason.CONTAINERD_HUNG, "x", T0)]
+        [Condition(ConditionType.UNAVAILABLE, Status.TRUE, Reason.CONTAINERD_HUNG, "x", T0 + 7)]
     )
+    assert val(reg, since, condition=unhealthy) == T0 + 7
     assert val(reg, "nodeprobe_condition_status", condition=unhealthy, reason="DockerdHung") == 0
     assert val(reg, "nodeprobe_condition_status", condition=unhealthy, reason="ContainerdHung") == 1
     m.set_conditions([Condition(ConditionType.UNAVAILABLE, Status.FALSE, Reason.HEALTHY, "ok", T0)])

@@ -1,0 +1,53 @@
+"""Where the Go tools the suite builds live: one directory per tool and version, outside the tree.
+
+tools/go/build writes them; this module only finds them, so the version is written once
+(tools/go/versions.env) and a missing binary says how to build it instead of skipping a test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "tools" / "go" / "build"
+VERSIONS = ROOT / "tools" / "go" / "versions.env"
+
+
+class ToolMissing(RuntimeError):
+    """A Go tool the suite needs is not built; the message says how to build it."""
+
+
+def versions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in VERSIONS.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("NODEPROBE_TOOLS_CACHE", "/var/cache/nodeprobe/tools"))
+
+
+_DIRS = {
+    "kube-apiserver": ("kube", "KUBERNETES"),
+    "kube-controller-manager": ("kube", "KUBERNETES"),
+    "kubectl": ("kube", "KUBERNETES"),
+    "etcd": ("etcd", "ETCD"),
+    "helm": ("helm", "HELM"),
+}
+
+
+def tool(name: str, *, build: bool = False) -> Path:
+    """The path of a built tool; with `build`, build it first when it is missing."""
+    directory, key = _DIRS[name]
+    path = cache_dir() / f"{directory}-{versions()[key]}" / name
+    if not path.exists() and build:
+        subprocess.run([str(BUILD), directory], check=True)
+    if not path.exists():
+        raise ToolMissing(f"{path} is not built: run `{BUILD} {directory}` (make test does)")
+    return path
