@@ -279,13 +279,17 @@ def _bound(objects: list[dict[str, Any]], component: str) -> set[tuple[str, str,
 
 def test_agent_rbac_is_exactly_what_the_agent_calls() -> None:
     objects = _render(None)
-    assert _grants(objects, "agent") == {
+    base = {
         ("*", "", "nodes", "get"),
         ("*", "", "nodes/status", "patch"),
-        ("*", "nodeprobe.io", "noderemediations", "list"),
-        ("*", "nodeprobe.io", "noderemediations/status", "patch"),
         # Events about Nodes live in `default`, as kubelet's do; nowhere else.
         ("default", "", "events", "create"), ("default", "", "events", "patch"),
+    }
+    assert _grants(objects, "agent") == base
+    # The repair executor, and so its NodeRemediation calls, runs in repair mode only.
+    assert _grants(_render(_ci("repair")), "agent") == base | {
+        ("*", "nodeprobe.io", "noderemediations", "list"),
+        ("*", "nodeprobe.io", "noderemediations/status", "patch"),
     }
     assert _bound(objects, "agent") == {
         ("ClusterRoleBinding", "nodeprobe-agent", "nodeprobe/nodeprobe-agent"),

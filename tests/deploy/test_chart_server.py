@@ -318,8 +318,10 @@ class Nodes:
 
 @pytest.fixture(scope="module")
 def release(kube_cluster: KubeCluster, kubectl: Kubectl) -> Iterator[Release]:
-    """`helm install` with default values, under names of its own."""
-    installed = install(kube_cluster, name=OWN, namespace=OWN)
+    """`helm install` under names of its own, in repair mode: the own-node policy is the same
+    as by default, and only there may the agent write NodeRemediations (their status) too."""
+    installed = install(kube_cluster, name=OWN, namespace=OWN,
+                        values=["agent.repair.enabled=true"])
     try:
         yield installed
     finally:
