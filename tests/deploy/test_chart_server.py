@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import ssl
 import subprocess
 import time
@@ -194,7 +195,23 @@ def life_namespace(kubectl: Kubectl) -> Iterator[str]:
         kubectl.run("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def test_helm_install_upgrade_uninstall(kubectl: Kubectl, life_namespace: str) -> None:
+CRD_MARKER = "nodeprobe.io/test-chart-version"
+
+
+def _chart_with_changed_crd(tmp_path: Path) -> Path:
+    """A copy of the chart whose RemediationPolicy CRD differs (an annotation), as a new chart
+    version's might."""
+    chart = tmp_path / "nodeprobe"
+    shutil.copytree(h.CHART, chart)
+    path = chart / "crds" / "remediationpolicy.yaml"
+    crd = yaml.safe_load(path.read_text())
+    crd["metadata"].setdefault("annotations", {})[CRD_MARKER] = "newer"
+    path.write_text(yaml.safe_dump(crd, sort_keys=False))
+    return chart
+
+
+def test_helm_install_upgrade_uninstall(kubectl: Kubectl, life_namespace: str,
+                                        tmp_path: Path) -> None:
     ns = life_namespace
     # install: CRDs established, every object accepted and there, NOTES say what to do next.
     installed = kubectl.helm("install", RELEASE, str(h.CHART), "-n", ns)
@@ -227,6 +244,23 @@ def test_helm_install_upgrade_uninstall(kubectl: Kubectl, life_namespace: str) -
     assert kubectl.exists("pdb", f"{RELEASE}-nodeprobe-operator", ns)
     history = json.loads(kubectl.helm("history", RELEASE, "-n", ns, "-o", "json").stdout)
     assert [r["status"] for r in history] == ["superseded", "deployed"]
+
+    # A new chart version's CRDs: `helm upgrade` leaves them; the documented command applies them.
+    def policy_crd_marker() -> str | None:
+        crd = kubectl.json("get", "crd", CRDS[0])
+        return (crd["metadata"].get("annotations") or {}).get(CRD_MARKER)
+
+    newer = _chart_with_changed_crd(tmp_path)
+    kubectl.helm("upgrade", RELEASE, str(newer), "-n", ns, "--reuse-values")
+    assert policy_crd_marker() is None, "helm upgrade changed a CRD: docs/install.md is wrong"
+    shown = kubectl.helm("show", "crds", str(newer)).stdout
+    try:
+        kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=shown)
+        assert policy_crd_marker() == "newer"
+    finally:  # the CRDs are shared with the other tests: back to the chart's own
+        kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-",
+                    stdin=kubectl.helm("show", "crds", str(h.CHART)).stdout)
+    assert policy_crd_marker() is None
 
     # uninstall: every templated object goes; what docs/install.md says stays, stays.
     objects = _release_objects(kubectl, ns)
