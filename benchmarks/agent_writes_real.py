@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steady-min", type=float, default=10.0)
     parser.add_argument("--hang-min", type=float, default=10.0)
+    parser.add_argument("--keep-log", help="copy the agent's log here")
     args = parser.parse_args(argv if argv is not None else [])
     base = Path(tempfile.mkdtemp(prefix="np-bench-", dir="/tmp"))
     sandbox = Sandbox(base / "rt")
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 agent.stop()
                 kubelet.stop()
+                if args.keep_log:
+                    shutil.copy(agent.log_path, args.keep_log)
     finally:
         sandbox.stop()
         shutil.rmtree(base, ignore_errors=True)
