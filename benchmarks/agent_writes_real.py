@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.harness.kubecluster import TestKubelet, running_cluster
+from tests.harness.kubecluster import KubeCluster, TestKubelet, running_cluster
 from tests.harness.runtimes import Sandbox
 from tests.integration.agent.agent_process import AgentProcess, wait_for
 from tests.integration.kube.chart import install
@@ -25,7 +25,7 @@ from tests.integration.kube.chart import install
 READS = ("get", "list", "watch")
 
 
-def _count(cluster, user: str, since: int) -> tuple[collections.Counter[str], int]:
+def _count(cluster: KubeCluster, user: str, since: int) -> tuple[collections.Counter[str], int]:
     events = cluster.audit(user)
     counter: collections.Counter[str] = collections.Counter()
     for e in events[since:]:
@@ -34,6 +34,12 @@ def _count(cluster, user: str, since: int) -> tuple[collections.Counter[str], in
         what = ref.get("resource", "?") + (f"/{sub}" if sub else "")
         counter[f"{e['verb']} {what}"] += 1
     return counter, len(events)
+
+
+def _healthy(cluster: KubeCluster, node: str) -> bool:
+    conditions = cluster.must("GET", f"/api/v1/nodes/{node}")["status"].get("conditions") or []
+    return any(c["type"] == "ContainerRuntimeUnavailable" and c["status"] == "False"
+               for c in conditions)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,8 +63,9 @@ def main(argv: list[str] | None = None) -> None:
             agent = AgentProcess(sandbox, base, kubeconfig=kubeconfig, node="bench-node",
                                  fast=False)
             try:
-                wait_for(lambda: cluster.audit(user), timeout_s=60, what="the first write")
-                _, mark = _count(cluster, user, 0)
+                wait_for(lambda: _healthy(cluster, "bench-node"), timeout_s=60,
+                         what="the first verdict on the Node")
+                start, mark = _count(cluster, user, 0)
                 time.sleep(args.steady_min * 60)  # the measured window itself
                 steady, mark2 = _count(cluster, user, mark)
                 with sandbox.dockerd.hung():
@@ -76,12 +83,14 @@ def main(argv: list[str] | None = None) -> None:
     def table(title: str, counter: collections.Counter[str], minutes: float) -> list[str]:
         writes = sum(n for k, n in counter.items() if k.split()[0] not in READS)
         reads = sum(counter.values()) - writes
-        return [f"| {title} | {minutes:g} min | {writes} | {writes * 60 / minutes:.1f} | "
+        rate = f"{writes * 60 / minutes:.1f}" if minutes else "-"
+        return [f"| {title} | {minutes:g} min | {writes} | {rate} | "
                 f"{reads} | {dict(sorted(counter.items()))} |"]
 
     lines = [
         "| window | length | writes | writes per hour | reads | requests |",
         "|---|---|---|---|---|---|",
+        *table("start-up, to the first verdict", start, 0),
         *table("healthy (default intervals)", steady, args.steady_min),
         *table("dockerd hung (SIGSTOP)", hung, args.hang_min),
     ]

@@ -342,7 +342,7 @@ class KubeCluster:
 
     def audit(self, username: str) -> list[dict[str, Any]]:
         """Every request `username` made (ResponseComplete stage), from the audit log."""
-        out = []
+        out: list[dict[str, Any]] = []
         if not self.audit_log.exists():
             return out
         for line in self.audit_log.read_text().splitlines():
