@@ -165,11 +165,9 @@ class Episodes:
                         namespace=self.event_namespace, now=iso(now))
 
 
-def holds_slot(nr: Mapping[str, Any], node: NodeView | None) -> bool:
-    """Live, or Escalated and not released (the node still cordoned and labelled)."""
+def holds_slot(nr: Mapping[str, Any]) -> bool:
+    """Live, or Escalated and not yet released by a person (`release_escalated`)."""
     status = nr.get("status") or {}
     phase = status.get("phase", RemediationPhase.PENDING)
-    if phase not in TERMINAL:
-        return True
-    return (phase == RemediationPhase.ESCALATED and not status.get("releasedAt")
-            and node is not None and node.unschedulable and bool(node.labels.get(LABEL_ESCALATED)))
+    return phase not in TERMINAL or (phase == RemediationPhase.ESCALATED
+                                     and not status.get("releasedAt"))

@@ -241,7 +241,10 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
 
 def _candidate(policy: Policy, cluster: Cluster, node: NodeView, since: float, held: set[str],
                waiting: dict[str, str], *, now: float) -> Start | None:
+    rec = cluster.records.get(node.name, NodeRecord())
     if node.name in held:
+        if rec.holder:
+            waiting[node.name] = f"the node's Lease is held by {rec.holder}"
         return None
     mine = [r for r in cluster.remediations if r.node == node.name]
     if any(r.active for r in mine):
@@ -249,7 +252,6 @@ def _candidate(policy: Policy, cluster: Cluster, node: NodeView, since: float, h
     if node.excluded:
         waiting[node.name] = f"excluded: the node has the {LABEL_EXCLUDE} label"
         return None
-    rec = cluster.records.get(node.name, NodeRecord())
     name = remediation_name(node.name, since)
     if rec.last_episode == name or any(r.name == name for r in mine):
         waiting[node.name] = (f"episode {name} already ended; waiting for the condition to clear "

@@ -103,7 +103,7 @@ def remediation_view(nr: Mapping[str, Any], node: NodeView | None) -> Remediatio
         name=str(meta.get("name", "")), node=str(spec.get("nodeName", "")),
         policy=str(spec.get("policy", "")),
         phase=str(status.get("phase", RemediationPhase.PENDING)), created=created,
-        finished=parse_iso(status.get("finishedAt")), holds=holds_slot(nr, node))
+        finished=parse_iso(status.get("finishedAt")), holds=holds_slot(nr))
 
 
 def post_webhook(url: str, payload: Mapping[str, Any]) -> None:
@@ -200,12 +200,7 @@ class Reconciler:
         if phase in TERMINAL:
             if self.episodes.release_escalated(nr, node, now=now):
                 nr = {**nr, "status": {**(nr.get("status") or {}), "releasedAt": iso(now)}}
-            if holds_slot(nr, node):
-                self.leases.renew(_node_of(nr), name, now=now)
-            else:
-                finished = parse_iso((nr.get("status") or {}).get("finishedAt")) or now
-                self.leases.release(_node_of(nr), name, finished=finished)
-            return nr
+            return self._lease_after(nr, name, now)
         if plan is None:
             return nr
         ctx = Context()
@@ -216,8 +211,16 @@ class Reconciler:
         elif state.policy is not None and (state.policy.paused or state.policy.dry_run):
             ctx = Context(frozen=f"policy {state.name} is "
                                  f"{'paused' if state.policy.paused else 'in dry run'}")
-        self.leases.renew(_node_of(nr), name, now=now)
-        return self.episodes.advance(plan, nr, node, ctx, now=now)
+        return self._lease_after(self.episodes.advance(plan, nr, node, ctx, now=now), name, now)
+
+    def _lease_after(self, nr: dict[str, Any], name: str, now: float) -> dict[str, Any]:
+        """Renew the node's Lease while the episode holds the node; give it back at once after."""
+        if holds_slot(nr):
+            self.leases.renew(_node_of(nr), name, now=now)
+        else:
+            finished = parse_iso((nr.get("status") or {}).get("finishedAt")) or now
+            self.leases.release(_node_of(nr), name, finished=finished)
+        return nr
 
     def _plan(self, spec: Mapping[str, Any], state: PolicyState | None) -> Plan | None:
         """The snapshot the episode started with; the live policy's for older episodes."""
@@ -236,7 +239,7 @@ class Reconciler:
         by_node: dict[str, list[dict[str, Any]]] = {}
         for nr in nrs:
             if (nr.get("status") or {}).get("phase") in TERMINAL \
-                    and not holds_slot(nr, views.get(_node_of(nr))):
+                    and not holds_slot(nr):
                 by_node.setdefault(_node_of(nr), []).append(nr)
         gone: set[str] = set()
         for done in by_node.values():
@@ -383,6 +386,11 @@ class Reconciler:
                 kind = "PolicyInvalid" if new.get("valid") is False else "RemediationBlocked"
                 self.kube.event(involved=involved, kind=EventType.WARNING, reason=kind,
                                 message=reason, namespace=ns, now=stamp)
+        for node, why in (new.get("waiting") or {}).items():
+            if (old.get("waiting") or {}).get(node) != why and not why.startswith("waiting for"):
+                self.kube.event(involved=involved, kind=EventType.NORMAL,
+                                reason="RemediationWaiting", message=f"{node}: {why}",
+                                namespace=ns, now=stamp)
         for line in plan or []:
             if line not in (old.get("dryRunPlan") or []):
                 self.kube.event(involved=involved, kind=EventType.NORMAL, reason="DryRun",

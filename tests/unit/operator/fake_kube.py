@@ -49,6 +49,8 @@ class FakeKube(Kube):
         self.pod_deletes = 0
         self.created_at = created_at
         self.leases: dict[str, dict[str, Any]] = {}
+        self.errors: Counter[int] = Counter()
+        """HTTP status of every refused request (409 storms show here)."""
         self.hung: set[str] = set()
         """Nodes whose runtime is hung: evicted pods stay Terminating until `unhang()`."""
         self.stamp: Callable[[], str] = lambda: created_at
@@ -59,6 +61,14 @@ class FakeKube(Kube):
 
     def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
                 body: object = None, content_type: str = "application/json") -> dict[str, Any]:
+        try:
+            return self._request(method, path, query=query, body=body)
+        except KubeError as e:
+            self.errors[e.status] += 1
+            raise
+
+    def _request(self, method: str, path: str, *, query: Mapping[str, str] | None,
+                 body: object) -> dict[str, Any]:
         assert body is None or isinstance(body, dict)
         patch: dict[str, Any] = body or {}
         self.log.append(f"{method} {path}")
