@@ -115,8 +115,11 @@ def run_budget(args: Any, *, timed_double: Any, make_node: Any, set_condition: A
                         kube.put_object(nr)
                         set_condition(kube, node, False, iso(time.time()))
 
-            done = wait_for(lambda: (lambda ph: len(ph) == len(names) and set(ph.values())
-                                     == {"Succeeded"})(pending()),
+            def finished(names: set[str] = names) -> bool:
+                ph = pending()
+                return len(ph) == len(names) and set(ph.values()) == {"Succeeded"}
+
+            done = wait_for(finished,
                             timeout_s=args.for_s + 60 + 30 * args.sick / args.budget,
                             what="every episode Succeeded", every=agents)
             time.sleep(0.5)
