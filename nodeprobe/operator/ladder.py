@@ -443,7 +443,10 @@ def step(plan: Plan, *, rung: int, status: Mapping[str, Any], seen: Seen) -> Ste
         return _escalate(c, "no rungs left on the ladder")
     ev = observe(plan, rung=rung, status=status, seen=seen)
     _, transition = TABLE[(phase, ev)]
-    return transition(c)
+    out = transition(c)
+    if status.get("frozen") and seen.frozen is None and "frozen" not in out.patch:
+        out.patch["frozen"] = None  # writes are allowed again (unpaused, dryRun off)
+    return out
 
 
 def describe(rung: Rung) -> str:

@@ -265,9 +265,9 @@ class Reconciler:
         """Take the node's Lease, then create the NodeRemediation (the first write on the node's
         behalf), snapshotting the plan. False when the node's Lease is taken."""
         assert st.policy is not None
+        self._ensure_finalizer(st)  # first: a deletion from now on waits for this episode
         if not self.leases.acquire(start.node, start.name, now=now):
             return False
-        self._ensure_finalizer(st)
         policy = st.policy
         spec: dict[str, Any] = {
             "nodeName": node.name, "policy": policy.name, "rung": 0,

@@ -423,3 +423,23 @@ def test_a_policy_without_a_brake_is_rejected() -> None:
     status = sim.kube.policies["p"]["status"]
     assert status["valid"] is False and "no brake" in status["message"]
     assert sim.kube.nrs == {}
+
+
+def test_paused_mid_episode_freezes_then_resumes_where_it_was() -> None:
+    sim = Sim()
+    sim.policy()
+    sim.kube.add_node("a", sick_since=SICK_SINCE)
+    sim.kube.add_pod("a", "db", "db-0")
+    sim.kube.pdb_blocked.add("db/db-0")
+    sim.run(4)
+    sim.kube.policies["p"]["spec"]["paused"] = True
+    writes = sim.kube.node_writes()
+    sim.run(10)
+    assert sim.kube.node_writes() == writes
+    assert next(iter(sim.kube.nrs.values()))["status"]["frozen"] == "policy p is paused"
+    sim.kube.policies["p"]["spec"]["paused"] = False
+    sim.kube.pdb_blocked.clear()
+    sim.run(10)
+    nr = next(iter(sim.kube.nrs.values()))
+    assert nr["status"]["phase"] == "Succeeded" and "frozen" not in nr["status"]
+    assert sim.kube.cordoned() == set()
