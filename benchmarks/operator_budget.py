@@ -85,7 +85,7 @@ def run_budget(args: Any, *, timed_double: Any, make_node: Any, set_condition: A
         add_policy(kube, "pool-a", nodeSelector={"matchLabels": {"pool": "a"}}, **common)
         add_policy(kube, "same-trigger", **common)
         op = Operator(kube, directory / "op", name="operator", standalone=False,
-                      tick_s=args.tick_s, max_concurrent=args.budget)
+                      tick_s=args.tick_s, max_concurrent=args.budget, lease=(15, 10, 2))
         pid = op.proc.pid
         wait_for(lambda: all((kube.get("remediationpolicies", p, group="nodeprobe.io") or {})
                              .get("status", {}).get("matchedNodes") for p in
@@ -136,7 +136,8 @@ def run_budget(args: Any, *, timed_double: Any, make_node: Any, set_condition: A
                 "writes": sum(1 for _, r in window if r.write) / args.sick,
                 "conflicts": sum(1 for _, r in window if r.code == 409),
                 "rss": proc_status(pid)["VmRSS"] / MIB, "window": window})
-            print(f"rep {rep + 1}: {reps[-1]}", flush=True)
+            print(f"rep {rep + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in reps[-1].items()
+                                                 if k != "window"), flush=True)
         hwm = proc_status(pid)["VmHWM"] / MIB
         alive = op.proc.poll() is None
     finally:
@@ -154,7 +155,8 @@ def run_budget(args: Any, *, timed_double: Any, make_node: Any, set_condition: A
         f"policies ({machine()}, shared; load {load0} -> {loadavg()})",
         "",
         f"`nodeprobe.operator.run(standalone=False, max_concurrent={args.budget}, "
-        f"tick_s={args.tick_s:g})` (leader election on) in its own process against the API "
+        f"tick_s={args.tick_s:g})` (leader election on, Lease timings as shipped: 15 s / 10 s / "
+        "2 s) in its own process against the API "
         f"double; policies `all` (every node), `pool-a` (half) and `same-trigger` (every node, "
         f"the same trigger), each maxConcurrent {args.budget}; {args.sick} nodes turn sick at "
         f"once, {len(reps)} repetition(s); agents simulated. Times from the trigger's duration "
@@ -179,6 +181,8 @@ def run_budget(args: Any, *, timed_double: Any, make_node: Any, set_condition: A
         + ", ".join(str(r["peak_l"]) for r in reps)
         + f". 409 answers: {sum(r['conflicts'] for r in reps)}. VmHWM {hwm:.1f} MiB. "
         f"Operator alive at the end: {'yes' if alive else 'NO'}.",
+        "",
+        f"Requests in repetition 1 ({args.sick} episodes): {breakdown(reps[0]['window'])}.",
         ""]
     text = "\n".join(lines)
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,10 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from nodeprobe.publish.kube import rfc3339
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -20,11 +22,11 @@ DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def iso(t: float) -> str:
-    """The operator's one time format (status fields, messages, Events): RFC 3339, UTC, seconds.
+    """The one time format (status fields, messages, Events): `publish.kube.rfc3339`.
 
     Absolute times keep status messages stable between passes, so a pass writes nothing new.
     """
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(t)
 
 
 def parse_iso(text: object) -> float | None:

@@ -174,16 +174,16 @@ class Operator:
     """`nodeprobe.operator.run()` in its own process, logging to a file."""
 
     def __init__(self, kube: KubeDouble, tmp: Path, *, name: str = "op",
-                 standalone: bool = True, tick_s: float = 0.3, max_concurrent: int = 1
-                 ) -> None:
+                 standalone: bool = True, tick_s: float = 0.3, max_concurrent: int = 1,
+                 lease: tuple[float, float, float] = (4, 3, 0.5)) -> None:
         self.log = tmp / f"{name}.log"
         code = (
             "import logging; logging.basicConfig(level=logging.INFO, "
             "format='%(asctime)s %(name)s %(message)s'); "
             "from nodeprobe.operator import run; "
             f"run(kubeconfig={str(kube.kubeconfig)!r}, standalone={standalone}, "
-            f"tick_s={tick_s}, max_concurrent={max_concurrent}, lease_s=4, "
-            "renew_deadline_s=3, retry_s=0.5)")
+            f"tick_s={tick_s}, max_concurrent={max_concurrent}, lease_s={lease[0]}, "
+            f"renew_deadline_s={lease[1]}, retry_s={lease[2]})")
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
