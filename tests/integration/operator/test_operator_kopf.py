@@ -178,7 +178,7 @@ def test_reboot_counts_only_when_boot_id_changes(kube: KubeDouble,
     add_node(kube, "b", sick=True)
     add_policy(kube, maxConcurrent=2, settleWindow="1s",
                ladder=[{"action": "reboot", "timeout": "4s"}, {"action": "escalate"}])
-    operators()
+    operators(max_concurrent=2)
 
     def agents() -> None:
         for nr in remediations(kube):
