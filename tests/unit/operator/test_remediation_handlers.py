@@ -54,3 +54,13 @@ def test_connection_info_carries_the_client_credentials() -> None:
 def test_run_with_missing_kubeconfig_says_what_to_fix(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"cannot load Kubernetes credentials \(.*nope"):
         run(kubeconfig=str(tmp_path / "nope"), standalone=True)
+
+
+def test_operator_flags_budget_and_standalone_no_peering() -> None:
+    from nodeprobe.cli import build_parser
+
+    args = build_parser().parse_args(["operator", "--max-concurrent", "3", "--standalone"])
+    assert (args.max_concurrent, args.standalone) == (3, True)
+    assert build_parser().parse_args(["operator"]).max_concurrent == 1  # conservative default
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["operator", "--peering", "x"])
