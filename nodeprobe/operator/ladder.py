@@ -1,10 +1,10 @@
 """The remediation ladder: a table of (phase, event) -> (next phase, transition).
 
-No I/O and no clock. `observe()` names the one event a pass saw for a NodeRemediation (it only
-reads); `TABLE` says where that event leads; each transition is one small function that returns
-the status patch, the node changes to make (`Intent`) and the Events to emit. All progress lives
-in the status, so an operator killed at any point resumes where it was. docs/remediation.md has
-the same table, row by row.
+No I/O and no clock. `observe.observe()` names the one event a pass saw for a NodeRemediation
+(it only reads); `TABLE` says where that event leads; each transition is one small function
+that returns the status patch, the node changes to make (`Intent`) and the Events to emit. All
+progress lives in the status, so an operator killed at any point resumes where it was.
+docs/remediation.md has the same table, row by row.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodeprobe.model import EventType, RemediationPhase, RepairState
-from nodeprobe.operator.gates import TERMINAL, NodeView
+from nodeprobe.model import EventType, RemediationPhase
+from nodeprobe.operator.gates import TERMINAL
 from nodeprobe.operator.grammar import iso, parse_iso
-from nodeprobe.operator.policy import Action, OnTimeout, Plan, Rung
+from nodeprobe.operator.observe import BEFORE_ACTION, Ev, Seen, observe
+from nodeprobe.operator.policy import Action, Plan, Rung
 
 MAX_MESSAGES = 20
 """Status keeps the last few transitions; Events hold the rest."""
 
 Phase = RemediationPhase
-AgentState = RepairState
-__all__ = ["TERMINAL", "iso", "parse_iso"]
+__all__ = ["TERMINAL", "Ev", "Seen", "iso", "observe", "parse_iso"]
 
 
 class Intent(enum.StrEnum):
@@ -34,54 +34,6 @@ class Intent(enum.StrEnum):
     UNCORDON = "uncordon"
     LABEL_ESCALATED = "label-escalated"
     WEBHOOK = "webhook"
-
-
-class Ev(enum.StrEnum):
-    """What a pass observed about one episode (exactly one per pass)."""
-
-    NODE_GONE = "node-gone"
-    ABORTED = "aborted"
-    PERSON_UNCORDONED = "person-uncordoned"
-    FROZEN = "frozen"
-    HEALED_WHILE_FROZEN = "healed-while-frozen"
-    START = "start"
-    START_ALREADY_CORDONED = "start-already-cordoned"
-    FLAP_LIMIT = "flap-limit"
-    CORDON_SEEN = "cordon-seen"
-    ESCALATE_RUNG = "escalate-rung"
-    DRAINED = "drained"
-    DRAIN_PROGRESS = "drain-progress"
-    DRAIN_TIMEOUT_ACT = "drain-timeout-act"
-    DRAIN_TIMEOUT_NEXT = "drain-timeout-next"
-    DRAIN_TIMEOUT_FAIL = "drain-timeout-fail"
-    AGENT_SILENT = "agent-silent"
-    REBOOTED = "rebooted"
-    AGENT_DONE = "agent-done"
-    AGENT_FAILED = "agent-failed"
-    ACTION_TIMEOUT = "action-timeout"
-    HEALTHY = "healthy"
-    VERIFY_TIMEOUT = "verify-timeout"
-    WAIT = "wait"
-
-
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """What the reconciler observed for one episode in this pass."""
-
-    node: NodeView | None
-    now: float
-    drain_left: int | None = None
-    """Pods still to leave (None: not drained this pass)."""
-    kept: tuple[str, ...] = ()
-    """Pods the drain leaves in place (unreplicated, emptyDir, protected)."""
-    frozen: str | None = None
-    """Why writes stop now (the policy is paused or in dry run), or None."""
-    abort: str | None = None
-    """Why the episode must end now (its policy is being deleted), or None."""
-    agent_alive: bool = True
-    triggered: bool = True
-    """A trigger condition of the episode's plan is in its bad state right now."""
-    flapping: int = 0
 
 
 @dataclass(slots=True)
@@ -143,77 +95,6 @@ class Ctx:
         """Uncordon what we cordoned, if it is still cordoned."""
         if self.ours and self.seen.node is not None and self.seen.node.unschedulable:
             self.out.intents.append(Intent.UNCORDON)
-
-
-# ---- observe: one event per pass, no writes -----------------------------------------------
-
-_BEFORE_ACTION = (Phase.PENDING, Phase.CORDONED, Phase.DRAINING)
-
-
-def observe(plan: Plan, *, rung: int, status: Mapping[str, Any], seen: Seen) -> Ev:
-    phase = Phase(status.get("phase", Phase.PENDING))
-    node = seen.node
-    if node is None:
-        return Ev.NODE_GONE
-    if seen.abort is not None and phase in _BEFORE_ACTION:
-        return Ev.ABORTED
-    ours = bool(status.get("cordonedByUs"))
-    if phase is not Phase.PENDING and ours and not node.unschedulable:
-        return Ev.PERSON_UNCORDONED
-    if seen.frozen is not None:
-        return Ev.FROZEN if seen.triggered or phase is Phase.PENDING else Ev.HEALED_WHILE_FROZEN
-    current = plan.ladder[min(rung, len(plan.ladder) - 1)]
-    if phase is Phase.PENDING:
-        if seen.flapping:
-            return Ev.FLAP_LIMIT
-        return Ev.START_ALREADY_CORDONED if node.unschedulable else Ev.START
-    if phase is Phase.CORDONED:
-        return Ev.CORDON_SEEN
-    if phase is Phase.DRAINING:
-        return _observe_drain(plan, current, status, seen)
-    if phase is Phase.ACTION_REQUESTED:
-        return _observe_action(rung, current, status, seen)
-    return _observe_verify(plan, current, status, seen)
-
-
-def _observe_drain(plan: Plan, current: Rung, status: Mapping[str, Any], seen: Seen) -> Ev:
-    if current.action is Action.ESCALATE:
-        return Ev.ESCALATE_RUNG
-    timed_out = seen.now - (parse_iso(status.get("drainStartedAt")) or seen.now) \
-        > plan.drain.timeout_s
-    if seen.drain_left == 0 or (timed_out and plan.drain.acts_on_timeout(current.action,
-                                                                          plan.triggers)):
-        if not seen.agent_alive:
-            return Ev.AGENT_SILENT
-        return Ev.DRAINED if seen.drain_left == 0 else Ev.DRAIN_TIMEOUT_ACT
-    if timed_out:
-        return Ev.DRAIN_TIMEOUT_FAIL if plan.drain.on_timeout is OnTimeout.FAIL \
-            else Ev.DRAIN_TIMEOUT_NEXT
-    return Ev.DRAIN_PROGRESS
-
-
-def _observe_action(rung: int, current: Rung, status: Mapping[str, Any], seen: Seen) -> Ev:
-    assert seen.node is not None
-    agent = status.get("agent") or {}
-    here = isinstance(agent, Mapping) and agent.get("rung") == rung
-    if current.action is Action.REBOOT and seen.node.boot_id \
-            and seen.node.boot_id != status.get("bootIDBefore"):
-        return Ev.REBOOTED
-    if here and agent.get("state") == AgentState.FAILED:
-        return Ev.AGENT_FAILED
-    if here and agent.get("state") == AgentState.DONE and current.action is Action.RESTART_RUNTIME:
-        return Ev.AGENT_DONE
-    requested = parse_iso(status.get("actionRequestedAt")) or seen.now
-    return Ev.ACTION_TIMEOUT if seen.now - requested > current.timeout_s else Ev.WAIT
-
-
-def _observe_verify(plan: Plan, current: Rung, status: Mapping[str, Any], seen: Seen) -> Ev:
-    assert seen.node is not None
-    since = parse_iso(status.get("verifyingSince")) or seen.now
-    settled = seen.now - since >= plan.settle_s
-    if settled and seen.node.ready and not seen.triggered:
-        return Ev.HEALTHY
-    return Ev.VERIFY_TIMEOUT if seen.now - since > plan.settle_s + current.timeout_s else Ev.WAIT
 
 
 # ---- transitions: one small function each -----------------------------------------------
@@ -403,7 +284,7 @@ _AFTER_PENDING = _ANY_LIVE[1:]
 
 TABLE: dict[tuple[Phase, Ev], tuple[str, Transition]] = {
     **{(p, Ev.NODE_GONE): ("Failed", _node_gone) for p in _ANY_LIVE},
-    **{(p, Ev.ABORTED): ("Failed", _aborted) for p in _BEFORE_ACTION},
+    **{(p, Ev.ABORTED): ("Failed", _aborted) for p in BEFORE_ACTION},
     **{(p, Ev.PERSON_UNCORDONED): ("Failed", _person_uncordoned) for p in _AFTER_PENDING},
     **{(p, Ev.FROZEN): ("(same)", _frozen) for p in _ANY_LIVE},
     **{(p, Ev.HEALED_WHILE_FROZEN): ("Succeeded", _healed_while_frozen) for p in _AFTER_PENDING},
