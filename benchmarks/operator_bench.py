@@ -70,7 +70,7 @@ def iso(t: float) -> str:
 
 def condition(sick: bool, since: str) -> dict[str, str]:
     return {"type": UNHEALTHY, "status": "True" if sick else "False", "lastTransitionTime": since,
-            "lastHeartbeatTime": since, "reason": "DockerdHung" if sick else
+            "lastHeartbeatTime": iso(time.time()), "reason": "DockerdHung" if sick else
             "ContainerRuntimeIsAvailable", "message": "dockerd did not answer" if sick else "ok"}
 
 
@@ -220,7 +220,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--startup-timeout-s", type=float, default=900.0)
     p.add_argument("--images", type=int, default=0,
                    help="status.images entries per node (0: objects.kubelet_node as is)")
+    p.add_argument("--budget", type=int, default=0,
+                   help="issue 10: 3 overlapping policies, this cluster budget "
+                        "(writes benchmarks/out/operator_budget.md)")
     args = p.parse_args(argv if argv is not None else [])
+    if args.budget:
+        from benchmarks.operator_budget import run_budget
+
+        print(run_budget(args, timed_double=TimedDouble, make_node=make_node,
+                         set_condition=set_condition, proc_status=proc_status,
+                         wait_for=wait_for, iso=iso, loadavg=loadavg))
+        return 0
     if args.startup_scaling:
         text = startup_scaling(args.startup_scaling, args.tick_s)
         print(text)
@@ -252,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # ---- start-up -------------------------------------------------------------------
         started = time.time()
-        op = Operator(kube, tmp, name="operator", standalone=True, tick_s=args.tick_s)
+        op = Operator(kube, tmp, name="operator", standalone=True, tick_s=args.tick_s,
+                      max_concurrent=args.sick)
         pid = op.proc.pid
         ready = wait_for(lambda: policy_status(kube).get("matchedNodes") == args.nodes,
                          timeout_s=args.startup_timeout_s,

@@ -61,10 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     operator = sub.add_parser("operator", help="run the remediation operator (kopf)")
     operator.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
-    operator.add_argument("--peering", default=os.environ.get("NODEPROBE_PEERING", "nodeprobe"),
-                          help="kopf peering name shared by the replicas")
     operator.add_argument("--standalone", action="store_true",
-                          help="no peering: act even if another replica runs")
+                          help="no leader election: act even if another replica runs (local runs)")
+    operator.add_argument("--max-concurrent", type=int,
+                          default=int(os.environ.get("NODEPROBE_MAX_CONCURRENT", "1")),
+                          help="cluster budget: nodes held at once under all policies (default 1)")
     operator.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                           help="kopf liveness endpoint")
     operator.add_argument("--metrics-port", type=int, default=9104)

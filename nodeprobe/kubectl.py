@@ -32,8 +32,10 @@ from nodeprobe.model import (
     RemediationPhase,
     Status,
 )
+from nodeprobe.operator.episodes import holds_slot
+from nodeprobe.operator.gates import TERMINAL
+from nodeprobe.operator.grammar import parse_iso
 from nodeprobe.operator.kube import Kube, KubeError
-from nodeprobe.operator.ladder import holds_cordon, parse_iso
 from nodeprobe.operator.policy import PolicyError, parse_policy
 
 API = f"/apis/{REMEDIATION_GROUP}/{REMEDIATION_VERSION}"
@@ -41,7 +43,6 @@ AGENT_SELECTOR = "app.kubernetes.io/name=nodeprobe,app.kubernetes.io/component=a
 AGENT_CONTAINER = "agent"
 AGENT_CONFIG = "/etc/nodeprobe/config.yaml"
 """Where the chart mounts the agent's config; `check` uses the same file as the agent."""
-TERMINAL = {RemediationPhase.SUCCEEDED, RemediationPhase.FAILED, RemediationPhase.ESCALATED}
 OWN_CONDITIONS = frozenset(str(t) for t in ConditionType)
 RECENT_EVENTS = 20
 
@@ -115,7 +116,7 @@ REMEDIATION_HEADER = ("REMEDIATION", "NODE", "POLICY", "PHASE", "RUNG", "AGE", "
 
 def budget_rows(policies: Iterable[Mapping[str, Any]],
                 remediations: Sequence[Mapping[str, Any]]) -> list[list[object]]:
-    """Per policy: nodes held (in remediation, or cordoned by us) against maxConcurrent, and the
+    """Per policy: nodes held (live, or Escalated and not released) against maxConcurrent, and the
     policy's own sentence on why nothing happens when something waits."""
     rows = []
     for p in sorted(policies, key=lambda p: p["metadata"]["name"]):
@@ -126,7 +127,7 @@ def budget_rows(policies: Iterable[Mapping[str, Any]],
         except PolicyError:
             budget = "invalid"
         held = sum(1 for nr in remediations if (nr.get("spec") or {}).get("policy") == name
-                   and (_phase(nr) not in TERMINAL or holds_cordon(nr.get("status") or {})))
+                   and holds_slot(nr))
         rows.append([name, f"{held}/{budget}", f"{st.get('sickNodes', 0)}/{matched}",
                      st.get("message", "")])
     return rows

@@ -18,10 +18,10 @@ def run(args: argparse.Namespace) -> int:
 
     run_operator(
         namespace=os.environ.get("POD_NAMESPACE"),
-        peering_name=args.peering,
         liveness_endpoint=args.liveness or None,
         standalone=args.standalone,
         kubeconfig=args.kubeconfig,
         metrics_port=args.metrics_port,
+        max_concurrent=args.max_concurrent,
     )
     return 0

@@ -7,41 +7,47 @@ commands on nodes: the node's agent (`nodeprobe.repair`) does.
 
 from __future__ import annotations
 
+import logging
 import os
-import random
 import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 CRD_DIR = Path(__file__).parent / "crds"
-PRIORITY_RANGE = (1, 2**31 - 1)
-"""Peers with equal priority would all pause; each replica draws its own."""
+log = logging.getLogger(__name__)
 
 
 def run(
     *,
     namespace: str | None = None,
-    peering_name: str = "nodeprobe",
     liveness_endpoint: str | None = None,
     standalone: bool = False,
     kubeconfig: str | None = None,
-    priority: int | None = None,
     tick_s: float = 2.0,
     stop_flag: threading.Event | None = None,
     metrics_port: int = 0,
+    max_concurrent: int = 1,
+    lease_s: float = 15.0,
+    renew_deadline_s: float = 10.0,
+    retry_s: float = 2.0,
 ) -> None:
     """Run the operator until stopped (SIGTERM/SIGINT, or `stop_flag` when given).
 
-    `namespace` is where Events are written (all watched objects are cluster-scoped).
-    Without `standalone`, replicas elect one active peer through the ClusterKopfPeering named
-    `peering_name` (crds/kopf-peering.yaml must be applied).
+    `namespace` is where node Leases and the leader Lease live. Events are about cluster-scoped
+    objects (Nodes, policies), which the API server accepts only in namespace `default`.
+    Without `standalone`, replicas elect a leader on the Lease `nodeprobe-operator` (client-go
+    semantics: `lease_s`, `renew_deadline_s`, `retry_s`); kopf runs (standalone) only while this
+    replica leads, and a replica that loses the Lease refuses every write at once and exits
+    non-zero so its Deployment restarts it as a follower.
+    `max_concurrent` is the cluster budget: nodes held at once under all policies.
     """
     import kopf
     from kubernetes import client, config
 
     from nodeprobe.operator.handlers import register
     from nodeprobe.operator.kube import Kube
+    from nodeprobe.operator.leader import Fenced, LeaderElector, Timing
     from nodeprobe.operator.nodecache import NodeCache
     from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
 
@@ -57,29 +63,48 @@ def run(
         raise SystemExit(f"nodeprobe operator: cannot load Kubernetes credentials "
                          f"({kubeconfig or 'in-cluster, then ~/.kube/config'}): {e}") from e
     api = client.ApiClient()
-    # Audit logs, managedFields (and tests) can tell the replicas apart.
+    # Audit logs, managedFields, the leader Lease (and tests) can tell the replicas apart.
     replica = f"{socket.gethostname()}-{os.getpid()}"
     api.user_agent = f"nodeprobe-operator/{replica}"
-    settings = OperatorSettings(tick_s=tick_s, event_namespace=namespace or "default")
+    ns = namespace or "default"
+    settings = OperatorSettings(tick_s=tick_s, lease_namespace=ns, max_held=max_concurrent)
+    raw = Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128])
+    stop = stop_flag or threading.Event()
+    elector = None
+    kube: Kube = raw
+    if not standalone:
+        elector = LeaderElector(raw, namespace=ns, identity=replica,
+                                timing=Timing(lease_s, renew_deadline_s, retry_s))
+        kube = Fenced(raw, elector.leading)
+        log.info("waiting to lead (Lease %s/nodeprobe-operator) as %s", ns, replica)
+        if not elector.acquire(stop):
+            return
+    lost = threading.Event()
+
+    def on_lost() -> None:
+        lost.set()
+        stop.set()
+
+    if elector is not None:
+        threading.Thread(target=elector.keep, args=(stop, on_lost), name="leader-lease",
+                         daemon=True).start()
     registry = kopf.OperatorRegistry()
-    kube = Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128])
     finished = _start_metrics(metrics_port)
-    nodes = NodeCache(kube)
+    nodes = NodeCache(raw)
     register(registry, reconciler=Reconciler(kube, settings=settings, on_finished=finished),
              nodes=nodes, api=api)
     nodes.start()
     try:
-        kopf.run(
-            registry=registry,
-            clusterwide=True,
-            standalone=standalone,
-            peering_name=None if standalone else peering_name,  # a name makes peering mandatory
-            priority=priority if priority is not None else random.randint(*PRIORITY_RANGE),
-            liveness_endpoint=liveness_endpoint,
-            stop_flag=stop_flag,
-        )
+        kopf.run(registry=registry, clusterwide=True, standalone=True,
+                 liveness_endpoint=liveness_endpoint, stop_flag=stop)
     finally:
         nodes.stop()
+        if elector is not None and not lost.is_set():
+            stop.set()
+            elector.release()
+    if lost.is_set():
+        raise SystemExit("nodeprobe operator: lost the leader Lease; exiting so that this "
+                         "replica restarts as a follower")
 
 
 def _start_metrics(port: int) -> Callable[[str], None] | None:
@@ -88,7 +113,7 @@ def _start_metrics(port: int) -> Callable[[str], None] | None:
         return None
     from prometheus_client import CollectorRegistry, Counter, start_http_server
 
-    from nodeprobe.operator.ladder import TERMINAL
+    from nodeprobe.operator.gates import TERMINAL
 
     registry = CollectorRegistry()
     total = Counter("nodeprobe_remediations_total",

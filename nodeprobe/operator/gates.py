@@ -1,19 +1,28 @@
 """The gates: which sick nodes may get a NodeRemediation now, and why the others wait.
 
-Purely data-manipulative: no I/O, time is a parameter. Every "no" is a sentence for the policy's
-status and an Event (Cluster API #5451: say WHY nothing happens).
+One budget for the whole cluster: every policy's maxConcurrent, minHealthy and rate count every
+node held by anyone (a live episode under any policy, an Escalated node not yet released, or a
+node Lease another remediator holds), and one pass decides for all policies in name order, so
+two policies never race for one node (no 409 storms) and never exceed the cluster budget.
+
+Purely data-manipulative: no I/O, time is a parameter; the two blockers that need I/O (pods on a
+node, Prometheus alerts) come in as callables. Every "no" is a sentence for the policy's status
+and an Event (Cluster API #5451: say WHY nothing happens).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from nodeprobe.model import RemediationPhase, Status
-from nodeprobe.operator.policy import Policy
+from nodeprobe.operator.grammar import iso
+from nodeprobe.operator.policy import LABEL_EXCLUDE, Policy
 
-# ---- nodes as the gates see them ----------------------------------------------------------
+TERMINAL = frozenset({RemediationPhase.SUCCEEDED, RemediationPhase.FAILED,
+                      RemediationPhase.ESCALATED})
+"""The one set of final phases: a NodeRemediation in one of them never changes phase again."""
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +30,8 @@ class NodeCondition:
     status: str
     since: float
     """lastTransitionTime, Unix seconds."""
+    heartbeat: float = 0.0
+    """lastHeartbeatTime, Unix seconds (0 when absent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +44,20 @@ class NodeView:
     conditions: Mapping[str, NodeCondition]
     boot_id: str = ""
     uid: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
         c = self.conditions.get("Ready")
         return c is not None and c.status == Status.TRUE
+
+    @property
+    def control_plane(self) -> bool:
+        return any(k in self.labels for k in CONTROL_PLANE_LABELS)
+
+    @property
+    def excluded(self) -> bool:
+        return LABEL_EXCLUDE in self.labels and self.labels[LABEL_EXCLUDE] != "false"
 
 
 def held_since(policy: Policy, node: NodeView, *, now: float) -> float | None:
@@ -61,9 +81,6 @@ def remediation_name(node: str, episode_start: float) -> str:
     return f"{node}-{int(episode_start)}"[:253]
 
 
-# ---- gates ---------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class RemediationView:
     """The parts of a NodeRemediation the gates count."""
@@ -74,16 +91,25 @@ class RemediationView:
     phase: str
     created: float
     finished: float | None
-    holds_cordon: bool
-    """We cordoned the node for it and have not given the node back."""
+    holds: bool
+    """Holds a slot of the budget: live, or Escalated and not yet released by a person."""
 
     @property
     def active(self) -> bool:
-        return self.phase not in TERMINAL_PHASES
+        return self.phase not in TERMINAL
 
 
-TERMINAL_PHASES = frozenset({RemediationPhase.SUCCEEDED, RemediationPhase.FAILED,
-                             RemediationPhase.ESCALATED})
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """What the node's Lease says: who holds it, and the node's remediation history (kept there
+    so that deleting a NodeRemediation forgets nothing)."""
+
+    holder: str | None = None
+    """Someone else's holder identity while their lease is unexpired; None when free or ours."""
+    last_episode: str | None = None
+    finished: float | None = None
+    episodes: tuple[float, ...] = ()
+    """When recent episodes opened (for the flap limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,108 +117,172 @@ class Start:
     node: str
     name: str
     episode_start: float
+    policy: str
+    flapping: int = 0
+    """Episodes in the flap window when over the limit (the episode escalates at once), else 0."""
 
 
 @dataclass(slots=True)
-class Decision:
-    """What one reconcile pass may start, and why the rest waits."""
-
+class PolicyDecision:
     starts: list[Start] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
-    """Cluster-level reasons nothing (more) starts."""
+    """Policy-level reasons nothing (more) starts."""
     waiting: dict[str, str] = field(default_factory=dict)
     """Per-node reasons a sick node waits."""
     matched: int = 0
     sick: int = 0
     storm: bool = False
-    """Fewer matched nodes are healthy than minHealthy asks: a storm, not a sick node."""
 
 
-def decide(
-    policy: Policy,
-    nodes: Iterable[NodeView],
-    remediations: Sequence[RemediationView],
-    *,
-    now: float,
-    cluster_recent_starts: int = 0,
-    storm_since: float | None = None,
-    storm_ended_at: float | None = None,
-) -> Decision:
-    """Which sick nodes may get a NodeRemediation now, subject to every gate.
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """Everything a pass decides on, for all policies at once."""
 
-    `remediations` are this policy's; `cluster_recent_starts` counts all policies' in the last
-    hour for the cluster-wide rate; `storm_since`/`storm_ended_at` record the last minHealthy
-    storm (NHC PR #378: wait a storm cool-down after it before starting again).
-    """
-    matched = [n for n in nodes if policy.selector.matches(n.labels)]
-    by_node: dict[str, list[RemediationView]] = {}
-    for r in remediations:
-        by_node.setdefault(r.node, []).append(r)
-    sick: list[tuple[NodeView, float]] = []
-    out = Decision(matched=len(matched))
-    for n in sorted(matched, key=lambda n: n.name):
-        since = held_since(policy, n, now=now)
-        if since is not None:
-            sick.append((n, since))
-    out.sick = len(sick)
-    in_use = sum(1 for r in remediations if r.active or r.holds_cordon)
-    budget = policy.budget(len(matched))
-    unhealthy = {n.name for n, _ in sick} | {r.node for r in remediations if r.active}
-    unhealthy |= {n.name for n in matched if triggered(policy, n)}
-    healthy_pct = 100.0 * (len(matched) - len(unhealthy)) / len(matched) if matched else 100.0
+    nodes: Mapping[str, NodeView]
+    remediations: Sequence[RemediationView]
+    records: Mapping[str, NodeRecord]
+    max_held: int
+    """The cluster budget: nodes held at once under all policies together."""
+    recent_starts: int = 0
+    """Episodes opened in the last hour, all policies (the rate)."""
 
-    out.storm = healthy_pct < policy.min_healthy_pct
-    if not out.storm and storm_since is not None:
-        storm_ended_at = now  # the storm ends in this very pass
-    candidates: list[Start] = []
-    for n, since in sick:
-        mine = by_node.get(n.name, [])
-        name = remediation_name(n.name, since)
-        if any(r.active for r in mine):
-            continue
-        if any(r.name == name for r in mine):
-            out.waiting[n.name] = (f"episode {name} already ended; waiting for the condition to "
-                                   "clear before another attempt")
-            continue
-        ends = [r.finished for r in mine if r.finished is not None]
-        if ends and now - max(ends) < policy.cool_down_s:
-            until = _iso(max(ends) + policy.cool_down_s)
-            out.waiting[n.name] = f"node cool-down until {until} after the last remediation"
-            continue
-        candidates.append(Start(n.name, name, since))
-    if not candidates:
-        return out
-    if policy.paused:
-        out.blocked.append(f"policy is paused: {len(candidates)} sick node(s) wait")
-        return out
-    if out.storm:
-        out.blocked.append(
-            f"only {healthy_pct:.0f}% of {len(matched)} matched nodes are healthy, below "
-            f"minHealthy {policy.min_healthy_pct:.0f}%: not starting new remediations")
-        return out
-    if storm_ended_at is not None and now - storm_ended_at < policy.storm_cool_down_s:
-        until = _iso(storm_ended_at + policy.storm_cool_down_s)
-        out.blocked.append(f"storm cool-down until {until}: enough nodes are healthy again "
-                           "(minHealthy), waiting for them to settle")
-        return out
-    room = budget - in_use
-    if policy.rate_per_hour is not None:
-        rate_room = policy.rate_per_hour - cluster_recent_starts
-        if rate_room <= 0:
-            out.blocked.append(f"rate limit: {cluster_recent_starts} remediations in the last "
-                               f"hour, limit {policy.rate_per_hour}")
-            return out
-        room = min(room, rate_room)
-    if room <= 0:
-        out.blocked.append(f"maxConcurrent {budget} reached: {in_use} node(s) cordoned or in "
-                           f"remediation by nodeprobe; {len(candidates)} wait")
-        return out
-    out.starts = candidates[:room]
-    for c in candidates[room:]:
-        out.waiting[c.node] = f"waiting for a free slot (maxConcurrent {budget})"
+
+@dataclass(frozen=True, slots=True)
+class Blockers:
+    """The I/O-backed checks, asked lazily (only when something could start)."""
+
+    node: Callable[[Policy, str], str | None] = lambda p, n: None
+    """Why pods on this node block an episode, or None."""
+    cluster: Callable[[Policy], str | None] = lambda p: None
+    """Why a firing alert blocks this policy, or None (a failure to ask blocks too)."""
+
+
+def held_nodes(cluster: Cluster) -> set[str]:
+    held = {r.node for r in cluster.remediations if r.holds}
+    return held | {n for n, rec in cluster.records.items() if rec.holder}
+
+
+def decide_all(policies: Sequence[Policy], cluster: Cluster, *, now: float,
+               storms: Mapping[str, tuple[float | None, float | None]] | None = None,
+               blockers: Blockers | None = None) -> dict[str, PolicyDecision]:
+    """One decision per policy, in name order, against one shared budget."""
+    held = held_nodes(cluster)
+    started = cluster.recent_starts
+    out: dict[str, PolicyDecision] = {}
+    for policy in sorted(policies, key=lambda p: p.name):
+        since, ended = (storms or {}).get(policy.name, (None, None))
+        d = _decide(policy, cluster, held, now=now, started=started, storm_since=since,
+                    storm_ended_at=ended, blockers=blockers or Blockers())
+        if not policy.dry_run:
+            held |= {s.node for s in d.starts}
+            started += len(d.starts)
+        out[policy.name] = d
     return out
 
 
-def _iso(t: float) -> str:
-    """Absolute times keep status messages stable between passes (no write per tick)."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, started: int,
+            storm_since: float | None, storm_ended_at: float | None,
+            blockers: Blockers) -> PolicyDecision:
+    matched = [n for n in cluster.nodes.values() if policy.selector.matches(n.labels)]
+    out = PolicyDecision(matched=len(matched))
+    sick = sorted(((n, s) for n in matched if (s := held_since(policy, n, now=now)) is not None),
+                  key=lambda p: p[0].name)
+    out.sick = len(sick)
+    unhealthy = {n.name for n in matched if triggered(policy, n) or not n.ready
+                 or n.unschedulable or n.name in held}
+    healthy_pct = 100.0 * (len(matched) - len(unhealthy)) / len(matched) if matched else 100.0
+    out.storm = healthy_pct < policy.min_healthy_pct
+    if not out.storm and storm_since is not None:
+        storm_ended_at = now  # the storm ends in this very pass
+    candidates = [c for n, since in sick if (c := _candidate(policy, cluster, n, since, held,
+                                                             out.waiting, now=now))]
+    if not candidates:
+        return out
+    in_policy = len(held & {n.name for n in matched})
+    budget = policy.budget(len(matched))
+    reason = _policy_blocked(policy, out, len(candidates), healthy_pct, storm_ended_at, now)
+    if reason is None and policy.rate_per_hour is not None and started >= policy.rate_per_hour:
+        reason = (f"rate limit: {started} episodes opened in the last hour, limit "
+                  f"{policy.rate_per_hour}")
+    if reason is None and in_policy >= budget:
+        reason = (f"maxConcurrent {budget} reached: {in_policy} matched node(s) held; "
+                  f"{len(candidates)} wait")
+    if reason is None and len(held) >= cluster.max_held:
+        reason = (f"cluster budget {cluster.max_held} reached: {len(held)} node(s) held by "
+                  f"nodeprobe or another remediator; {len(candidates)} wait")
+    if reason is None:
+        reason = blockers.cluster(policy)
+    if reason is not None:
+        out.blocked.append(reason)
+        return out
+    taken = set(held)
+    for c in candidates:
+        node = cluster.nodes[c.node]
+        room = min(budget - in_policy, cluster.max_held - len(taken))
+        if policy.rate_per_hour is not None:
+            room = min(room, policy.rate_per_hour - started - len(out.starts))
+        if room <= 0:
+            out.waiting[c.node] = f"waiting for a free slot (maxConcurrent {budget}, cluster " \
+                                  f"budget {cluster.max_held})"
+            continue
+        if node.control_plane and any(cluster.nodes[h].control_plane for h in taken
+                                      if h in cluster.nodes):
+            out.waiting[c.node] = "another control-plane node is held: one at a time"
+            continue
+        why = blockers.node(policy, c.node)
+        if why:
+            out.waiting[c.node] = why
+            continue
+        out.starts.append(c)
+        taken.add(c.node)
+        in_policy += 1
+    return out
+
+
+def _candidate(policy: Policy, cluster: Cluster, node: NodeView, since: float, held: set[str],
+               waiting: dict[str, str], *, now: float) -> Start | None:
+    rec = cluster.records.get(node.name, NodeRecord())
+    if node.name in held:
+        if rec.holder:
+            waiting[node.name] = f"the node's Lease is held by {rec.holder}"
+        return None
+    mine = [r for r in cluster.remediations if r.node == node.name]
+    if any(r.active for r in mine):
+        return None
+    if node.excluded:
+        waiting[node.name] = f"excluded: the node has the {LABEL_EXCLUDE} label"
+        return None
+    name = remediation_name(node.name, since)
+    if rec.last_episode == name or any(r.name == name for r in mine):
+        waiting[node.name] = (f"episode {name} already ended; waiting for the condition to clear "
+                              "before another attempt")
+        return None
+    ends = [t for t in [rec.finished, *(r.finished for r in mine)] if t is not None]
+    if ends and now - max(ends) < policy.cool_down_s:
+        waiting[node.name] = (f"node cool-down until {iso(max(ends) + policy.cool_down_s)} after "
+                              "the last remediation")
+        return None
+    opened = {int(t) for t in rec.episodes} | {int(r.created) for r in mine}
+    recent = sum(1 for t in opened if now - t < policy.flap_window_s)
+    flapping = recent if recent >= policy.flap_attempts else 0
+    return Start(node.name, name, since, policy.name, flapping)
+
+
+def _policy_blocked(policy: Policy, out: PolicyDecision, waiting: int, healthy_pct: float,
+                    storm_ended_at: float | None, now: float) -> str | None:
+    if policy.paused:
+        return f"policy is paused: {waiting} sick node(s) wait"
+    if not policy.window_open(now):
+        windows = "; ".join(w.describe() for w in policy.windows)
+        return f"outside the maintenance window ({windows}): {waiting} sick node(s) wait"
+    if out.storm:
+        return (f"only {healthy_pct:.0f}% of {out.matched} matched nodes are healthy, below "
+                f"minHealthy {policy.min_healthy_pct:.0f}%: not starting new remediations")
+    if storm_ended_at is not None and now - storm_ended_at < policy.storm_cool_down_s:
+        return (f"storm cool-down until {iso(storm_ended_at + policy.storm_cool_down_s)}: enough "
+                "nodes are healthy again (minHealthy), waiting for them to settle")
+    return None
+
+
+def count_recent(remediations: Iterable[RemediationView], *, now: float, window_s: float) -> int:
+    return sum(1 for r in remediations if now - r.created < window_s)

@@ -1,14 +1,16 @@
-"""kopf registrations only: what kopf watches and which reconciler call each event leads to.
+"""kopf registrations only: what runs while kopf runs.
 
-kopf does not watch Nodes at all: `NodeCache` keeps the view, so nothing is written onto Nodes and
-a healthy cluster costs the operator zero writes. Policies get a timer; all progress lives in the
-NodeRemediations, which kopf does not handle either (the reconciler reads them each pass).
-Registration happens in `register()`, called by `run()`, never at import time.
+kopf watches no resource at all: `NodeCache` keeps the view of Nodes, and one pass loop
+(started on kopf's startup, stopped on its cleanup) reconciles the whole cluster every tick, since
+one budget means one pass. So kopf writes nothing anywhere: no bookkeeping annotations on Nodes,
+no finalizers or `status.kopf` on our resources. kopf is run only while this replica leads (see
+`nodeprobe.operator.run`). Registration happens in `register()`, never at import time.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import kopf
@@ -16,15 +18,50 @@ from kubernetes import client
 
 from nodeprobe.operator.kube import KubeError
 from nodeprobe.operator.nodecache import NodeCache
-from nodeprobe.operator.policy import GROUP, POLICY_PLURAL, VERSION
 from nodeprobe.operator.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
 
+class PassLoop:
+    """Calls `reconciler.reconcile()` every tick while the node view is live."""
+
+    def __init__(self, reconciler: Reconciler, nodes: NodeCache) -> None:
+        self.reconciler = reconciler
+        self.nodes = nodes
+        self.stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="reconcile", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.reconciler.settings.tick_s):
+            self.once()
+
+    def once(self) -> None:
+        views = self.nodes.snapshot()
+        if views is None:
+            log.info("waiting for a live view of the nodes before reconciling")
+            return
+        try:
+            self.reconciler.reconcile(nodes=views)
+        except KubeError as e:
+            log.warning("reconcile pass failed, retrying next tick: %s", e)
+        except Exception:
+            log.exception("reconcile pass crashed, retrying next tick")
+
+
 def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler, nodes: NodeCache,
-             api: client.ApiClient) -> None:
+             api: client.ApiClient) -> PassLoop:
     """Attach the operator's handlers to `registry` (kopf's decorators with an explicit one)."""
+    loop = PassLoop(reconciler, nodes)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -33,25 +70,14 @@ def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler, nodes: 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.level = logging.WARNING
-        # "Timer succeeded" every tick per policy is noise; failures still log as warnings.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         settings.watching.server_timeout = 60
-        # Our own resources only: never store kopf progress annotations on Nodes.
-        settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=f"kopf.{GROUP}")
+        loop.start()
 
-    @kopf.timer(GROUP, VERSION, POLICY_PLURAL, id="reconcile", registry=registry,
-                interval=reconciler.settings.tick_s, idle=None, sharp=False)
-    def tick(name: str, **_: Any) -> None:
-        views = nodes.snapshot()
-        if views is None:
-            log.info("policy %s: waiting for a live view of the nodes before reconciling", name)
-            return
-        try:
-            reconciler.reconcile(name, nodes=views)
-        except KubeError as e:
-            log.warning("policy %s: reconcile pass failed, retrying next tick: %s", name, e)
+    @kopf.on.cleanup(registry=registry)
+    def cleanup(**_: Any) -> None:
+        loop.close()
+
+    return loop
 
 
 def connection_info(api: client.ApiClient) -> kopf.ConnectionInfo:

@@ -1,28 +1,30 @@
-"""The remediation ladder as a pure state machine over a NodeRemediation's status.
+"""The remediation ladder: a table of (phase, event) -> (next phase, transition).
 
-No I/O and no clock: `step()` takes what the reconciler observed (the node, pods left to drain,
-the time) and returns the status patch, the node changes to make, and the Events to emit. All
+No I/O and no clock. `observe.observe()` names the one event a pass saw for a NodeRemediation
+(it only reads); `TABLE` says where that event leads; each transition is one small function
+that returns the status patch, the node changes to make (`Intent`) and the Events to emit. All
 progress lives in the status, so an operator killed at any point resumes where it was.
+docs/remediation.md has the same table, row by row.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from nodeprobe.model import EventType, RemediationPhase, RepairState
-from nodeprobe.operator.gates import NodeView, triggered
-from nodeprobe.operator.policy import Action, OnTimeout, Policy
+from nodeprobe.model import EventType, RemediationPhase
+from nodeprobe.operator.gates import TERMINAL
+from nodeprobe.operator.grammar import iso, parse_iso
+from nodeprobe.operator.observe import BEFORE_ACTION, Ev, Seen, observe
+from nodeprobe.operator.policy import Action, Plan, Rung
 
 MAX_MESSAGES = 20
 """Status keeps the last few transitions; Events hold the rest."""
 
-
 Phase = RemediationPhase
-AgentState = RepairState
+__all__ = ["TERMINAL", "Ev", "Seen", "iso", "observe", "parse_iso"]
 
 
 class Intent(enum.StrEnum):
@@ -32,22 +34,6 @@ class Intent(enum.StrEnum):
     UNCORDON = "uncordon"
     LABEL_ESCALATED = "label-escalated"
     WEBHOOK = "webhook"
-
-
-TERMINAL = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.ESCALATED})
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(text: object) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 @dataclass(slots=True)
@@ -65,159 +51,27 @@ class Step:
         return bool(self.patch or self.intents or self.events or self.rung is not None)
 
 
-def holds_cordon(status: Mapping[str, Any]) -> bool:
-    """We cordoned the node for this remediation and have not given it back."""
-    phase = status.get("phase", Phase.PENDING)
-    return bool(status.get("cordonedByUs")) and phase not in (Phase.SUCCEEDED, Phase.FAILED)
+@dataclass(slots=True)
+class Ctx:
+    """One transition being built: the episode as it is, and the Step it becomes."""
 
+    plan: Plan
+    rung: int
+    status: Mapping[str, Any]
+    seen: Seen
+    out: Step = field(default_factory=Step)
 
-def step(
-    policy: Policy,
-    *,
-    rung: int,
-    status: Mapping[str, Any],
-    node: NodeView | None,
-    drain_left: int | None,
-    now: float,
-) -> Step:
-    """Advance one NodeRemediation by at most one phase."""
-    phase = Phase(status.get("phase", Phase.PENDING))
-    s = _Builder(status, now)
-    if phase in TERMINAL:
-        return s.out
-    if node is None:
-        return s.finish(Phase.FAILED, "the node no longer exists", EventType.WARNING,
-                        "RemediationFailed")
-    if rung >= len(policy.ladder):
-        return _escalate(policy, s, "no rungs left on the ladder")
-    current = policy.ladder[rung]
-    ours = bool(status.get("cordonedByUs"))
+    @property
+    def now(self) -> float:
+        return self.seen.now
 
-    if phase is Phase.PENDING:
-        if node.unschedulable and "cordonedByUs" not in status:
-            s.patch(phase=Phase.CORDONED, cordonedByUs=False, startedAt=iso(now))
-            s.say("node was already cordoned by someone else; it stays cordoned afterwards")
-        else:
-            s.patch(phase=Phase.CORDONED, cordonedByUs=True, startedAt=iso(now))
-            s.out.intents.append(Intent.CORDON)
-            s.say("cordoned the node")
-        s.event(EventType.NORMAL, "RemediationStarted",
-                f"rung {rung}: {_describe(current)}; node cordoned")
-        return s.out
-    if phase is Phase.CORDONED:
-        if ours and not node.unschedulable:
-            s.out.intents.append(Intent.CORDON)
-        s.patch(phase=Phase.DRAINING, drainStartedAt=iso(now))
-        s.say("draining through the Eviction API")
-        return s.out
-    if phase is Phase.VERIFYING and _verified(policy, current.action, status, node, s, now):
-        if ours and node.unschedulable:
-            s.out.intents.append(Intent.UNCORDON)
-        return s.finish(Phase.SUCCEEDED, f"{_describe(current)} worked; node returned to "
-                        "service" if ours else f"{_describe(current)} worked",
-                        EventType.NORMAL, "RemediationSucceeded")
-    if ours and not node.unschedulable:
-        return s.finish(Phase.FAILED, "someone uncordoned the node mid-episode; leaving it alone",
-                        EventType.NORMAL, "RemediationAbandoned", cordonedByUs=False)
+    @property
+    def current(self) -> Rung:
+        return self.plan.ladder[min(self.rung, len(self.plan.ladder) - 1)]
 
-    if phase is Phase.DRAINING:
-        if current.action is Action.ESCALATE:
-            return _escalate(policy, s, "the ladder reached its escalate rung")
-        if drain_left == 0:
-            s.patch(phase=Phase.ACTION_REQUESTED, actionRequestedAt=iso(now),
-                    action=current.action.value,
-                    runtime=current.runtime.value if current.runtime else None,
-                    bootIDBefore=node.boot_id, agent=None)
-            s.say(f"drained; asked the node's agent to {_describe(current)}")
-            return s.out
-        started = parse_iso(status.get("drainStartedAt")) or now
-        if now - started > policy.drain.timeout_s:
-            why = (f"drain timed out after {policy.drain.timeout_s:.0f}s with {drain_left} pod(s) "
-                   "left (a PodDisruptionBudget may allow no disruption)")
-            if policy.drain.on_timeout is OnTimeout.FAIL:
-                if ours:
-                    s.out.intents.append(Intent.UNCORDON)
-                return s.finish(Phase.FAILED, why, EventType.WARNING, "RemediationFailed")
-            return _next_rung(policy, s, rung, why)
-        if drain_left is not None and status.get("podsLeft") != drain_left:
-            s.patch(podsLeft=drain_left)
-        return s.out
-
-    requested = parse_iso(status.get("actionRequestedAt")) or now
-    timed_out = now - requested > current.timeout_s
-    agent = status.get("agent") or {}
-    agent_here = isinstance(agent, Mapping) and agent.get("rung") == rung
-    if phase is Phase.ACTION_REQUESTED:
-        rebooted = bool(node.boot_id) and node.boot_id != status.get("bootIDBefore")
-        if current.action is Action.REBOOT and rebooted:
-            s.patch(phase=Phase.VERIFYING, bootIDAfter=node.boot_id, verifyingSince=iso(now))
-            s.say(f"bootID changed to {node.boot_id}; verifying after the settle window")
-            return s.out
-        if agent_here and agent.get("state") == AgentState.FAILED:
-            return _next_rung(policy, s, rung, f"the agent failed: {agent.get('message', '')}")
-        if current.action is Action.RESTART_RUNTIME and agent_here \
-                and agent.get("state") == AgentState.DONE:
-            s.patch(phase=Phase.VERIFYING, verifyingSince=iso(now))
-            s.say(f"agent reports: {agent.get('message', 'done')}; verifying")
-            return s.out
-        if timed_out:
-            what = "bootID did not change" if current.action is Action.REBOOT \
-                else "the agent did not finish"
-            return _next_rung(policy, s, rung, f"{what} within {current.timeout_s:.0f}s")
-        return s.out
-    if timed_out:
-        return _next_rung(policy, s, rung, f"conditions did not clear within "
-                          f"{current.timeout_s:.0f}s of the {current.action.value}")
-    return s.out
-
-
-def _verified(policy: Policy, action: Action, status: Mapping[str, Any], node: NodeView,
-              s: _Builder, now: float) -> bool:
-    if action is Action.REBOOT:
-        if not node.ready:
-            if status.get("readySince"):
-                s.patch(readySince=None)
-            return False
-        ready_since = parse_iso(status.get("readySince"))
-        if ready_since is None:
-            s.patch(readySince=iso(now))
-            return False
-        if now - ready_since < policy.settle_s:
-            return False
-    return not triggered(policy, node)
-
-
-def _next_rung(policy: Policy, s: _Builder, rung: int, why: str) -> Step:
-    nxt = rung + 1
-    s.event(EventType.WARNING, "RemediationRungFailed", f"rung {rung}: {why}")
-    if nxt >= len(policy.ladder) or policy.ladder[nxt].action is Action.ESCALATE:
-        return _escalate(policy, s, why)
-    s.out.rung = nxt
-    s.patch(phase=Phase.DRAINING, rung=nxt, drainStartedAt=iso(s.now), agent=None,
-            actionRequestedAt=None, readySince=None, verifyingSince=None)
-    s.say(f"rung {rung} failed ({why}); moving to rung {nxt}: {_describe(policy.ladder[nxt])}")
-    return s.out
-
-
-def _escalate(policy: Policy, s: _Builder, why: str) -> Step:
-    s.out.intents.append(Intent.LABEL_ESCALATED)
-    if policy.webhook_url:
-        s.out.intents.append(Intent.WEBHOOK)
-    return s.finish(Phase.ESCALATED, f"escalated to people: {why}; the node stays cordoned",
-                    EventType.WARNING, "Escalated")
-
-
-def _describe(rung: Any) -> str:
-    if rung.action is Action.RESTART_RUNTIME and rung.runtime is not None:
-        return f"restart {rung.runtime.value}"
-    return str(rung.action.value)
-
-
-class _Builder:
-    def __init__(self, status: Mapping[str, Any], now: float) -> None:
-        self.status = status
-        self.now = now
-        self.out = Step()
+    @property
+    def ours(self) -> bool:
+        return bool(self.status.get("cordonedByUs"))
 
     def patch(self, **fields: Any) -> None:
         self.out.patch.update(fields)
@@ -232,7 +86,251 @@ class _Builder:
 
     def finish(self, phase: Phase, message: str, kind: EventType, reason: str,
                **extra: Any) -> Step:
-        self.patch(phase=phase, finishedAt=iso(self.now), **extra)
+        self.patch(phase=phase, finishedAt=iso(self.now), frozen=None, **extra)
         self.say(message)
         self.event(kind, reason, message)
         return self.out
+
+    def give_back(self) -> None:
+        """Uncordon what we cordoned, if it is still cordoned."""
+        if self.ours and self.seen.node is not None and self.seen.node.unschedulable:
+            self.out.intents.append(Intent.UNCORDON)
+
+
+# ---- transitions: one small function each -----------------------------------------------
+
+def _nothing(c: Ctx) -> Step:
+    return c.out
+
+
+def _node_gone(c: Ctx) -> Step:
+    return c.finish(Phase.FAILED, "the node no longer exists", EventType.WARNING,
+                    "RemediationFailed")
+
+
+def _aborted(c: Ctx) -> Step:
+    c.give_back()
+    return c.finish(Phase.FAILED, f"aborted: {c.seen.abort}; gave back our cordon" if c.ours
+                    else f"aborted: {c.seen.abort}", EventType.WARNING, "RemediationAborted")
+
+
+def _person_uncordoned(c: Ctx) -> Step:
+    return c.finish(Phase.FAILED, "someone uncordoned the node mid-episode; leaving it alone",
+                    EventType.NORMAL, "RemediationAbandoned", cordonedByUs=False)
+
+
+def _frozen(c: Ctx) -> Step:
+    if c.status.get("frozen") != c.seen.frozen:
+        c.patch(frozen=c.seen.frozen)
+        c.say(f"{c.seen.frozen}: no further writes to the node or its pods")
+    return c.out
+
+
+def _healed_while_frozen(c: Ctx) -> Step:
+    c.give_back()
+    return c.finish(Phase.SUCCEEDED, f"conditions cleared while {c.seen.frozen}; gave back our "
+                    "cordon" if c.ours else f"conditions cleared while {c.seen.frozen}",
+                    EventType.NORMAL, "RemediationSucceeded")
+
+
+def _start(c: Ctx) -> Step:
+    c.patch(phase=Phase.CORDONED, cordonedByUs=True, startedAt=iso(c.now))
+    c.out.intents.append(Intent.CORDON)
+    c.say("cordoned the node")
+    c.event(EventType.NORMAL, "RemediationStarted", f"rung {c.rung}: {describe(c.current)}; "
+            "node cordoned")
+    return c.out
+
+
+def _start_already_cordoned(c: Ctx) -> Step:
+    c.patch(phase=Phase.CORDONED, cordonedByUs=False, startedAt=iso(c.now))
+    c.say("node was already cordoned by someone else; it stays cordoned afterwards")
+    c.event(EventType.NORMAL, "RemediationStarted", f"rung {c.rung}: {describe(c.current)}; "
+            "node was already cordoned")
+    return c.out
+
+
+def _flap_limit(c: Ctx) -> Step:
+    we_cordon = c.seen.node is not None and not c.seen.node.unschedulable
+    if we_cordon:
+        c.out.intents.append(Intent.CORDON)
+    c.patch(cordonedByUs=we_cordon, startedAt=iso(c.now), attemptsInWindow=c.seen.flapping)
+    return _escalate(c, f"flap limit: {c.seen.flapping} episodes on this node within the flap "
+                     "window; stopping here")
+
+
+def _cordon_seen(c: Ctx) -> Step:
+    c.patch(phase=Phase.DRAINING, drainStartedAt=iso(c.now))
+    c.say("draining through the Eviction API")
+    return c.out
+
+
+def _drain_progress(c: Ctx) -> Step:
+    left, kept = c.seen.drain_left, list(c.seen.kept) or None
+    if left is not None and c.status.get("podsLeft") != left:
+        c.patch(podsLeft=left)
+    if c.status.get("podsKept") != kept:
+        c.patch(podsKept=kept)
+    return c.out
+
+
+def _request_action(c: Ctx, why: str) -> Step:
+    node = c.seen.node
+    assert node is not None
+    c.patch(phase=Phase.ACTION_REQUESTED, actionRequestedAt=iso(c.now),
+            action=c.current.action.value,
+            runtime=c.current.runtime.value if c.current.runtime else None,
+            bootIDBefore=node.boot_id, agent=None, podsKept=list(c.seen.kept) or None)
+    c.say(f"{why}; asked the node's agent to {describe(c.current)}")
+    return c.out
+
+
+def _drained(c: Ctx) -> Step:
+    return _request_action(c, "drained")
+
+
+def _drain_timeout_act(c: Ctx) -> Step:
+    return _request_action(c, f"drain timed out after {c.plan.drain.timeout_s:.0f}s with "
+                           f"{c.seen.drain_left} pod(s) left; the runtime is hung or down and "
+                           "the repair is what frees them, so going on")
+
+
+def _drain_timeout_why(c: Ctx) -> str:
+    return (f"drain timed out after {c.plan.drain.timeout_s:.0f}s with {c.seen.drain_left} "
+            "pod(s) left (a PodDisruptionBudget may allow no disruption)")
+
+
+def _drain_timeout_next(c: Ctx) -> Step:
+    return next_rung(c, _drain_timeout_why(c))
+
+
+def _drain_timeout_fail(c: Ctx) -> Step:
+    c.give_back()
+    return c.finish(Phase.FAILED, _drain_timeout_why(c), EventType.WARNING, "RemediationFailed")
+
+
+def _agent_silent(c: Ctx) -> Step:
+    return next_rung(c, f"the node's agent has not reported for over "
+                     f"{c.plan.agent_silence_s:.0f}s, so no one would {describe(c.current)}")
+
+
+def _rebooted(c: Ctx) -> Step:
+    node = c.seen.node
+    assert node is not None
+    c.patch(phase=Phase.VERIFYING, bootIDAfter=node.boot_id, verifyingSince=iso(c.now))
+    c.say(f"bootID changed to {node.boot_id}; verifying after the settle window")
+    return c.out
+
+
+def _agent_done(c: Ctx) -> Step:
+    agent = c.status.get("agent") or {}
+    c.patch(phase=Phase.VERIFYING, verifyingSince=iso(c.now))
+    c.say(f"agent reports: {agent.get('message', 'done')}; verifying after the settle window")
+    return c.out
+
+
+def _agent_failed(c: Ctx) -> Step:
+    agent = c.status.get("agent") or {}
+    return next_rung(c, f"the agent failed: {agent.get('message', '')}")
+
+
+def _action_timeout(c: Ctx) -> Step:
+    what = ("bootID did not change" if c.current.action is Action.REBOOT
+            else "the agent did not finish")
+    return next_rung(c, f"{what} within {c.current.timeout_s:.0f}s")
+
+
+def _healthy(c: Ctx) -> Step:
+    c.give_back()
+    return c.finish(Phase.SUCCEEDED, f"{describe(c.current)} worked; node returned to service"
+                    if c.ours else f"{describe(c.current)} worked", EventType.NORMAL,
+                    "RemediationSucceeded")
+
+
+def _verify_timeout(c: Ctx) -> Step:
+    return next_rung(c, f"conditions did not clear within {c.current.timeout_s:.0f}s after the "
+                     f"{c.plan.settle_s:.0f}s settle window of the {c.current.action.value}")
+
+
+def _escalate_rung(c: Ctx) -> Step:
+    return _escalate(c, "the ladder reached its escalate rung")
+
+
+def next_rung(c: Ctx, why: str) -> Step:
+    nxt = c.rung + 1
+    c.event(EventType.WARNING, "RemediationRungFailed", f"rung {c.rung}: {why}")
+    if nxt >= len(c.plan.ladder) or c.plan.ladder[nxt].action is Action.ESCALATE:
+        return _escalate(c, why)
+    c.out.rung = nxt
+    c.patch(phase=Phase.DRAINING, rung=nxt, drainStartedAt=iso(c.now), agent=None,
+            actionRequestedAt=None, verifyingSince=None)
+    c.say(f"rung {c.rung} failed ({why}); moving to rung {nxt}: {describe(c.plan.ladder[nxt])}")
+    return c.out
+
+
+def _escalate(c: Ctx, why: str) -> Step:
+    c.out.intents.append(Intent.LABEL_ESCALATED)
+    if c.plan.webhook_url:
+        c.out.intents.append(Intent.WEBHOOK)
+    return c.finish(Phase.ESCALATED, f"escalated to people: {why}; the node stays cordoned "
+                    "until a person uncordons it or removes the nodeprobe.io/escalated label",
+                    EventType.WARNING, "Escalated")
+
+
+Transition = Callable[[Ctx], Step]
+_ANY_LIVE = (Phase.PENDING, Phase.CORDONED, Phase.DRAINING, Phase.ACTION_REQUESTED,
+             Phase.VERIFYING)
+_AFTER_PENDING = _ANY_LIVE[1:]
+
+TABLE: dict[tuple[Phase, Ev], tuple[str, Transition]] = {
+    **{(p, Ev.NODE_GONE): ("Failed", _node_gone) for p in _ANY_LIVE},
+    **{(p, Ev.ABORTED): ("Failed", _aborted) for p in BEFORE_ACTION},
+    **{(p, Ev.PERSON_UNCORDONED): ("Failed", _person_uncordoned) for p in _AFTER_PENDING},
+    **{(p, Ev.FROZEN): ("(same)", _frozen) for p in _ANY_LIVE},
+    **{(p, Ev.HEALED_WHILE_FROZEN): ("Succeeded", _healed_while_frozen) for p in _AFTER_PENDING},
+    (Phase.PENDING, Ev.START): ("Cordoned", _start),
+    (Phase.PENDING, Ev.START_ALREADY_CORDONED): ("Cordoned", _start_already_cordoned),
+    (Phase.PENDING, Ev.FLAP_LIMIT): ("Escalated", _flap_limit),
+    (Phase.CORDONED, Ev.CORDON_SEEN): ("Draining", _cordon_seen),
+    (Phase.DRAINING, Ev.ESCALATE_RUNG): ("Escalated", _escalate_rung),
+    (Phase.DRAINING, Ev.DRAIN_PROGRESS): ("Draining", _drain_progress),
+    (Phase.DRAINING, Ev.DRAINED): ("ActionRequested", _drained),
+    (Phase.DRAINING, Ev.DRAIN_TIMEOUT_ACT): ("ActionRequested", _drain_timeout_act),
+    (Phase.DRAINING, Ev.DRAIN_TIMEOUT_NEXT): ("Draining (next rung) or Escalated",
+                                              _drain_timeout_next),
+    (Phase.DRAINING, Ev.DRAIN_TIMEOUT_FAIL): ("Failed", _drain_timeout_fail),
+    (Phase.DRAINING, Ev.AGENT_SILENT): ("Draining (next rung) or Escalated", _agent_silent),
+    (Phase.ACTION_REQUESTED, Ev.REBOOTED): ("Verifying", _rebooted),
+    (Phase.ACTION_REQUESTED, Ev.AGENT_DONE): ("Verifying", _agent_done),
+    (Phase.ACTION_REQUESTED, Ev.AGENT_FAILED): ("Draining (next rung) or Escalated",
+                                                _agent_failed),
+    (Phase.ACTION_REQUESTED, Ev.ACTION_TIMEOUT): ("Draining (next rung) or Escalated",
+                                                  _action_timeout),
+    (Phase.ACTION_REQUESTED, Ev.WAIT): ("ActionRequested", _nothing),
+    (Phase.VERIFYING, Ev.HEALTHY): ("Succeeded", _healthy),
+    (Phase.VERIFYING, Ev.VERIFY_TIMEOUT): ("Draining (next rung) or Escalated", _verify_timeout),
+    (Phase.VERIFYING, Ev.WAIT): ("Verifying", _nothing),
+}
+"""Every legal (phase, event); docs/remediation.md lists the same rows."""
+
+
+def step(plan: Plan, *, rung: int, status: Mapping[str, Any], seen: Seen) -> Step:
+    """Advance one NodeRemediation by at most one transition."""
+    phase = Phase(status.get("phase", Phase.PENDING))
+    if phase in TERMINAL:
+        return Step()
+    c = Ctx(plan, rung, status, seen)
+    if rung >= len(plan.ladder):
+        return _escalate(c, "no rungs left on the ladder")
+    ev = observe(plan, rung=rung, status=status, seen=seen)
+    _, transition = TABLE[(phase, ev)]
+    out = transition(c)
+    if status.get("frozen") and seen.frozen is None and "frozen" not in out.patch:
+        out.patch["frozen"] = None  # writes are allowed again (unpaused, dryRun off)
+    return out
+
+
+def describe(rung: Rung) -> str:
+    if rung.action is Action.RESTART_RUNTIME and rung.runtime is not None:
+        return f"restart {rung.runtime.value}"
+    return str(rung.action.value)

@@ -30,6 +30,8 @@ PAGE = 500
 """Nodes per list page: a page of real Nodes (~10 KB each) stays near 5 MB."""
 WATCH_S = 300
 """The server ends each watch after this; the next one resumes from the last resourceVersion."""
+OUR_ANNOTATIONS = "nodeprobe.io/"
+"""Only nodeprobe's own annotations are kept (the cordoned-by mark)."""
 RETRY_S = (1.0, 30.0)
 """Back-off after a failed list or watch, first and longest."""
 
@@ -43,10 +45,13 @@ def slim_node(body: Mapping[str, Any]) -> dict[str, Any]:
     meta, spec, status = (body.get(k) or {} for k in ("metadata", "spec", "status"))
     return {
         "metadata": {"name": meta.get("name"), "uid": meta.get("uid"),
-                     "labels": dict(meta.get("labels") or {})},
+                     "labels": dict(meta.get("labels") or {}),
+                     "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
+                                     if k.startswith(OUR_ANNOTATIONS)}},
         "spec": {"unschedulable": spec.get("unschedulable")},
         "status": {
-            "conditions": [{k: c.get(k) for k in ("type", "status", "lastTransitionTime")}
+            "conditions": [{k: c.get(k) for k in ("type", "status", "lastTransitionTime",
+                                                  "lastHeartbeatTime")}
                            for c in status.get("conditions") or []],
             "nodeInfo": {"bootID": (status.get("nodeInfo") or {}).get("bootID")},
         },

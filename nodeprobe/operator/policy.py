@@ -2,7 +2,12 @@
 
 Purely data-manipulative: no I/O, no Kubernetes client types. Errors name the field
 ("spec.ladder[1].timeout: duration must not be negative, got '-1m'"); `validate_policy` lists
-every problem so a person fixes them in one go. The gates that use a Policy live in `gates`.
+every problem so a person fixes them in one go.
+
+A policy has two halves. `Plan` is what an episode runs by (triggers, ladder, drain, settle
+window, escalation): a NodeRemediation stores a snapshot of it when it opens, so edits to the
+policy apply to new episodes only. The rest (selector, budget, windows, blockers, flap limit,
+retention, paused, dryRun) is read live on every pass.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 import enum
 import functools
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +29,19 @@ from nodeprobe.model import (
     Runtime,
     Status,
 )
+from nodeprobe.operator.grammar import (
+    PolicyError,
+    Requirement,
+    Selector,
+    Window,
+    parse_duration,
+    parse_percent,
+    parse_selector,
+    parse_window,
+)
+
+__all__ = ["PolicyError", "Requirement", "Selector", "Window", "parse_duration",
+           "parse_percent", "parse_selector"]
 
 GROUP = REMEDIATION_GROUP
 VERSION = REMEDIATION_VERSION
@@ -33,18 +50,41 @@ REMEDIATION_PLURAL = NODE_REMEDIATIONS
 LABEL_NODE = REMEDIATION_NODE_LABEL
 LABEL_POLICY = f"{GROUP}/policy"
 LABEL_ESCALATED = f"{GROUP}/escalated"
-"""Set on a node the ladder gave up on, so people (and selectors) can find it."""
+"""Set on a node the ladder gave up on; removing it (or uncordoning) is how a person says fixed."""
+LABEL_EXCLUDE = f"{GROUP}/exclude"
+"""On a Node: nodeprobe starts no episode there (any value but "false")."""
+ANNOTATION_PROTECT = f"{GROUP}/protect"
+"""On a Pod: a drain leaves it in place unless the policy opts in (draino's protected pods)."""
+ANNOTATION_CORDONED_BY = f"{GROUP}/cordoned-by"
+"""On a Node nodeprobe cordoned: the NodeRemediation that did. Remove it to keep the cordon."""
+FINALIZER = f"{GROUP}/live-episodes"
+"""On a RemediationPolicy with live episodes: its deletion waits until they end."""
 
 DEFAULT_DRAIN_TIMEOUT_S = 600.0
 """10 min: long enough for ordinary graceful shutdowns, short enough that a PDB cannot hold
 a sick node forever (kured #82)."""
 DEFAULT_RUNG_TIMEOUT_S = 600.0
 DEFAULT_SETTLE_S = 120.0
+"""Conditions flap while a node comes back from any action (NHC PR #274): wait this long."""
 DEFAULT_STORM_COOL_DOWN_S = 300.0
 """After a minHealthy storm, nodes still flap; wait before starting again (NHC PR #378)."""
-"""Conditions flap while a rebooted node comes back (NHC PR #274)."""
 DEFAULT_COOL_DOWN_S = 1800.0
 DEFAULT_TRIGGER_FOR_S = 120.0
+DEFAULT_MIN_HEALTHY_PCT = 80.0
+"""Conservative: with one node in five unhealthy, something bigger than a node is wrong."""
+DEFAULT_TERMINATING_SKIP_S = 300.0
+"""A pod Terminating this long is stuck (a hung runtime cannot stop it): it stops blocking."""
+DEFAULT_FLAP_ATTEMPTS = 3
+DEFAULT_FLAP_WINDOW_S = 86400.0
+"""3 episodes per node per day; the 4th escalates to people instead (a crash-looping runtime
+once got 47 episodes in a day)."""
+DEFAULT_KEEP = 5
+DEFAULT_KEEP_FOR_S = 3 * 86400.0
+"""Finished NodeRemediations are the audit trail: kept 3 days and at most 5 per node."""
+DEFAULT_AGENT_SILENCE_S = 660.0
+"""The agent rewrites its conditions every 300 s; two missed heartbeats and a minute mean it is
+gone (then no one would carry out the action)."""
+DEFAULT_ALERT_QUERY = 'ALERTS{alertstate="firing"}'
 
 
 Action = RemediationAction
@@ -57,110 +97,8 @@ class OnTimeout(enum.StrEnum):
 
 _RUNTIME_NAMES = {"docker": Runtime.DOCKERD, "dockerd": Runtime.DOCKERD,
                   "containerd": Runtime.CONTAINERD}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_SELECTOR_OPS = {"In", "NotIn", "Exists", "DoesNotExist"}
-
-
-class PolicyError(ValueError):
-    """A duration, selector or quantity that cannot be understood; the message says where."""
-
-
-def parse_duration(value: object, *, where: str) -> float:
-    """Go-style durations ("90s", "1h30m", "500ms") or plain seconds, in seconds; never negative."""
-    if isinstance(value, bool):
-        raise PolicyError(f"{where}: expected a duration like '90s' or '5m', got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.startswith("-"):
-            raise PolicyError(f"{where}: duration must not be negative, got {value!r}")
-        pos, seconds = 0, 0.0
-        for m in _DURATION.finditer(text):
-            if m.start() != pos:
-                break
-            scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2)]
-            seconds += float(m.group(1)) * scale
-            pos = m.end()
-        if not text or pos != len(text):
-            raise PolicyError(f"{where}: expected a duration like '90s', '5m' or '1h30m', "
-                              f"got {value!r}")
-    else:
-        raise PolicyError(f"{where}: expected a duration like '90s' or '5m', got {value!r}")
-    if seconds < 0 or not math.isfinite(seconds):
-        raise PolicyError(f"{where}: duration must not be negative, got {value!r}")
-    return seconds
-
-
-def parse_percent(value: object, *, where: str) -> float:
-    """'60%' or 60 -> 60.0, within 0..100."""
-    text = str(value).strip()
-    try:
-        pct = float(text[:-1] if text.endswith("%") else text)
-    except ValueError as e:
-        raise PolicyError(f"{where}: expected a percentage like '60%', got {value!r}") from e
-    if isinstance(value, bool) or not 0 <= pct <= 100:
-        raise PolicyError(f"{where}: percentage must be between 0% and 100%, got {value!r}")
-    return pct
-
-
-@dataclass(frozen=True, slots=True)
-class Requirement:
-    key: str
-    operator: str
-    values: tuple[str, ...] = ()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        if self.operator == "Exists":
-            return self.key in labels
-        if self.operator == "DoesNotExist":
-            return self.key not in labels
-        if self.operator == "In":
-            return labels.get(self.key) in self.values
-        return labels.get(self.key) not in self.values  # NotIn
-
-
-@dataclass(frozen=True, slots=True)
-class Selector:
-    """A Kubernetes label selector; the empty selector matches every node."""
-
-    requirements: tuple[Requirement, ...] = ()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(r.matches(labels) for r in self.requirements)
-
-
-def parse_selector(raw: object, *, where: str) -> Selector:
-    if raw is None:
-        return Selector()
-    if not isinstance(raw, Mapping):
-        raise PolicyError(f"{where}: expected matchLabels/matchExpressions, got {raw!r}")
-    unknown = set(raw) - {"matchLabels", "matchExpressions"}
-    if unknown:
-        raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}; a label selector has "
-                          "matchLabels and matchExpressions")
-    reqs: list[Requirement] = []
-    labels = raw.get("matchLabels") or {}
-    if not isinstance(labels, Mapping):
-        raise PolicyError(f"{where}.matchLabels: expected a map of label to value")
-    for k, v in labels.items():
-        if not isinstance(v, str):
-            raise PolicyError(f"{where}.matchLabels[{k}]: value must be a string, got {v!r}")
-        reqs.append(Requirement(str(k), "In", (v,)))
-    for i, expr in enumerate(raw.get("matchExpressions") or []):
-        at = f"{where}.matchExpressions[{i}]"
-        if not isinstance(expr, Mapping) or not expr.get("key"):
-            raise PolicyError(f"{at}: needs a key and an operator")
-        op = expr.get("operator")
-        values = tuple(str(v) for v in expr.get("values") or [])
-        if op not in _SELECTOR_OPS:
-            raise PolicyError(f"{at}: operator {op!r} is not one of {sorted(_SELECTOR_OPS)}")
-        if op in ("In", "NotIn") and not values:
-            raise PolicyError(f"{at}: operator {op} needs at least one value")
-        if op in ("Exists", "DoesNotExist") and values:
-            raise PolicyError(f"{at}: operator {op} takes no values")
-        reqs.append(Requirement(str(expr["key"]), str(op), values))
-    return Selector(tuple(reqs))
+RUNTIME_TRIGGERS = frozenset({ConditionType.UNAVAILABLE.value})
+"""Triggers meaning a hung or down runtime: pods cannot stop until the repair runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,31 +121,86 @@ class Drain:
     grace_period_s: int | None = None
     """None: each pod's own terminationGracePeriodSeconds."""
     on_timeout: OnTimeout = OnTimeout.NEXT
+    terminating_skip_s: float = DEFAULT_TERMINATING_SKIP_S
+    action_on_timeout: bool | None = None
+    """After a drain timeout on a hung/down-runtime trigger, run the rung's action anyway (the
+    repair is what frees stuck pods). None: on for restart-runtime rungs, off otherwise."""
+    evict_unreplicated: bool = False
+    """Pods without a controller are gone for good once evicted."""
+    evict_empty_dir: bool = False
+    """emptyDir data is lost on eviction."""
+    evict_protected: bool = False
+    """Pods annotated nodeprobe.io/protect."""
+
+    def acts_on_timeout(self, action: Action, triggers: tuple[Trigger, ...]) -> bool:
+        wanted = (action is Action.RESTART_RUNTIME if self.action_on_timeout is None
+                  else self.action_on_timeout)
+        return wanted and action is not Action.ESCALATE and any(
+            t.type in RUNTIME_TRIGGERS for t in triggers)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an episode runs by; snapshotted into the NodeRemediation when it opens."""
+
+    triggers: tuple[Trigger, ...]
+    ladder: tuple[Rung, ...]
+    drain: Drain = field(default_factory=Drain)
+    settle_s: float = DEFAULT_SETTLE_S
+    agent_silence_s: float = DEFAULT_AGENT_SILENCE_S
+    webhook_url: str | None = None
+
+
+PLAN_KEYS = ("triggers", "ladder", "drain", "settleWindow", "agentSilence", "escalation")
+"""The spec fields a NodeRemediation snapshots (spec.plan)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Blockers:
+    pod_selector: Selector | None = None
+    """Pods matching it on a node keep an episode from starting there (kured)."""
+    prometheus_url: str | None = None
+    alert_query: str = DEFAULT_ALERT_QUERY
+    """A PromQL query; any series in its result blocks every new episode."""
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
     name: str
     selector: Selector
-    triggers: tuple[Trigger, ...]
-    ladder: tuple[Rung, ...]
+    plan: Plan
     max_concurrent: int | None = 1
     max_concurrent_pct: float | None = None
-    min_healthy_pct: float = 0.0
+    min_healthy_pct: float = DEFAULT_MIN_HEALTHY_PCT
     cool_down_s: float = DEFAULT_COOL_DOWN_S
     rate_per_hour: int | None = None
-    settle_s: float = DEFAULT_SETTLE_S
     storm_cool_down_s: float = DEFAULT_STORM_COOL_DOWN_S
-    drain: Drain = field(default_factory=Drain)
-    webhook_url: str | None = None
+    windows: tuple[Window, ...] = ()
+    """Empty: any time."""
+    blockers: Blockers = field(default_factory=Blockers)
+    flap_attempts: int = DEFAULT_FLAP_ATTEMPTS
+    flap_window_s: float = DEFAULT_FLAP_WINDOW_S
+    keep: int = DEFAULT_KEEP
+    keep_for_s: float = DEFAULT_KEEP_FOR_S
     dry_run: bool = False
     paused: bool = False
 
+    @property
+    def triggers(self) -> tuple[Trigger, ...]:
+        return self.plan.triggers
+
+    @property
+    def ladder(self) -> tuple[Rung, ...]:
+        return self.plan.ladder
+
     def budget(self, matched: int) -> int:
-        """How many nodes may be cordoned by us at once; a percentage rounds down, minimum 1."""
+        """How many matched nodes may be held at once; a percentage rounds down, minimum 1."""
         if self.max_concurrent_pct is not None:
             return max(1, math.floor(matched * self.max_concurrent_pct / 100))
         return self.max_concurrent if self.max_concurrent is not None else 1
+
+    def window_open(self, now: float) -> bool:
+        return not self.windows or any(w.open_at(now) for w in self.windows)
 
 
 def _rung(raw: object, i: int) -> Rung:
@@ -244,14 +237,105 @@ def _trigger(raw: object, i: int) -> Trigger:
                                                  where=f"{at}.for"))
 
 
-def parse_policy(name: str, spec: Mapping[str, Any]) -> Policy:
-    """Turn a policy's spec into a Policy; raise PolicyError naming the first bad field."""
+def _bool(spec: Mapping[str, Any], key: str, where: str, default: bool = False) -> bool:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise PolicyError(f"{where}.{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _count(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PolicyError(f"{where}: expected a whole number >= 1, got {value!r}")
+    return value
+
+
+def _map(spec: Mapping[str, Any], key: str, fields: str) -> Mapping[str, Any]:
+    raw = spec.get(key) or {}
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"spec.{key}: expected {{{fields}}}")
+    return raw
+
+
+def _drain(spec: Mapping[str, Any]) -> Drain:
+    d = _map(spec, "drain", "timeout, gracePeriodSeconds, onTimeout, terminatingSkip, "
+             "actionOnTimeout, evict")
+    grace = d.get("gracePeriodSeconds")
+    if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int) or grace < 0):
+        raise PolicyError(f"spec.drain.gracePeriodSeconds: expected an integer >= 0, got {grace!r}")
+    try:
+        on_timeout = OnTimeout(d.get("onTimeout", "next"))
+    except ValueError as e:
+        raise PolicyError(f"spec.drain.onTimeout: expected next or fail, "
+                          f"got {d.get('onTimeout')!r}") from e
+    act = d.get("actionOnTimeout")
+    if act is not None and not isinstance(act, bool):
+        raise PolicyError(f"spec.drain.actionOnTimeout: expected true or false, got {act!r}")
+    ev = d.get("evict") or {}
+    if not isinstance(ev, Mapping) or set(ev) - {"unreplicated", "emptyDir", "protected"}:
+        raise PolicyError("spec.drain.evict: expected {unreplicated, emptyDir, protected} "
+                          f"(each true or false), got {ev!r}")
+    return Drain(
+        timeout_s=parse_duration(d.get("timeout", DEFAULT_DRAIN_TIMEOUT_S),
+                                 where="spec.drain.timeout"),
+        grace_period_s=grace, on_timeout=on_timeout,
+        terminating_skip_s=parse_duration(d.get("terminatingSkip", DEFAULT_TERMINATING_SKIP_S),
+                                          where="spec.drain.terminatingSkip"),
+        action_on_timeout=act,
+        evict_unreplicated=_bool(ev, "unreplicated", "spec.drain.evict"),
+        evict_empty_dir=_bool(ev, "emptyDir", "spec.drain.evict"),
+        evict_protected=_bool(ev, "protected", "spec.drain.evict"))
+
+
+def parse_plan(spec: Mapping[str, Any]) -> Plan:
+    """The episode half of a spec (or of a NodeRemediation's spec.plan snapshot)."""
     triggers = tuple(_trigger(t, i) for i, t in enumerate(spec.get("triggers") or []))
     if not triggers:
         raise PolicyError("spec.triggers: at least one trigger condition is needed")
     ladder = tuple(_rung(r, i) for i, r in enumerate(spec.get("ladder") or []))
     if not ladder:
         raise PolicyError("spec.ladder: at least one rung is needed")
+    esc = _map(spec, "escalation", "webhookURL")
+    url = esc.get("webhookURL")
+    if url is not None and not str(url).startswith(("http://", "https://")):
+        raise PolicyError(f"spec.escalation.webhookURL: expected an http(s) URL, got {url!r}")
+    return Plan(
+        triggers=triggers, ladder=ladder, drain=_drain(spec),
+        settle_s=parse_duration(spec.get("settleWindow", DEFAULT_SETTLE_S),
+                                where="spec.settleWindow"),
+        agent_silence_s=parse_duration(spec.get("agentSilence", DEFAULT_AGENT_SILENCE_S),
+                                       where="spec.agentSilence"),
+        webhook_url=str(url) if url else None)
+
+
+def plan_snapshot(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The raw fields `parse_plan` reads, for a NodeRemediation's spec.plan."""
+    return {k: spec[k] for k in PLAN_KEYS if k in spec}
+
+
+def _blockers(spec: Mapping[str, Any]) -> Blockers:
+    b = _map(spec, "blockers", "podSelector, prometheus")
+    unknown = set(b) - {"podSelector", "prometheus"}
+    if unknown:
+        raise PolicyError(f"spec.blockers: unknown field(s) {sorted(unknown)}; use podSelector "
+                          "and prometheus")
+    prom = b.get("prometheus") or {}
+    if not isinstance(prom, Mapping) or set(prom) - {"url", "query"}:
+        raise PolicyError(f"spec.blockers.prometheus: expected {{url, query}}, got {prom!r}")
+    url = prom.get("url")
+    if prom and not str(url or "").startswith(("http://", "https://")):
+        raise PolicyError(f"spec.blockers.prometheus.url: expected an http(s) URL, got {url!r}")
+    pods = b.get("podSelector")
+    return Blockers(
+        pod_selector=None if pods is None else parse_selector(
+            pods, where="spec.blockers.podSelector"),
+        prometheus_url=str(url).rstrip("/") if url else None,
+        alert_query=str(prom.get("query") or DEFAULT_ALERT_QUERY))
+
+
+def parse_policy(name: str, spec: Mapping[str, Any]) -> Policy:
+    """Turn a policy's spec into a Policy; raise PolicyError naming the first bad field."""
+    plan = parse_plan(spec)
     mc = spec.get("maxConcurrent", 1)
     mc_n: int | None = None
     mc_pct: float | None = None
@@ -264,49 +348,53 @@ def parse_policy(name: str, spec: Mapping[str, Any]) -> Policy:
     else:
         raise PolicyError(f"spec.maxConcurrent: expected a whole number >= 1 or 'N%', got {mc!r}")
     rate = spec.get("rate")
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 1):
-        raise PolicyError(f"spec.rate: expected remediations per hour >= 1, got {rate!r}")
-    d = spec.get("drain") or {}
-    if not isinstance(d, Mapping):
-        raise PolicyError("spec.drain: expected {timeout, gracePeriodSeconds, onTimeout}")
-    grace = d.get("gracePeriodSeconds")
-    if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int) or grace < 0):
-        raise PolicyError(f"spec.drain.gracePeriodSeconds: expected an integer >= 0, got {grace!r}")
-    try:
-        on_timeout = OnTimeout(d.get("onTimeout", "next"))
-    except ValueError as e:
-        raise PolicyError(f"spec.drain.onTimeout: expected next or fail, "
-                          f"got {d.get('onTimeout')!r}") from e
-    drain = Drain(parse_duration(d.get("timeout", DEFAULT_DRAIN_TIMEOUT_S),
-                                 where="spec.drain.timeout"), grace, on_timeout)
-    esc = spec.get("escalation") or {}
-    url = esc.get("webhookURL") if isinstance(esc, Mapping) else None
-    if url is not None and not str(url).startswith(("http://", "https://")):
-        raise PolicyError(f"spec.escalation.webhookURL: expected an http(s) URL, got {url!r}")
+    if rate is not None:
+        rate = _count(rate, "spec.rate")
+    min_healthy = parse_percent(spec.get("minHealthy", DEFAULT_MIN_HEALTHY_PCT),
+                                where="spec.minHealthy")
+    if min_healthy == 0 and rate is None and (mc_pct is not None and mc_pct >= 100):
+        raise PolicyError("spec: no brake: minHealthy 0%, maxConcurrent 100% and no rate would "
+                          "let one bad signal drain the whole cluster; set minHealthy (e.g. "
+                          "'80%'), a maxConcurrent below 100% or a rate")
+    windows = spec.get("maintenanceWindows") or []
+    if not isinstance(windows, list):
+        raise PolicyError("spec.maintenanceWindows: expected a list of {days, start, end, "
+                          "timeZone}")
+    flap = _map(spec, "flapLimit", "attempts, window")
+    keep = _map(spec, "retention", "keep, for")
     return Policy(
         name=name,
         selector=parse_selector(spec.get("nodeSelector"), where="spec.nodeSelector"),
-        triggers=triggers,
-        ladder=ladder,
+        plan=plan,
         max_concurrent=mc_n,
         max_concurrent_pct=mc_pct,
-        min_healthy_pct=parse_percent(spec.get("minHealthy", 0), where="spec.minHealthy"),
+        min_healthy_pct=min_healthy,
         cool_down_s=parse_duration(spec.get("coolDown", DEFAULT_COOL_DOWN_S),
                                    where="spec.coolDown"),
         rate_per_hour=rate,
-        settle_s=parse_duration(spec.get("settleWindow", DEFAULT_SETTLE_S),
-                                where="spec.settleWindow"),
         storm_cool_down_s=parse_duration(spec.get("stormCoolDown", DEFAULT_STORM_COOL_DOWN_S),
                                          where="spec.stormCoolDown"),
-        drain=drain,
-        webhook_url=str(url) if url else None,
-        dry_run=bool(spec.get("dryRun", False)),
-        paused=bool(spec.get("paused", False)),
+        windows=tuple(parse_window(w, where=f"spec.maintenanceWindows[{i}]")
+                      for i, w in enumerate(windows)),
+        blockers=_blockers(spec),
+        flap_attempts=_count(flap.get("attempts", DEFAULT_FLAP_ATTEMPTS),
+                             "spec.flapLimit.attempts"),
+        flap_window_s=parse_duration(flap.get("window", DEFAULT_FLAP_WINDOW_S),
+                                     where="spec.flapLimit.window"),
+        keep=_count(keep.get("keep", DEFAULT_KEEP), "spec.retention.keep"),
+        keep_for_s=parse_duration(keep.get("for", DEFAULT_KEEP_FOR_S),
+                                  where="spec.retention.for"),
+        dry_run=_bool(spec, "dryRun", "spec"),
+        paused=_bool(spec, "paused", "spec"),
     )
 
 
 _MINIMAL: Mapping[str, Any] = {"triggers": [{"type": ConditionType.UNAVAILABLE.value}],
                                 "ladder": [{"action": Action.ESCALATE.value}]}
+KNOWN_FIELDS = frozenset({
+    "nodeSelector", "triggers", "ladder", "maxConcurrent", "minHealthy", "coolDown", "rate",
+    "settleWindow", "stormCoolDown", "drain", "escalation", "dryRun", "paused",
+    "maintenanceWindows", "blockers", "flapLimit", "retention", "agentSilence"})
 
 
 def validate_policy(spec: Mapping[str, Any]) -> list[str]:
@@ -326,10 +414,8 @@ def validate_policy(spec: Mapping[str, Any]) -> list[str]:
     for key in spec:
         if key not in ("triggers", "ladder"):
             checks.append(functools.partial(parse_policy, "-", {**_MINIMAL, key: spec[key]}))
-    known = {"nodeSelector", "triggers", "ladder", "maxConcurrent", "minHealthy", "coolDown",
-             "rate", "settleWindow", "stormCoolDown", "drain", "escalation", "dryRun", "paused"}
-    problems += [f"spec.{k}: unknown field (known: {', '.join(sorted(known))})"
-                 for k in spec if k not in known]
+    problems += [f"spec.{k}: unknown field (known: {', '.join(sorted(KNOWN_FIELDS))})"
+                 for k in spec if k not in KNOWN_FIELDS]
     checks.append(functools.partial(parse_policy, "-", spec))
     for check in checks:
         try:

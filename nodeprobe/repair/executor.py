@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -31,7 +30,7 @@ from nodeprobe.model import (
     RepairState,
     Runtime,
 )
-from nodeprobe.publish.kube import request_json
+from nodeprobe.publish.kube import request_json, rfc3339
 from nodeprobe.repair import actions
 from nodeprobe.repair.actions import ActionResult, RepairSettings
 
@@ -41,8 +40,6 @@ MERGE = "application/merge-patch+json"
 _PATH = f"/apis/{REMEDIATION_GROUP}/{REMEDIATION_VERSION}/{NODE_REMEDIATIONS}"
 
 
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class RemediationStore(Protocol):
@@ -194,7 +191,7 @@ class RepairExecutor:
                 **extra: str) -> None:
         log.info("%s rung %d: %s: %s", name, rung, state.value, message)
         self._patch(name, {"agent": {"rung": rung, "state": state.value, "message": message,
-                                     "at": _iso(self.now()), "node": self.node_name, **extra}})
+                                     "at": rfc3339(self.now()), "node": self.node_name, **extra}})
 
     def _patch(self, name: str, status: Mapping[str, Any]) -> None:
         self._store.patch_status(name, status)

@@ -305,24 +305,27 @@ def test_operator_rbac_is_exactly_what_the_operator_and_kopf_call() -> None:
         ("*", "nodeprobe.io", "noderemediations", "list"),
         ("*", "nodeprobe.io", "noderemediations", "create"),
         ("*", "nodeprobe.io", "noderemediations", "patch"),
+        # Finished episodes past their retention.
+        ("*", "nodeprobe.io", "noderemediations", "delete"),
         ("*", "nodeprobe.io", "noderemediations/status", "patch"),
-        ("*", "nodeprobe.io", "remediationpolicies", "get"),
         ("*", "nodeprobe.io", "remediationpolicies", "list"),
-        ("*", "nodeprobe.io", "remediationpolicies", "watch"),
-        # kopf's finalizer and last-handled-configuration annotation on each policy.
+        # The finalizer that holds a policy's deletion while its episodes run.
         ("*", "nodeprobe.io", "remediationpolicies", "patch"),
         ("*", "nodeprobe.io", "remediationpolicies/status", "patch"),
         ("*", "apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("*", "apiextensions.k8s.io", "customresourcedefinitions", "watch"),
-        # Leader election: the Lease in the release namespace only.
+        ("*", "", "namespaces", "list"), ("*", "", "namespaces", "watch"),
+        # Leader election and the per-node locks: Leases in the release namespace only.
         ("nodeprobe", "coordination.k8s.io", "leases", "get"),
+        ("nodeprobe", "coordination.k8s.io", "leases", "list"),
         ("nodeprobe", "coordination.k8s.io", "leases", "create"),
         ("nodeprobe", "coordination.k8s.io", "leases", "update"),
+        ("nodeprobe", "coordination.k8s.io", "leases", "patch"),
         ("default", "", "events", "create"),
     }
     assert _bound(objects, "operator") == {
         ("ClusterRoleBinding", "nodeprobe-operator", "nodeprobe/nodeprobe-operator"),
-        ("RoleBinding", "nodeprobe-operator-leader-election", "nodeprobe/nodeprobe-operator"),
+        ("RoleBinding", "nodeprobe-operator", "nodeprobe/nodeprobe-operator"),
         ("RoleBinding", "nodeprobe-operator-events", "nodeprobe/nodeprobe-operator"),
     }
 
@@ -406,7 +409,7 @@ def test_chart_crds_are_the_operators_crds() -> None:
     assert ours == theirs, ("charts/nodeprobe/crds/ differs from nodeprobe/operator/crds/: "
                             "run `make manifests`")
     names = {yaml.safe_load(b)["metadata"]["name"] for b in ours.values()}
-    assert {"remediationpolicies.nodeprobe.io", "noderemediations.nodeprobe.io"} <= names
+    assert names == {"remediationpolicies.nodeprobe.io", "noderemediations.nodeprobe.io"}
 
 
 def test_unknown_values_key_is_rejected_naming_it(tmp_path: Path) -> None:

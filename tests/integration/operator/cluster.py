@@ -38,7 +38,7 @@ def now_iso() -> str:
 
 @contextmanager
 def cluster() -> Iterator[KubeDouble]:
-    """A fresh double with nodeprobe's CRDs and kopf's peering CRD applied."""
+    """A fresh double with nodeprobe's CRDs applied."""
     with kube_double() as kube:
         for f in sorted(CRD_DIR.glob("*.yaml")):
             kube.put_object(yaml.safe_load(f.read_text()))
@@ -55,7 +55,7 @@ def add_node(kube: KubeDouble, name: str, *, sick: bool = False,
 
 def _condition(sick: bool, since: str) -> dict[str, Any]:
     return {"type": UNHEALTHY, "status": "True" if sick else "False", "lastTransitionTime": since,
-            "lastHeartbeatTime": since, "reason": "DockerdHung" if sick else
+            "lastHeartbeatTime": now_iso(), "reason": "DockerdHung" if sick else
             "ContainerRuntimeIsAvailable", "message": "dockerd did not answer" if sick else "ok"}
 
 
@@ -92,7 +92,8 @@ def add_policy(kube: KubeDouble, name: str = "p", **over: Any) -> None:
         "triggers": [{"type": UNHEALTHY, "status": "True", "for": "1s"}],
         "ladder": [{"action": "restart-runtime", "runtime": "docker", "timeout": "60s"},
                    {"action": "escalate"}],
-        "maxConcurrent": 1, "coolDown": "0s", "drain": {"timeout": "60s"},
+        "maxConcurrent": 1, "minHealthy": "0%", "coolDown": "0s", "settleWindow": "0s",
+        "drain": {"timeout": "60s"},
     }
     spec.update(over)
     kube.put_object({"apiVersion": f"{GROUP}/v1alpha1", "kind": "RemediationPolicy",
@@ -173,15 +174,16 @@ class Operator:
     """`nodeprobe.operator.run()` in its own process, logging to a file."""
 
     def __init__(self, kube: KubeDouble, tmp: Path, *, name: str = "op",
-                 standalone: bool = True, priority: int | None = None,
-                 tick_s: float = 0.3) -> None:
+                 standalone: bool = True, tick_s: float = 0.3, max_concurrent: int = 1,
+                 lease: tuple[float, float, float] = (4, 3, 0.5)) -> None:
         self.log = tmp / f"{name}.log"
         code = (
             "import logging; logging.basicConfig(level=logging.INFO, "
             "format='%(asctime)s %(name)s %(message)s'); "
             "from nodeprobe.operator import run; "
             f"run(kubeconfig={str(kube.kubeconfig)!r}, standalone={standalone}, "
-            f"priority={priority}, tick_s={tick_s})")
+            f"tick_s={tick_s}, max_concurrent={max_concurrent}, lease_s={lease[0]}, "
+            f"renew_deadline_s={lease[1]}, retry_s={lease[2]})")
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,

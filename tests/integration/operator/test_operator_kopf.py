@@ -69,7 +69,7 @@ def test_max_concurrent_never_exceeded_with_ten_sick_nodes(
         add_node(kube, f"sick-{i}", sick=True)
         add_node(kube, f"ok-{i}")
     add_policy(kube, maxConcurrent=2)
-    operators()
+    operators(max_concurrent=2)
     wait_for(lambda: sorted(phases(kube).values()) == ["Succeeded"] * 10, timeout_s=150,
              what="all ten remediations to succeed", every=lambda: fake_agent(kube))
     peak, ever = cordon_peak(kube)
@@ -98,7 +98,7 @@ def test_dry_run_writes_nothing_to_nodes_and_pods(kube: KubeDouble,
         add_node(kube, f"sick-{i}", sick=True)
         add_pod(kube, f"sick-{i}", "web", f"web-{i}")
     add_policy(kube, dryRun=True, maxConcurrent=3)
-    operators()
+    operators(max_concurrent=3)
     wait_for(lambda: len(policy_status(kube).get("dryRunPlan") or []) == 3, timeout_s=30,
              what="the dry-run plan in the policy status")
     wait_for(lambda: sum(e["reason"] == "DryRun" for e in events(kube)) == 3, timeout_s=10,
@@ -114,7 +114,7 @@ def test_pdb_blocked_drain_retries_evictions_never_deletes(
     add_pod(kube, "a", "db", "db-0", labels={"app": "db"})
     add_pod(kube, "a", "kube-system", "proxy", daemonset=True)
     pdb(kube, "db", "db")
-    add_policy(kube, drain={"timeout": "4s", "onTimeout": "fail"})
+    add_policy(kube, drain={"timeout": "4s", "onTimeout": "fail", "actionOnTimeout": False})
     operators()
     wait_for(lambda: phases(kube) == {"a": "Failed"}, timeout_s=40, what="the drain to time out")
     attempts = kube.log(verb="create", resource="pods/eviction")
@@ -147,28 +147,29 @@ def test_sigkilled_mid_drain_resumes_the_same_remediation(
     assert cordoned(kube) == set()
 
 
-def test_two_replicas_only_one_acts(kube: KubeDouble, operators: OperatorFactory) -> None:
-    kube.put_object({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
-                     "metadata": {"name": "nodeprobe"}})
+def test_two_replicas_one_leads_by_lease_and_the_other_takes_over(
+        kube: KubeDouble, operators: OperatorFactory) -> None:
+    """A default install: two replicas, no extra CRD; a Lease elects the one that acts."""
     add_node(kube, "a")
     add_node(kube, "b")
-    low = operators(standalone=False, priority=10)
-    # Replicas of a Deployment start one after the other; two started in the same few
-    # milliseconds sometimes leave kopf's peering worker idle (see the report).
-    wait_for(lambda: "Resuming operations" in low.text(), timeout_s=30,
-             what="the first replica to take the lead")
-    high = operators(standalone=False, priority=20)
-    wait_for(lambda: "Pausing operations in favour of" in low.text(), timeout_s=30,
-             what="the low-priority replica to pause")
+    first = operators(standalone=False)
+    wait_for(lambda: (kube.get("leases", "nodeprobe-operator", namespace="default",
+                               group="coordination.k8s.io") or {}).get("spec", {})
+             .get("holderIdentity"), timeout_s=30, what="a leader")
+    second = operators(standalone=False)
     add_policy(kube, maxConcurrent=1)
-    for name in ("a", "b"):
-        set_sick(kube, name, True)
-    wait_for(lambda: sorted(phases(kube).values()) == ["Succeeded", "Succeeded"], timeout_s=60,
-             what="both remediations", every=lambda: fake_agent(kube))
+    set_sick(kube, "a", True)
+    wait_for(lambda: phases(kube) == {"a": "Succeeded"}, timeout_s=60,
+             what="the first remediation", every=lambda: fake_agent(kube))
     acted = writers(kube, "nodes") | writers(kube, "noderemediations")
-    assert acted == {high.field_manager_prefix}, acted
-    assert "Pausing operations in favour of" not in high.text()
-    assert high.proc.poll() is None and low.proc.poll() is None
+    assert acted == {first.field_manager_prefix}, acted
+    first.kill()  # the leader dies without releasing: the other takes over after expiry
+    set_sick(kube, "b", True)
+    wait_for(lambda: phases(kube).get("b") == "Succeeded", timeout_s=90,
+             what="the second replica to take over", every=lambda: fake_agent(kube))
+    acted = writers(kube, "nodes") | writers(kube, "noderemediations")
+    assert acted == {first.field_manager_prefix, second.field_manager_prefix}, acted
+    assert second.proc.poll() is None
 
 
 def test_reboot_counts_only_when_boot_id_changes(kube: KubeDouble,
@@ -177,7 +178,7 @@ def test_reboot_counts_only_when_boot_id_changes(kube: KubeDouble,
     add_node(kube, "b", sick=True)
     add_policy(kube, maxConcurrent=2, settleWindow="1s",
                ladder=[{"action": "reboot", "timeout": "4s"}, {"action": "escalate"}])
-    operators()
+    operators(max_concurrent=2)
 
     def agents() -> None:
         for nr in remediations(kube):

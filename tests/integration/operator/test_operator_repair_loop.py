@@ -55,7 +55,7 @@ def test_hung_dockerd_is_restarted_and_node_uncordoned(own_runtimes: Sandbox,
         "triggers": [{"type": "ContainerRuntimeUnavailable", "for": "1s"}],
         "ladder": [{"action": "restart-runtime", "runtime": "docker", "timeout": "60s"},
                    {"action": "escalate"}],
-        "drain": {"timeout": "30s"}}}
+        "drain": {"timeout": "30s"}, "minHealthy": "0%", "settleWindow": "1s"}}
     kube.add_node("node-a")
     kube.add_node("node-b")
     kube.add_pod("node-a", "web", "web-1")

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from nodeprobe.operator.gates import NodeCondition, NodeView
-from nodeprobe.operator.ladder import Intent, Phase, Step, holds_cordon, iso, step
+from nodeprobe.operator.ladder import TABLE, Ev, Intent, Phase, Seen, Step, iso, step
 from nodeprobe.operator.policy import Policy, parse_policy
 
 T0 = 1_800_000_000.0
@@ -14,7 +14,7 @@ SPEC: dict[str, Any] = {
     "triggers": [{"type": "ContainerRuntimeUnavailable", "for": "1m"}],
     "ladder": [{"action": "restart-runtime", "runtime": "docker", "timeout": "5m"},
                {"action": "reboot", "timeout": "15m"}],
-    "drain": {"timeout": "10m"},
+    "drain": {"timeout": "10m", "actionOnTimeout": False},
     "settleWindow": "2m",
 }
 
@@ -26,6 +26,10 @@ def sick_node(*, cordoned: bool = False, boot: str = "b1", sick: bool = True,
         "Ready": NodeCondition("True" if ready else "False", T0 - 300)}, boot_id=boot)
 
 
+def holds_cordon(status: dict[str, Any]) -> bool:
+    return bool(status.get("cordonedByUs")) and status.get("phase") not in ("Succeeded", "Failed")
+
+
 class Walk:
     """Applies steps to a status dict the way the reconciler does (merge patch)."""
 
@@ -34,9 +38,13 @@ class Walk:
         self.status: dict[str, Any] = {}
         self.rung = 0
 
-    def go(self, node: NodeView | None, *, at: float, left: int | None = None) -> Step:
-        s = step(self.policy, rung=self.rung, status=self.status, node=node, drain_left=left,
-                 now=at)
+    def go(self, node: NodeView | None, *, at: float, left: int | None = None,
+           **seen: Any) -> Step:
+        bad = node is not None and any(
+            (c := node.conditions.get(t.type)) is not None and c.status == t.status
+            for t in self.policy.triggers)
+        s = step(self.policy.plan, rung=self.rung, status=self.status,
+                 seen=Seen(node=node, now=at, drain_left=left, triggered=bad, **seen))
         for k, v in s.patch.items():
             if v is None:
                 self.status.pop(k, None)
@@ -70,8 +78,10 @@ def test_restart_runtime_happy_path() -> None:
     w.go(n, at=T0 + 5)
     assert w.phase == "Verifying"
     assert not w.go(n, at=T0 + 6).changed  # condition still True
-    s = w.go(replace(n, conditions={**n.conditions, "ContainerRuntimeUnavailable":
-                                    NodeCondition("False", T0 + 7)}), at=T0 + 8)
+    healed = replace(n, conditions={**n.conditions, "ContainerRuntimeUnavailable":
+                                    NodeCondition("False", T0 + 7)})
+    assert not w.go(healed, at=T0 + 8).changed  # inside the settle window
+    s = w.go(healed, at=T0 + 5 + 120)
     assert w.phase == "Succeeded" and s.intents == [Intent.UNCORDON]
     assert ("RemediationSucceeded" in [e[1] for e in s.events])
     assert not holds_cordon(w.status)
@@ -86,8 +96,9 @@ def test_never_uncordon_what_someone_else_cordoned() -> None:
     w.go(n, at=T0 + 2, left=0)
     w.status["agent"] = {"rung": 0, "state": "Done"}
     w.go(n, at=T0 + 3)
-    healed = replace(n, conditions={"ContainerRuntimeUnavailable": NodeCondition("False", T0)})
-    s = w.go(healed, at=T0 + 4)
+    healed = replace(n, conditions={"ContainerRuntimeUnavailable": NodeCondition("False", T0),
+                                    "Ready": NodeCondition("True", T0)})
+    s = w.go(healed, at=T0 + 3 + 120)
     assert w.phase == "Succeeded" and s.intents == []
 
 
@@ -111,7 +122,8 @@ def test_drain_timeout_moves_to_next_rung_or_fails() -> None:
     assert w.rung == 1 and w.phase == "Draining" and s.rung == 1
     assert "drain timed out" in w.status["message"]
 
-    w = Walk(parse_policy("p", {**SPEC, "drain": {"timeout": "10m", "onTimeout": "fail"}}))
+    w = Walk(parse_policy("p", {**SPEC, "drain": {"timeout": "10m", "onTimeout": "fail",
+                                                           "actionOnTimeout": False}}))
     w.status = {"phase": "Draining", "cordonedByUs": True, "drainStartedAt": iso(T0)}
     s = w.go(n, at=T0 + 601, left=1)
     assert w.phase == "Failed" and s.intents == [Intent.UNCORDON]
@@ -132,11 +144,12 @@ def test_reboot_counts_only_when_boot_id_changes() -> None:
         "Ready": NodeCondition("True", T0 + 20)})
     w.go(rebooted, at=T0 + 30)
     assert w.phase == "Verifying" and w.status["bootIDAfter"] == "b2"
-    w.go(rebooted, at=T0 + 31)
-    assert w.status.get("readySince")
+    w.go(replace(rebooted, conditions={**rebooted.conditions,
+                                       "Ready": NodeCondition("False", T0 + 31)}), at=T0 + 200)
+    assert w.phase == "Verifying"  # settled but NotReady: waits
     w.go(rebooted, at=T0 + 100)
     assert w.phase == "Verifying"  # inside the settle window
-    s = w.go(rebooted, at=T0 + 31 + 121)
+    s = w.go(rebooted, at=T0 + 30 + 121)
     assert w.phase == "Succeeded" and s.intents == [Intent.UNCORDON]
 
 
@@ -202,3 +215,74 @@ def test_messages_are_capped() -> None:
     w.status = {"messages": [f"m{i}" for i in range(50)]}
     w.go(sick_node(), at=T0)
     assert len(w.status["messages"]) == 20 and "cordoned" in w.status["messages"][-1]
+
+
+def test_drain_timeout_on_a_hung_runtime_goes_on_to_the_action() -> None:
+    spec = {**SPEC, "drain": {"timeout": "10m"}}  # actionOnTimeout: default on for restart
+    w = Walk(parse_policy("p", spec))
+    n = replace(sick_node(), unschedulable=True)
+    w.status = {"phase": "Draining", "cordonedByUs": True, "drainStartedAt": iso(T0)}
+    assert not w.go(n, at=T0 + 599, left=3).intents
+    w.go(n, at=T0 + 601, left=3)
+    assert w.phase == "ActionRequested" and w.rung == 0
+    assert "the repair is what frees them" in w.status["message"]
+    # a reboot rung does not force by default: next rung (here none left: escalate)
+    w = Walk(parse_policy("p", spec))
+    w.rung = 1
+    w.status = {"phase": "Draining", "cordonedByUs": True, "drainStartedAt": iso(T0)}
+    w.go(n, at=T0 + 601, left=3)
+    assert w.phase == "Escalated"
+
+
+def test_agent_silent_goes_to_the_next_rung_with_a_reason() -> None:
+    w = Walk(parse_policy("p", SPEC))
+    n = replace(sick_node(), unschedulable=True)
+    w.status = {"phase": "Draining", "cordonedByUs": True, "drainStartedAt": iso(T0)}
+    s = w.go(n, at=T0 + 5, left=0, agent_alive=False)
+    assert w.rung == 1 and w.phase == "Draining"
+    assert "agent has not reported" in w.status["message"]
+    assert s.events[0][1] == "RemediationRungFailed"
+
+
+def test_frozen_episode_writes_nothing_to_the_node() -> None:
+    w = Walk(parse_policy("p", SPEC))
+    n = replace(sick_node(), unschedulable=True)
+    w.status = {"phase": "Draining", "cordonedByUs": True, "drainStartedAt": iso(T0)}
+    s = w.go(n, at=T0 + 1, left=2, frozen="policy p is in dry run")
+    assert s.intents == [] and w.status["frozen"] == "policy p is in dry run"
+    assert not w.go(n, at=T0 + 2, frozen="policy p is in dry run").changed
+    healed = replace(n, conditions={"ContainerRuntimeUnavailable": NodeCondition("False", T0)})
+    s = w.go(healed, at=T0 + 3, frozen="policy p is in dry run")
+    assert w.phase == "Succeeded" and s.intents == [Intent.UNCORDON]  # giving back is allowed
+
+
+def test_abort_before_the_action_gives_the_cordon_back() -> None:
+    w = Walk(parse_policy("p", SPEC))
+    n = replace(sick_node(), unschedulable=True)
+    w.status = {"phase": "Draining", "cordonedByUs": True, "drainStartedAt": iso(T0)}
+    s = w.go(n, at=T0 + 1, abort="policy p is being deleted")
+    assert w.phase == "Failed" and s.intents == [Intent.UNCORDON]
+    w.status = {"phase": "ActionRequested", "cordonedByUs": True, "actionRequestedAt": iso(T0)}
+    assert w.go(n, at=T0 + 1, abort="policy p is being deleted").intents == []  # finishes
+
+
+def test_flap_limit_escalates_at_once() -> None:
+    w = Walk(parse_policy("p", SPEC))
+    s = w.go(sick_node(), at=T0, flapping=3)
+    assert w.phase == "Escalated" and w.status["attemptsInWindow"] == 3
+    assert s.intents == [Intent.CORDON, Intent.LABEL_ESCALATED]
+    assert "flap limit: 3 episodes" in w.status["message"]
+
+
+def test_the_transition_table_is_the_one_in_the_docs() -> None:
+    """docs/remediation.md lists every (phase, event) -> next phase row of `TABLE`."""
+    from pathlib import Path
+    doc = (Path(__file__).parents[3] / "docs" / "remediation.md").read_text()
+    rows = set()
+    for line in doc.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0] in {p.value for p in Phase} \
+                and cells[1] in {e.value for e in Ev}:
+            rows.add((cells[0], cells[1], cells[2]))
+    table = {(p.value, e.value, nxt) for (p, e), (nxt, _) in TABLE.items()}
+    assert rows == table

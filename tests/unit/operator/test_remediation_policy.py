@@ -7,15 +7,18 @@ from typing import Any
 import pytest
 
 from nodeprobe.operator.gates import (
+    Cluster,
     NodeCondition,
     NodeView,
+    PolicyDecision,
     RemediationView,
-    decide,
+    decide_all,
     remediation_name,
 )
 from nodeprobe.operator.policy import (
     Action,
     OnTimeout,
+    Policy,
     PolicyError,
     parse_duration,
     parse_policy,
@@ -32,9 +35,19 @@ def spec(**over: Any) -> dict[str, Any]:
         "ladder": [{"action": "restart-runtime", "runtime": "docker", "timeout": "5m"},
                    {"action": "reboot", "timeout": "15m"}, {"action": "escalate"}],
         "maxConcurrent": 2,
+        "minHealthy": "0%",
     }
     base.update(over)
     return base
+
+
+def decide(p: Policy, nodes: list[NodeView], rems: list[RemediationView], *, now: float,
+           cluster_recent_starts: int = 0, storm_ended_at: float | None = None,
+           max_held: int = 100) -> PolicyDecision:
+    """One policy's decision against a roomy cluster budget."""
+    cluster = Cluster(nodes={n.name: n for n in nodes}, remediations=rems, records={},
+                      max_held=max_held, recent_starts=cluster_recent_starts)
+    return decide_all([p], cluster, now=now, storms={p.name: (None, storm_ended_at)})[p.name]
 
 
 def node(name: str, *, sick_for: float | None = None, pool: str = "a",
@@ -71,7 +84,7 @@ def test_valid_policy_parses_with_defaults() -> None:
     assert [r.action for r in p.ladder] == [Action.RESTART_RUNTIME, Action.REBOOT,
                                              Action.ESCALATE]
     assert p.ladder[0].timeout_s == 300
-    assert p.drain.on_timeout is OnTimeout.NEXT
+    assert p.plan.drain.on_timeout is OnTimeout.NEXT
     assert p.triggers[0].for_s == 60
 
 

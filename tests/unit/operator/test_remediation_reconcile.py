@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from nodeprobe.operator.ladder import iso, parse_iso
-from nodeprobe.operator.reconcile import Reconciler
+from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
 from tests.unit.operator.fake_kube import FakeKube
 
 T0 = parse_iso("2027-01-15T08:00:00Z") or 0.0
@@ -27,7 +27,8 @@ def policy(kube: FakeKube, name: str = "p", **over: Any) -> None:
         "triggers": [{"type": "ContainerRuntimeUnavailable", "status": "True", "for": "1m"}],
         "ladder": [{"action": "restart-runtime", "runtime": "docker", "timeout": "2m"},
                    {"action": "reboot", "timeout": "5m"}, {"action": "escalate"}],
-        "maxConcurrent": 1, "coolDown": "10m", "drain": {"timeout": "1m"},
+        "maxConcurrent": 1, "minHealthy": "0%", "coolDown": "10m", "drain": {"timeout": "1m"},
+        "settleWindow": "4s",
     }
     spec.update(over)
     kube.policies[name] = {"metadata": {"name": name, "uid": f"uid-{name}"}, "spec": spec}
@@ -46,7 +47,9 @@ def agent_pass(kube: FakeKube, clock: Clock, *, heal: bool = True) -> None:
 def run(kube: FakeKube, rec: Reconciler, clock: Clock, *, passes: int, step_s: float = 2.0,
         heal: bool = True) -> list[set[str]]:
     seen = []
+    kube.stamp = lambda: iso(clock.t)
     for _ in range(passes):
+        kube.heartbeat(iso(clock.t))
         rec.reconcile("p")
         seen.append(kube.cordoned())
         agent_pass(kube, clock, heal=heal)
@@ -92,7 +95,7 @@ def test_max_concurrent_never_exceeded_over_the_run(clock: Clock) -> None:
     for i in range(10):
         kube.add_node(f"sick-{i}", sick_since=SICK_SINCE)
         kube.add_node(f"ok-{i}")
-    rec = Reconciler(kube, clock=clock)
+    rec = Reconciler(kube, clock=clock, settings=OperatorSettings(max_held=5))
     seen = run(kube, rec, clock, passes=80)
     assert max(len(s) for s in seen) == 2
     assert set(phases(kube).values()) == {"Succeeded"} and len(kube.nrs) == 10
@@ -119,7 +122,7 @@ def test_dry_run_writes_nothing_to_nodes_or_pods(clock: Clock) -> None:
     for i in range(3):
         kube.add_node(f"sick-{i}", sick_since=SICK_SINCE)
         kube.add_pod(f"sick-{i}", "web", f"web-{i}")
-    rec = Reconciler(kube, clock=clock)
+    rec = Reconciler(kube, clock=clock, settings=OperatorSettings(max_held=3))
     run(kube, rec, clock, passes=5)
     node_or_pod_writes = {k: v for k, v in kube.writes.items()
                           if "/nodes" in k or "/pods" in k}
@@ -133,7 +136,7 @@ def test_dry_run_writes_nothing_to_nodes_or_pods(clock: Clock) -> None:
 def test_pdb_blocked_drain_retries_evictions_then_moves_on(clock: Clock) -> None:
     kube = FakeKube()
     policy(kube, ladder=[{"action": "restart-runtime", "runtime": "docker"}],
-           drain={"timeout": "30s", "onTimeout": "fail"})
+           drain={"timeout": "30s", "onTimeout": "fail", "actionOnTimeout": False})
     kube.add_node("a", sick_since=SICK_SINCE)
     kube.add_pod("a", "db", "db-0")
     kube.pdb_blocked.add("db/db-0")
@@ -148,7 +151,7 @@ def test_pdb_blocked_drain_retries_evictions_then_moves_on(clock: Clock) -> None
 
 def test_pdb_timeout_with_next_goes_to_the_next_rung(clock: Clock) -> None:
     kube = FakeKube()
-    policy(kube, drain={"timeout": "30s"})
+    policy(kube, drain={"timeout": "30s", "actionOnTimeout": False})
     kube.add_node("a", sick_since=SICK_SINCE)
     kube.add_pod("a", "db", "db-0")
     kube.pdb_blocked.add("db/db-0")

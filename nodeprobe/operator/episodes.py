@@ -1,0 +1,173 @@
+"""One NodeRemediation per call: observe, take one transition of the ladder, carry it out.
+
+The I/O half of `ladder`: drains (unless writes are frozen), applies intents to the Node (cordon
+with the nodeprobe.io/cordoned-by annotation; uncordon only what that annotation still says we
+cordoned), patches the status and writes Events through the one Event writer, `Kube.event`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nodeprobe.model import ConditionType, EventType, RemediationPhase
+from nodeprobe.operator import ladder
+from nodeprobe.operator.drain import Drainer
+from nodeprobe.operator.gates import TERMINAL, NodeView
+from nodeprobe.operator.grammar import iso
+from nodeprobe.operator.kube import MERGE, Kube
+from nodeprobe.operator.policy import (
+    ANNOTATION_CORDONED_BY,
+    GROUP,
+    LABEL_ESCALATED,
+    REMEDIATION_PLURAL,
+    VERSION,
+    Action,
+    Plan,
+)
+
+log = logging.getLogger(__name__)
+
+API = f"/apis/{GROUP}/{VERSION}"
+AGENT_CONDITIONS = frozenset(c.value for c in ConditionType)
+
+
+def agent_alive(node: NodeView, plan: Plan, now: float) -> bool:
+    """The node's agent wrote one of its conditions (heartbeat) within the plan's silence."""
+    beats = [max(c.heartbeat, c.since) for t, c in node.conditions.items()
+             if t in AGENT_CONDITIONS]
+    return bool(beats) and now - max(beats) <= plan.agent_silence_s
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the live policy says about an episode now (its plan is the snapshot)."""
+
+    frozen: str | None = None
+    abort: str | None = None
+    webhook: str | None = None
+
+
+class Episodes:
+    def __init__(self, kube: Kube, drainer: Drainer, *, event_namespace: str,
+                 webhook: Callable[[str, Mapping[str, Any]], None],
+                 on_finished: Callable[[str], None] | None) -> None:
+        self.kube = kube
+        self.drainer = drainer
+        self.event_namespace = event_namespace
+        self.webhook = webhook
+        self.on_finished = on_finished
+
+    def advance(self, plan: Plan, nr: dict[str, Any], node: NodeView | None, ctx: Context,
+                *, now: float) -> dict[str, Any]:
+        """Take at most one transition; returns the NodeRemediation as it now is."""
+        meta, spec = nr.get("metadata") or {}, nr.get("spec") or {}
+        status: dict[str, Any] = dict(nr.get("status") or {})
+        if status.get("phase", RemediationPhase.PENDING) in TERMINAL:
+            return nr
+        rung = int(spec.get("rung", 0))
+        seen = self._observe(plan, rung, status, node, ctx, now, int(spec.get("flapping", 0)))
+        st = ladder.step(plan, rung=rung, status=status, seen=seen)
+        if not st.changed:
+            return nr
+        name = str(meta.get("name"))
+        for intent in st.intents:
+            if intent is not ladder.Intent.CORDON and node is not None:
+                self.apply(intent, node, name, plan)
+        if st.rung is not None:
+            self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}",
+                              body={"spec": {"rung": st.rung}}, content_type=MERGE)
+            spec = {**spec, "rung": st.rung}
+        if st.patch:
+            self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status",
+                              body={"status": st.patch}, content_type=MERGE)
+            final = st.patch.get("phase")
+            if final in TERMINAL and self.on_finished is not None:
+                self.on_finished(str(final))
+        if ladder.Intent.CORDON in st.intents and node is not None:
+            self.apply(ladder.Intent.CORDON, node, name, plan)
+        for kind, reason, message in st.events:
+            self.node_event(node, name, kind, reason, message, now)
+        status.update(st.patch)
+        return {**nr, "spec": spec, "status": {k: v for k, v in status.items() if v is not None}}
+
+    def _observe(self, plan: Plan, rung: int, status: Mapping[str, Any], node: NodeView | None,
+                 ctx: Context, now: float, flapping: int) -> ladder.Seen:
+        if node is None:
+            return ladder.Seen(node=None, now=now)
+        left: int | None = None
+        kept: tuple[str, ...] = ()
+        draining = (status.get("phase") == RemediationPhase.DRAINING and ctx.frozen is None
+                    and ctx.abort is None and rung < len(plan.ladder)
+                    and plan.ladder[rung].action is not Action.ESCALATE
+                    and (node.unschedulable or not status.get("cordonedByUs")))
+        if draining:
+            drained = self.drainer.drain_once(node.name, plan.drain)
+            left, kept = drained.left, tuple(drained.kept)
+        bad = any((c := node.conditions.get(t.type)) is not None and c.status == t.status
+                  for t in plan.triggers)
+        return ladder.Seen(node=node, now=now, drain_left=left, kept=kept, frozen=ctx.frozen,
+                           abort=ctx.abort, agent_alive=agent_alive(node, plan, now),
+                           triggered=bad, flapping=flapping)
+
+    def apply(self, intent: ladder.Intent, node: NodeView, nr: str, plan: Plan) -> None:
+        path = f"/api/v1/nodes/{node.name}"
+        if intent is ladder.Intent.CORDON:
+            self.kube.request("PATCH", path, content_type=MERGE, body={
+                "metadata": {"annotations": {ANNOTATION_CORDONED_BY: nr}},
+                "spec": {"unschedulable": True}})
+        elif intent is ladder.Intent.UNCORDON:
+            if node.annotations.get(ANNOTATION_CORDONED_BY) != nr:
+                log.info("node %s: cordon no longer marked as ours (%s); leaving it cordoned",
+                         node.name, ANNOTATION_CORDONED_BY)
+                return
+            self.kube.request("PATCH", path, content_type=MERGE, body={
+                "metadata": {"annotations": {ANNOTATION_CORDONED_BY: None}},
+                "spec": {"unschedulable": None}})
+        elif intent is ladder.Intent.LABEL_ESCALATED:
+            self.kube.request("PATCH", path, content_type=MERGE,
+                              body={"metadata": {"labels": {LABEL_ESCALATED: "true"}}})
+        elif intent is ladder.Intent.WEBHOOK and plan.webhook_url:
+            self.webhook(plan.webhook_url, {"node": node.name, "noderemediation": nr,
+                                            "reason": "Escalated"})
+
+    def release_escalated(self, nr: Mapping[str, Any], node: NodeView | None, *,
+                          now: float) -> bool:
+        """An Escalated episode whose node a person uncordoned (or whose escalation label a
+        person removed) is released: that is how a person says "fixed". True when released."""
+        status = nr.get("status") or {}
+        if status.get("phase") != RemediationPhase.ESCALATED or status.get("releasedAt"):
+            return False
+        if node is not None and node.unschedulable and node.labels.get(LABEL_ESCALATED):
+            return False
+        name = str((nr.get("metadata") or {}).get("name"))
+        how = ("the node is gone" if node is None else
+               "a person uncordoned the node" if not node.unschedulable else
+               "a person removed the escalation label")
+        message = f"released: {how}; its slot is free again"
+        self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status", content_type=MERGE,
+                          body={"status": {"releasedAt": iso(now), "message": message}})
+        if node is not None and node.labels.get(LABEL_ESCALATED):
+            self.kube.request("PATCH", f"/api/v1/nodes/{node.name}", content_type=MERGE,
+                              body={"metadata": {"labels": {LABEL_ESCALATED: None}}})
+        self.node_event(node, name, EventType.NORMAL, "RemediationReleased", message, now)
+        return True
+
+    def node_event(self, node: NodeView | None, nr: str, kind: EventType, reason: str,
+                   message: str, now: float) -> None:
+        if node is None:
+            return
+        self.kube.event(involved={"apiVersion": "v1", "kind": "Node", "name": node.name,
+                                  "uid": node.uid or node.name},
+                        kind=kind, reason=reason, message=f"{nr}: {message}",
+                        namespace=self.event_namespace, now=iso(now))
+
+
+def holds_slot(nr: Mapping[str, Any]) -> bool:
+    """Live, or Escalated and not yet released by a person (`release_escalated`)."""
+    status = nr.get("status") or {}
+    phase = status.get("phase", RemediationPhase.PENDING)
+    return phase not in TERMINAL or (phase == RemediationPhase.ESCALATED
+                                     and not status.get("releasedAt"))

@@ -1,0 +1,206 @@
+"""The small grammars a RemediationPolicy is written in: durations, percentages, label
+selectors, maintenance windows, and the one time format of the operator's status and messages.
+
+Purely data-manipulative: no I/O, time is a parameter. Every error names the field it is about.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from nodeprobe.publish.kube import rfc3339
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SELECTOR_OPS = {"In", "NotIn", "Exists", "DoesNotExist"}
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def iso(t: float) -> str:
+    """The one time format (status fields, messages, Events): `publish.kube.rfc3339`.
+
+    Absolute times keep status messages stable between passes, so a pass writes nothing new.
+    """
+    return rfc3339(t)
+
+
+def parse_iso(text: object) -> float | None:
+    """Unix seconds from an RFC 3339 time as the API server writes it; None when absent or bad."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class PolicyError(ValueError):
+    """A duration, selector or quantity that cannot be understood; the message says where."""
+
+
+def parse_duration(value: object, *, where: str) -> float:
+    """Go-style durations ("90s", "1h30m", "500ms", plus "d" for days) or plain seconds; never
+    negative. The one duration grammar of policies."""
+    if isinstance(value, bool):
+        raise PolicyError(f"{where}: expected a duration like '90s' or '5m', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("-"):
+            raise PolicyError(f"{where}: duration must not be negative, got {value!r}")
+        pos, seconds = 0, 0.0
+        for m in _DURATION.finditer(text):
+            if m.start() != pos:
+                break
+            scale = _UNITS[m.group(2)]
+            seconds += float(m.group(1)) * scale
+            pos = m.end()
+        if not text or pos != len(text):
+            raise PolicyError(f"{where}: expected a duration like '90s', '5m' or '1h30m', "
+                              f"got {value!r}")
+    else:
+        raise PolicyError(f"{where}: expected a duration like '90s' or '5m', got {value!r}")
+    if seconds < 0 or not math.isfinite(seconds):
+        raise PolicyError(f"{where}: duration must not be negative, got {value!r}")
+    return seconds
+
+
+def parse_percent(value: object, *, where: str) -> float:
+    """'60%' or 60 -> 60.0, within 0..100."""
+    text = str(value).strip()
+    try:
+        pct = float(text[:-1] if text.endswith("%") else text)
+    except ValueError as e:
+        raise PolicyError(f"{where}: expected a percentage like '60%', got {value!r}") from e
+    if isinstance(value, bool) or not 0 <= pct <= 100:
+        raise PolicyError(f"{where}: percentage must be between 0% and 100%, got {value!r}")
+    return pct
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        if self.operator == "In":
+            return labels.get(self.key) in self.values
+        return labels.get(self.key) not in self.values  # NotIn
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """A Kubernetes label selector; the empty selector matches every node."""
+
+    requirements: tuple[Requirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(r.matches(labels) for r in self.requirements)
+
+
+def parse_selector(raw: object, *, where: str) -> Selector:
+    if raw is None:
+        return Selector()
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{where}: expected matchLabels/matchExpressions, got {raw!r}")
+    unknown = set(raw) - {"matchLabels", "matchExpressions"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}; a label selector has "
+                          "matchLabels and matchExpressions")
+    reqs: list[Requirement] = []
+    labels = raw.get("matchLabels") or {}
+    if not isinstance(labels, Mapping):
+        raise PolicyError(f"{where}.matchLabels: expected a map of label to value")
+    for k, v in labels.items():
+        if not isinstance(v, str):
+            raise PolicyError(f"{where}.matchLabels[{k}]: value must be a string, got {v!r}")
+        reqs.append(Requirement(str(k), "In", (v,)))
+    for i, expr in enumerate(raw.get("matchExpressions") or []):
+        at = f"{where}.matchExpressions[{i}]"
+        if not isinstance(expr, Mapping) or not expr.get("key"):
+            raise PolicyError(f"{at}: needs a key and an operator")
+        op = expr.get("operator")
+        values = tuple(str(v) for v in expr.get("values") or [])
+        if op not in _SELECTOR_OPS:
+            raise PolicyError(f"{at}: operator {op!r} is not one of {sorted(_SELECTOR_OPS)}")
+        if op in ("In", "NotIn") and not values:
+            raise PolicyError(f"{at}: operator {op} needs at least one value")
+        if op in ("Exists", "DoesNotExist") and values:
+            raise PolicyError(f"{at}: operator {op} takes no values")
+        reqs.append(Requirement(str(expr["key"]), str(op), values))
+    return Selector(tuple(reqs))
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Days and hours in a time zone when new episodes may start (kured's reboot window).
+
+    `end` before `start` crosses midnight: 22:00-06:00 on Fri opens Friday 22:00 and closes
+    Saturday 06:00 (the day is the day the window opens).
+    """
+
+    days: frozenset[int]
+    start_min: int
+    end_min: int
+    zone: str
+
+    def open_at(self, now: float) -> bool:
+        local = datetime.fromtimestamp(now, ZoneInfo(self.zone))
+        minute = local.hour * 60 + local.minute
+        day = local.weekday()
+        if self.start_min < self.end_min:
+            return day in self.days and self.start_min <= minute < self.end_min
+        if self.start_min == self.end_min:
+            return day in self.days
+        return ((day in self.days and minute >= self.start_min)
+                or ((day - 1) % 7 in self.days and minute < self.end_min))
+
+    def describe(self) -> str:
+        days = ",".join(DAYS[d] for d in sorted(self.days))
+        return (f"{days} {self.start_min // 60:02d}:{self.start_min % 60:02d}-"
+                f"{self.end_min // 60:02d}:{self.end_min % 60:02d} {self.zone}")
+
+
+def _clock(value: object, where: str) -> int:
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value).strip())
+    if not m or int(m.group(1)) > 24 or int(m.group(2)) > 59 or (
+            int(m.group(1)) == 24 and int(m.group(2)) != 0):
+        raise PolicyError(f"{where}: expected a time of day like '22:00', got {value!r}")
+    return int(m.group(1)) * 60 + int(m.group(2))
+
+
+def parse_window(raw: object, *, where: str) -> Window:
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{where}: expected {{days, start, end, timeZone}}")
+    unknown = set(raw) - {"days", "start", "end", "timeZone"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}; a window has days, "
+                          "start, end and timeZone")
+    names = raw.get("days") or list(DAYS)
+    if not isinstance(names, list) or not names:
+        raise PolicyError(f"{where}.days: expected a list like [Mon, Tue], got {names!r}")
+    days: set[int] = set()
+    for d in names:
+        key = str(d)[:3].capitalize()
+        if key not in DAYS:
+            raise PolicyError(f"{where}.days: unknown day {d!r}; use {', '.join(DAYS)}")
+        days.add(DAYS.index(key))
+    zone = str(raw.get("timeZone", "UTC"))
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise PolicyError(f"{where}.timeZone: unknown time zone {zone!r} (an IANA name like "
+                          "'Europe/Berlin')") from e
+    return Window(frozenset(days), _clock(raw.get("start", "00:00"), f"{where}.start"),
+                  _clock(raw.get("end", "24:00"), f"{where}.end") % 1440, zone)
