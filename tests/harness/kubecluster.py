@@ -275,17 +275,20 @@ class KubeCluster:
     def outage(self) -> Iterator[None]:
         """The API server stopped for the block, then started again on the same port and etcd.
 
-        Afterwards the server is ready and the controller manager still runs (its clients retry),
-        so the tests after this one find the session's cluster as it was.
+        Afterwards the server is ready and the controller manager is restarted: after an outage
+        of a minute, kube-controller-manager 1.37's pod informer stayed at its old
+        resourceVersion (the DaemonSet controller then fails every sync with "read version ...
+        is not as new as written version ..." and creates no pod), which would break the tests
+        after this one. Ours is a test of clients of the API server, not of the controllers.
         """
         self.stop_apiserver(OUTAGE_STOP_S)
         try:
             yield
         finally:
             self.start_apiserver()
-            if not self._kcm.running() and self._kcm.argv:
-                raise ClusterError("kube-controller-manager exited during the API outage\n"
-                                   f"{self._kcm.log.read_text(errors='replace')[-4000:]}")
+            if self._kcm.argv:
+                self._kcm.stop()
+                self._kcm.start()
 
     @contextlib.contextmanager
     def hung(self) -> Iterator[None]:
