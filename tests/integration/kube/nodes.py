@@ -120,7 +120,7 @@ def agent_node(cluster: KubeCluster, kubelet: TestKubelet, release: Release,
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     kubelet.register(name)
     try:
-        pod = wait_for(lambda: release.agent_pod(name), timeout_s=60,
+        pod = wait_for(lambda: agent_pod(release, name), timeout_s=60,
                        what=f"the DaemonSet controller's agent pod on {name}")
         kubeconfig = cluster.token_kubeconfig(
             workdir / f"agent-{name}.kubeconfig", release.namespace,
@@ -128,6 +128,18 @@ def agent_node(cluster: KubeCluster, kubelet: TestKubelet, release: Release,
         yield AgentNode(cluster, name, pod, kubeconfig, release.username("agent"))
     finally:
         remove_node(cluster, kubelet, release.namespace, name)
+
+
+def agent_pod(release: Release, node: str) -> str:
+    """The release's agent pod on `node`, or "" (one API call; no kubectl process per poll)."""
+    labels = urllib.parse.quote(f"app.kubernetes.io/instance={release.name},"
+                                "app.kubernetes.io/component=agent")
+    fields = urllib.parse.quote(f"spec.nodeName={node}")
+    reply = release.cluster.must(
+        "GET", f"/api/v1/namespaces/{release.namespace}/pods?labelSelector={labels}"
+               f"&fieldSelector={fields}")
+    items = reply["items"]
+    return str(items[0]["metadata"]["name"]) if items else ""
 
 
 def remove_node(cluster: KubeCluster, kubelet: TestKubelet, namespace: str, name: str) -> None:
