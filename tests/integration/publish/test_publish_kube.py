@@ -110,17 +110,21 @@ def test_conditions_appear_and_kubelet_ready_is_untouched(
 def test_kubelet_writing_ready_meanwhile_is_kept(
     kube_cluster: KubeCluster, agent_on_node: AgentNode
 ) -> None:
-    """Our heartbeat is a merge by type: a newer kubelet heartbeat survives it."""
+    """Our heartbeat is a merge by type: a newer kubelet heartbeat survives it, and the Node
+    having changed since our last write is no conflict (a patch carries no resourceVersion)."""
     node, clock = agent_on_node, Clock()
     w = writer_for(node, clock)
     w.update(healthy())
     assert w.sync(), w.last_error
+    ours = kube_cluster.must("GET", f"/api/v1/nodes/{node.name}")["metadata"]["resourceVersion"]
     ready = {**conditions(kube_cluster, node.name)["Ready"],
              "lastHeartbeatTime": "2027-01-15T08:04:00Z"}
-    kube_cluster.must("PATCH", f"/api/v1/nodes/{node.name}/status",
-                      {"status": {"conditions": [ready]}}, content_type=SMP)
+    kubelets = kube_cluster.must("PATCH", f"/api/v1/nodes/{node.name}/status",
+                                 {"status": {"conditions": [ready]}}, content_type=SMP)
+    assert kubelets["metadata"]["resourceVersion"] != ours
     clock.t += 300
     assert w.sync(), w.last_error
+    assert [code for _, _, code in status_writes(node, at_least=2)] == [200, 200]
     got = conditions(kube_cluster, node.name)
     assert got["Ready"]["lastHeartbeatTime"] == "2027-01-15T08:04:00Z"
     assert got["ContainerRuntimeSlow"]["lastHeartbeatTime"] == "2027-01-15T08:05:00Z"
