@@ -9,8 +9,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.gotools import kube_versions
 from tests.harness.kubecluster import KubeCluster, TestKubelet, running_cluster
 from tests.harness.runtimes import Sandbox
+
+SERVED_VERSION = pytest.StashKey[str]()
+"""kube-apiserver's /version gitVersion, once the session's control plane has started."""
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [kube_versions()]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    served = config.stash.get(SERVED_VERSION, None)
+    if served is not None:
+        terminalreporter.write_line(f"kube-apiserver /version: {served}")
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +63,7 @@ def own_runtimes() -> Iterator[Sandbox]:
 
 
 @pytest.fixture(scope="session")
-def kube_cluster() -> Iterator[KubeCluster]:
+def kube_cluster(pytestconfig: pytest.Config) -> Iterator[KubeCluster]:
     """A real control plane (etcd, kube-apiserver, kube-controller-manager) for the session.
 
     Tests share it: each registers Nodes and namespaces under names of its own.
@@ -56,6 +71,9 @@ def kube_cluster() -> Iterator[KubeCluster]:
     base = Path(tempfile.mkdtemp(prefix="np-k8s-", dir="/tmp"))
     try:
         with running_cluster(base) as cluster:
+            version = cluster.must("GET", "/version")
+            pytestconfig.stash[SERVED_VERSION] = (
+                f"{version['gitVersion']} ({version['goVersion']}, {version['platform']})")
             yield cluster
     finally:
         shutil.rmtree(base, ignore_errors=True)

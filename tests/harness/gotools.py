@@ -51,3 +51,18 @@ def tool(name: str, *, build: bool = False) -> Path:
     if not path.exists():
         raise ToolMissing(f"{path} is not built: run `{BUILD} {directory}` (make test does)")
     return path
+
+
+def kube_versions() -> str:
+    """One line for the pytest header: the control plane the suite runs against, as the built
+    binaries report themselves (`--version`, ~0.1 s; the server's own /version is reported at
+    the end of the session, see tests/conftest.py)."""
+    parts = []
+    for name, flag in (("kube-apiserver", "--version"), ("etcd", "--version")):
+        try:
+            done = subprocess.run([str(tool(name)), flag], capture_output=True, text=True,
+                                  timeout=30, check=False)
+            parts.append(f"{name} {done.stdout.splitlines()[0].split()[-1]}")
+        except (ToolMissing, OSError, IndexError, subprocess.TimeoutExpired) as e:
+            parts.append(f"{name} unavailable ({e})")
+    return "kubernetes control plane: " + ", ".join(parts)

@@ -39,8 +39,6 @@ class KubeDouble:
             self.registry.add(rt)
         self.store = Store(history=history)
         self.api = Api(store=self.store, registry=self.registry, clock=clock)
-        self.latency = 0.0
-        """Seconds each request waits before it is served (a slow API server)."""
         self.evictions: list[tuple[str, str, int | None]] = []
         """(namespace, pod, deleteOptions.gracePeriodSeconds) of every allowed eviction."""
         self.errors: list[Exception] = []

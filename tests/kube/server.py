@@ -167,8 +167,6 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         double = self.server.double
         self._started = time.perf_counter()
-        if double.latency:
-            time.sleep(double.latency)  # a simulated slow server, not synchronization
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""

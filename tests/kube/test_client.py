@@ -196,24 +196,6 @@ def test_create_twice_is_409_already_exists_and_bad_names_are_422(core: client.C
     assert _status(bad) == (422, "Invalid")
 
 
-def test_events_v1_and_core_events_are_one_store(kube: KubeDouble) -> None:
-    events = client.EventsV1Api(kube.api_client())
-    core = client.CoreV1Api(kube.api_client())
-    events.create_namespaced_event("default", {
-        "metadata": {"name": "e1"}, "reason": "RuntimeHung", "note": "dockerd hung",
-        "action": "Probe", "eventTime": "2026-01-01T00:00:00.500000Z", "type": "Warning",
-        "reportingController": "nodeprobe.io/agent", "reportingInstance": "node-a",
-        "regarding": {"kind": "Node", "name": "node-a"}})
-
-    as_core = core.list_namespaced_event("default", field_selector="involvedObject.name=node-a")
-    as_v1 = events.list_namespaced_event("default", field_selector="regarding.name=node-a")
-
-    assert [(e.reason, e.message) for e in as_core.items] == [("RuntimeHung", "dockerd hung")]
-    assert [(e.note, e.regarding.name) for e in as_v1.items] == [("dockerd hung", "node-a")]
-    assert kube.get("events", "e1", namespace="default")["eventTime"] == (  # type: ignore[index]
-        "2026-01-01T00:00:00.500000Z")
-
-
 def test_event_time_without_microseconds_is_refused_like_the_real_server(kube: KubeDouble) -> None:
     code, status = _raw(kube, "POST", "/apis/events.k8s.io/v1/namespaces/default/events", {
         "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e2"},

@@ -1,4 +1,4 @@
-"""The real kubectl 1.32 against the double: get, describe, apply, cordon."""
+"""The real kubectl against the double: get, apply, cordon (the operator tests use them)."""
 
 from __future__ import annotations
 
@@ -27,44 +27,6 @@ def test_get_nodes_prints_table_and_json(kube: KubeDouble) -> None:
     assert table.split("\n")[1].split()[:2] == ["node-a", "Ready"]
     assert [n["metadata"]["name"] for n in listed["items"]] == ["node-a"]
     assert listed["items"][0]["status"]["nodeInfo"]["bootID"] == "boot-1"
-
-
-def test_describe_shows_patched_condition_kubelet_ready_and_events(kube: KubeDouble) -> None:
-    kube.put_object(kubelet_node("node-a"))
-    core = client.CoreV1Api(kube.api_client())
-    events = client.EventsV1Api(kube.api_client())
-    patch = {"status": {"conditions": [{
-        "type": "ContainerRuntimeUnavailable", "status": "True", "reason": "DockerdHung",
-        "message": "dockerd did not answer /_ping within 5s",
-        "lastHeartbeatTime": "2026-01-01T00:01:00Z", "lastTransitionTime": "2026-01-01T00:01:00Z",
-    }]}}
-
-    core.patch_node_status("node-a", patch)  # strategic merge: the python client's default
-    node = core.read_node("node-a")
-    core.create_namespaced_event("default", {
-        "metadata": {"name": "node-a.core"}, "type": "Warning", "reason": "RuntimeHung",
-        "message": "core/v1 event about the runtime",
-        "involvedObject": {"kind": "Node", "name": "node-a", "uid": node.metadata.uid},
-        "source": {"component": "nodeprobe", "host": "node-a"}, "count": 1,
-        "firstTimestamp": "2026-01-01T00:01:00Z", "lastTimestamp": "2026-01-01T00:01:00Z"})
-    events.create_namespaced_event("default", {
-        "metadata": {"name": "node-a.events-v1"}, "type": "Normal", "reason": "RuntimeHealthy",
-        "note": "events.k8s.io/v1 event about the runtime", "action": "Probe",
-        "eventTime": "2026-01-01T00:02:00.250000Z", "reportingController": "nodeprobe.io/agent",
-        "reportingInstance": "node-a",
-        "regarding": {"kind": "Node", "name": "node-a", "uid": "node-a"}})
-    out = _ok(kube, "describe", "node", "node-a")
-
-    conditions = out.split("Conditions:")[1].split("Addresses:")[0]
-    assert "ContainerRuntimeUnavailable   True" in conditions
-    assert "DockerdHung" in conditions
-    assert "Ready                       True" in conditions
-    assert "KubeletReady" in conditions
-    assert [c.type for c in node.status.conditions] == ["Ready", "ContainerRuntimeUnavailable"]
-    assert node.status.node_info.boot_id == "boot-1"
-    described = out.split("Events:")[1]
-    assert "RuntimeHung" in described and "core/v1 event about the runtime" in described
-    assert "RuntimeHealthy" in described and "events.k8s.io/v1 event" in described
 
 
 CRD = textwrap.dedent("""\

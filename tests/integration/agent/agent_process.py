@@ -1,4 +1,4 @@
-"""Runs the real `nodeprobe agent` process against the sandbox runtimes and the API double."""
+"""Runs the real `nodeprobe agent` process against the sandbox runtimes (and a kubeconfig)."""
 
 from __future__ import annotations
 

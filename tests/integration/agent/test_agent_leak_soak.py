@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.agent.agent_process import NODE, AgentProcess, wait_for
-from tests.integration.agent.test_agent_kube import has, node_condition
-from tests.kube.objects import kubelet_node
+from tests.harness.kubecluster import KubeCluster
+from tests.harness.runtimes import Sandbox
+from tests.integration.agent.agent_process import AgentProcess, wait_for
+from tests.integration.kube.nodes import AgentNode, condition, has
 
 LEAK = "ContainerRuntimeMemoryLeak"
 SHORT_WINDOW = {"leak": {"window": "60s", "minSpan": "8s", "minSamples": 6}}
@@ -64,20 +65,23 @@ def streams(runtimes) -> Iterator[EventStreams]:
         held.close()
 
 
-def test_held_event_streams_raise_a_goroutine_or_fd_leak(runtimes, kube, tmp_path, streams):
-    kube.put_object(kubelet_node(NODE))
-    agent = AgentProcess(runtimes, tmp_path, kubeconfig=kube.kubeconfig,
+def test_held_event_streams_raise_a_goroutine_or_fd_leak(
+    runtimes: Sandbox, kube_cluster: KubeCluster, agent_on_node: AgentNode, tmp_path: Path,
+    streams: EventStreams,
+) -> None:
+    c, node = kube_cluster, agent_on_node.name
+    agent = AgentProcess(runtimes, tmp_path, kubeconfig=agent_on_node.kubeconfig, node=node,
                          config={"judge": SHORT_WINDOW})
     try:
-        wait_for(lambda: has(kube, LEAK, "False"), timeout_s=20, what="a calm start")
+        wait_for(lambda: has(c, node, LEAK, "False"), timeout_s=30, what="a calm start")
         streams.grow(per_second=10)
-        wait_for(lambda: has(kube, LEAK, "True"), timeout_s=40,
+        wait_for(lambda: has(c, node, LEAK, "True"), timeout_s=40,
                  what=f"ContainerRuntimeMemoryLeak from held /events streams:\n{agent.log()}")
-        cond = node_condition(kube, LEAK)
+        cond = condition(c, node, LEAK)
         assert cond is not None
         assert cond["reason"] in ("DockerdGoroutineLeak", "DockerdFdLeak"), cond
         assert "dockerd" in cond["message"] and "grew" in cond["message"]
-        assert has(kube, "ContainerRuntimeUnavailable", "False")
+        assert has(c, node, "ContainerRuntimeUnavailable", "False")
     finally:
         agent.stop()
 
@@ -99,26 +103,29 @@ def test_flat_but_high_series_does_not_raise(runtimes, tmp_path, streams):
 
 @pytest.mark.slow
 @pytest.mark.timeout(480)
-def test_five_minute_hang_agent_stays_flat_and_keeps_heartbeating(runtimes, kube, tmp_path):
-    kube.put_object(kubelet_node(NODE))
-    agent = AgentProcess(runtimes, tmp_path, kubeconfig=kube.kubeconfig,
+def test_five_minute_hang_agent_stays_flat_and_keeps_heartbeating(
+    runtimes: Sandbox, kube_cluster: KubeCluster, agent_on_node: AgentNode, tmp_path: Path
+) -> None:
+    c, node = kube_cluster, agent_on_node.name
+    unavailable = "ContainerRuntimeUnavailable"
+    agent = AgentProcess(runtimes, tmp_path, kubeconfig=agent_on_node.kubeconfig, node=node,
                          config={"kubernetes": {"heartbeat": "30s"}})
     try:
-        wait_for(lambda: has(kube, "ContainerRuntimeUnavailable", "False"), timeout_s=20,
+        wait_for(lambda: has(c, node, unavailable, "False"), timeout_s=30,
                  what="a healthy start")
         with runtimes.dockerd.hung():
             start = time.monotonic()
-            wait_for(lambda: has(kube, "ContainerRuntimeUnavailable", "True", "DockerdHung"),
-                     timeout_s=10, what="DockerdHung")
+            wait_for(lambda: has(c, node, unavailable, "True", "DockerdHung"),
+                     timeout_s=15, what="DockerdHung")
             wait_for(lambda: time.monotonic() - start >= 60, timeout_s=70, what="warm-up")
             early = agent.usage()
             calls = agent.probe_calls()
-            beat = node_condition(kube, "ContainerRuntimeUnavailable")["lastHeartbeatTime"]  # type: ignore[index]
+            beat = condition(c, node, unavailable)["lastHeartbeatTime"]  # type: ignore[index]
             wait_for(lambda: time.monotonic() - start >= 300, timeout_s=250, what="5 minutes")
             late = agent.usage()
             assert agent.healthy()
             assert agent.probe_calls() > calls + 1000, "metrics kept flowing"
-            now_beat = node_condition(kube, "ContainerRuntimeUnavailable")["lastHeartbeatTime"]  # type: ignore[index]
+            now_beat = condition(c, node, unavailable)["lastHeartbeatTime"]  # type: ignore[index]
             assert now_beat > beat, "heartbeats kept flowing"
             assert late["threads"] <= early["threads"] + 1, (early, late)
             assert late["fds"] <= early["fds"] + 2, (early, late)

@@ -7,16 +7,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nodeprobe.model import Runtime
+from nodeprobe.model import REMEDIATION_NODE_LABEL, Runtime
 from nodeprobe.repair import actions
 from nodeprobe.repair.executor import RepairExecutor
+from tests.harness.kubecluster import KubeCluster
 from tests.harness.runtimes import Sandbox
+from tests.integration.agent.agent_process import wait_for
+from tests.integration.kube.nodes import AgentNode
 from tests.integration.repair.systemd_stub import Servicer
 from tests.integration.repair.test_repair_actions import settings_for
 
+NODEREMEDIATIONS = "/apis/nodeprobe.io/v1alpha1/noderemediations"
+
 
 class MemoryStore:
-    """NodeRemediations in a dict (the API is the only thing allowed to be a double)."""
+    """NodeRemediations in a dict: the executor's own decisions, without an API server.
+
+    What goes over the wire (CRD schema, status subresource, RBAC) is tested on the real API
+    server in test_start_executor_from_agent_config_over_http."""
 
     def __init__(self, *objs: dict[str, Any]) -> None:
         self.objs = {o["metadata"]["name"]: o for o in objs}
@@ -108,23 +116,26 @@ def test_reboot_reported_done_only_after_boot_id_changes(runtimes: Sandbox,
     assert "boot-2" in store.objs["a-1"]["status"]["agent"]["message"]
 
 
-def test_start_executor_from_agent_config_over_http(own_runtimes: Sandbox,
-                                                    tmp_path: Path) -> None:
-    """The agent's entry point: config tree -> running executor thread -> real restart."""
+def test_start_executor_from_agent_config_over_http(
+    own_runtimes: Sandbox, tmp_path: Path, kube_cluster: KubeCluster, crds: Path,
+    agent_on_node: AgentNode,
+) -> None:
+    """The agent's entry point: config tree -> running executor thread -> real restart, on the
+    real API server with the chart's CRDs, as the chart's agent ServiceAccount."""
     import dataclasses
 
     from nodeprobe.config import Config
     from nodeprobe.config.tree import RestartCommands
     from nodeprobe.repair.executor import start_executor
-    from tests.integration.operator.cluster import cluster, wait_for
     from tests.integration.repair.systemd_stub import command
 
+    node = agent_on_node.name
     spool = tmp_path / "spool"
     spool.mkdir()
     stub = command(spool)
     cfg = Config()
     cfg = dataclasses.replace(
-        cfg, node_name="node-a",
+        cfg, node_name=node,
         docker=dataclasses.replace(cfg.docker, socket=str(own_runtimes.dockerd.socket)),
         containerd=dataclasses.replace(cfg.containerd,
                                        socket=str(own_runtimes.containerd.socket)),
@@ -137,26 +148,39 @@ def test_start_executor_from_agent_config_over_http(own_runtimes: Sandbox,
     cfg = dataclasses.replace(cfg, repair=dataclasses.replace(
         cfg.repair, dockerd_pidfile=str(base.dockerd_pidfile),
         dockerd_exec_root=str(base.dockerd_exec_root)))
-    with cluster() as kube:
-        kube.put_object({
-            "apiVersion": "nodeprobe.io/v1alpha1", "kind": "NodeRemediation",
-            "metadata": {"name": "a-1", "labels": {"nodeprobe.io/node": "node-a"}},
-            "spec": {"nodeName": "node-a", "policy": "p", "rung": 0},
-            "status": {"phase": "ActionRequested", "action": "restart-runtime",
-                       "runtime": "dockerd"}})
+    name = f"{node}-1"
+    path = f"{NODEREMEDIATIONS}/{name}"
+    created = kube_cluster.must("POST", NODEREMEDIATIONS, {
+        "apiVersion": "nodeprobe.io/v1alpha1", "kind": "NodeRemediation",
+        "metadata": {"name": name, "labels": {REMEDIATION_NODE_LABEL: node}},
+        "spec": {"nodeName": node, "policy": "p"},
+        "status": {"phase": "Pending"}})
+    assert "status" not in created  # the status subresource: create drops it
+    assert created["spec"]["rung"] == 0  # defaulted by the CRD's schema
+    try:
+        # What the operator does once the node is drained (cluster-admin here).
+        kube_cluster.must("PATCH", f"{path}/status", {"status": {
+            "phase": "ActionRequested", "action": "restart-runtime", "runtime": "dockerd"}},
+            content_type="application/merge-patch+json")
 
         def agent_state() -> object:
-            nr = kube.get("noderemediations", "a-1", group="nodeprobe.io") or {}
+            nr = kube_cluster.must("GET", path)
             return ((nr.get("status") or {}).get("agent") or {}).get("state")
 
-        ex = start_executor(cfg, kubeconfig=str(kube.kubeconfig), base=base)
+        ex = start_executor(cfg, kubeconfig=str(agent_on_node.kubeconfig), base=base)
         try:
             with Servicer(own_runtimes, spool) as servicer:
                 wait_for(lambda: agent_state() == "Done", timeout_s=60,
                          what="the executor thread to report Done")
         finally:
             ex.stop()
-        status = (kube.get("noderemediations", "a-1", group="nodeprobe.io") or {})["status"]
-        assert kube.writes(resource="noderemediations", verb="patch") >= 2  # Started, Done
+        status = kube_cluster.must("GET", path)["status"]
+        patches = [e for e in kube_cluster.audit(agent_on_node.username)
+                   if e["verb"] == "patch" and e["objectRef"].get("name") == name]
+        assert [(e["objectRef"]["subresource"], e["responseStatus"]["code"])
+                for e in patches][:2] == [("status", 200), ("status", 200)]  # Started, Done
+    finally:
+        kube_cluster.request("DELETE", path)
     assert servicer.restarts["docker"] == 1
+    assert status["phase"] == "ActionRequested"  # the agent reports; the operator moves phases
     assert Path(status["goroutineDumpPath"]).parent == tmp_path / "dumps"  # kept off tmpfs
