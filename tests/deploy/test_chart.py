@@ -314,7 +314,6 @@ def test_operator_rbac_is_exactly_what_the_operator_and_kopf_call() -> None:
         ("*", "nodeprobe.io", "remediationpolicies/status", "patch"),
         ("*", "apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("*", "apiextensions.k8s.io", "customresourcedefinitions", "watch"),
-        ("*", "", "namespaces", "list"), ("*", "", "namespaces", "watch"),
         # Leader election and the per-node locks: Leases in the release namespace only.
         ("nodeprobe", "coordination.k8s.io", "leases", "get"),
         ("nodeprobe", "coordination.k8s.io", "leases", "list"),
