@@ -70,6 +70,9 @@ class Check(enum.StrEnum):
     PROCESS = "process"
     # Optional container start canary
     CANARY = "canary"
+    """Create, start, stop and remove a tiny container (Docker) or pod (CRI). Its latency is the
+    time from create to a running container (sandbox included for CRI); each step's time is in
+    `values`, and a failed run names its step in `info["step"]` (one of `CANARY_STEPS`)."""
 
 
 class Value(enum.StrEnum):
@@ -92,7 +95,20 @@ class Value(enum.StrEnum):
     """CRI Status RuntimeReady: 1.0 true, 0.0 false."""
     NETWORK_READY = "network_ready"
     """CRI Status NetworkReady: 1.0 true, 0.0 false (or not reported)."""
+    CANARY_SANDBOX_SECONDS = "canary_sandbox_seconds"
+    """Canary (CRI): RunPodSandbox took this long."""
+    CANARY_CREATE_SECONDS = "canary_create_seconds"
+    """Canary: creating the container took this long (image store, snapshotter)."""
+    CANARY_START_SECONDS = "canary_start_seconds"
+    """Canary: starting the container took this long (shim, runc)."""
+    CANARY_REMOVE_SECONDS = "canary_remove_seconds"
+    """Canary: stopping and removing the container (and sandbox) took this long."""
 
+
+CANARY_STEPS: tuple[str, ...] = ("image", "setup", "sandbox", "create", "start", "remove")
+"""Steps of the canary, as `info["step"]` names the one that failed. `image` (the canary's
+image is not in the runtime's local store) and `setup` (the runtime does not offer the calls the
+canary needs) are set-up problems, not runtime faults: they raise no condition."""
 
 _NO_VALUES: Mapping[str, float] = MappingProxyType({})
 _NO_INFO: Mapping[str, str] = MappingProxyType({})
@@ -142,6 +158,14 @@ class Reason(enum.StrEnum):
     CRI_NOT_READY = "CRIRuntimeNotReady"
     CRI_NETWORK_NOT_READY = "CRINetworkNotReady"
     IMAGE_FS_STATS_STALE = "ImageFsStatsStale"
+    POD_SANDBOX_START_FAILED = "PodSandboxStartFailed"
+    """The canary's RunPodSandbox failed or hung (sandbox image, CNI-less sandbox, shim, runc)."""
+    CONTAINER_CREATE_FAILED = "ContainerCreateFailed"
+    """The canary's container create failed or hung: image store, snapshotter (overlay2), disk."""
+    CONTAINER_START_FAILED = "ContainerStartFailed"
+    """The canary's container start failed or hung: shim, runc, cgroups."""
+    CONTAINER_REMOVE_FAILED = "ContainerRemoveFailed"
+    """The canary's container stop or remove failed or hung: a wedged shim or a busy mount."""
 
     DOCKERD_MEMORY_GROWTH = "DockerdMemoryGrowth"
     DOCKERD_GOROUTINE_LEAK = "DockerdGoroutineLeak"
@@ -178,6 +202,10 @@ REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
             Reason.CRI_NOT_READY,
             Reason.CRI_NETWORK_NOT_READY,
             Reason.IMAGE_FS_STATS_STALE,
+            Reason.POD_SANDBOX_START_FAILED,
+            Reason.CONTAINER_CREATE_FAILED,
+            Reason.CONTAINER_START_FAILED,
+            Reason.CONTAINER_REMOVE_FAILED,
         ),
         ConditionType.MEMORY_LEAK: (
             Reason.NO_LEAK,

@@ -75,6 +75,8 @@ def build_probes(config: Config, endpoints: Endpoints, *, process: bool = True) 
     if containerd:
         probes.append(CriProbe(
             containerd, require_network_ready=config.containerd.require_network_ready))
+    if config.checks.canary.enabled:
+        probes.extend(canaries(config, endpoints))
     if process and config.checks.process.enabled:
         for runtime, socket in ((Runtime.DOCKERD, docker), (Runtime.CONTAINERD, containerd)):
             if socket:
@@ -82,6 +84,41 @@ def build_probes(config: Config, endpoints: Endpoints, *, process: bool = True) 
                     runtime, socket_path=socket, proc_root=config.paths.proc_root,
                     cgroup_root=config.paths.cgroup_root))
     return probes
+
+
+def canaries(config: Config, endpoints: Endpoints) -> list[Probe]:
+    """One canary per runtime socket: Docker's API for dockerd, CRI for containerd."""
+    from nodeprobe.probes.canary import DockerCanary
+    from nodeprobe.probes.canary_cri import CriCanary
+
+    settings = config.checks.canary
+    found: list[Probe] = []
+    docker = endpoints.sockets.get(Runtime.DOCKERD)
+    containerd = endpoints.sockets.get(Runtime.CONTAINERD)
+    if docker:
+        found.append(DockerCanary(docker, image=settings.image,
+                                  cleanup_deadline_s=settings.cleanup_deadline))
+    if containerd:
+        found.append(CriCanary(containerd, image=settings.image,
+                               cleanup_deadline_s=settings.cleanup_deadline))
+    return found
+
+
+CANARY_IMAGE_CHECK_S = 5.0
+"""How long the start-up check of the canary's image may take per runtime."""
+
+
+def canary_image_problems(probes: list[Probe]) -> list[str]:
+    """Sentences for each canary whose image is certainly missing (unknown counts as present:
+    a runtime that does not answer at start is the probes' to report, not a reason to refuse)."""
+    problems = []
+    for probe in probes:
+        check = getattr(probe, "image_problem", None)
+        if check is not None:
+            problem = check(deadline_s=CANARY_IMAGE_CHECK_S)
+            if problem:
+                problems.append(f"{probe.runtime}: {problem}")
+    return problems
 
 
 def disabled_checks(config: Config, probes: list[Probe]) -> None:

@@ -78,6 +78,23 @@ class CheckSettings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CanarySettings(CheckSettings):
+    image: str = _leaf(
+        "registry.k8s.io/pause:3.9",
+        "str",
+        "Image the canary runs; never pulled, so it must be in the runtime's local store "
+        "(Docker's, and containerd's `k8s.io` namespace for CRI). Use the node's sandbox "
+        "(pause) image: kubelet keeps it. Checked when the agent starts.",
+    )
+    cleanup_deadline: float = _leaf(
+        120.0,
+        "duration",
+        "After a failed or timed-out run, removal goes on in the background for this long; "
+        "leftovers (label `nodeprobe.io/canary`) are also swept at the start of every run.",
+    )
+
+
 _FAST = (
     "One call in flight per check, so a hang is raised after about raiseAfter * deadline plus "
     "up to one interval: 6 to 9 s with the defaults (measured p95 8.4 s)."
@@ -122,11 +139,12 @@ class ChecksSettings:
         default_factory=lambda: CheckSettings(interval=15.0, deadline=2.0, slow=1.0),
         metadata=_doc("Read RssAnon, fds of the runtime processes from procRoot."),
     )
-    canary: CheckSettings = field(
-        default_factory=lambda: CheckSettings(
+    canary: CanarySettings = field(
+        default_factory=lambda: CanarySettings(
             enabled=False, interval=300.0, deadline=60.0, slow=10.0
         ),
-        metadata=_doc("Create, start and remove a tiny container, timed (off by default)."),
+        metadata=_doc("Create, start, stop and remove a tiny container (CRI: a pod), timed "
+                      "(off by default). See docs/probes.md."),
     )
 
     def for_check(self, check: Check) -> CheckSettings:

@@ -43,6 +43,14 @@ _OWN_REASON = {
         Outcome.ERROR: Reason.CONTAINERD_ERROR,
     },
 }
+CANARY_REASON: Mapping[str, Reason] = {
+    "sandbox": Reason.POD_SANDBOX_START_FAILED,
+    "create": Reason.CONTAINER_CREATE_FAILED,
+    "start": Reason.CONTAINER_START_FAILED,
+    "remove": Reason.CONTAINER_REMOVE_FAILED,
+}
+"""The canary's failed step -> reason; steps not listed (image, setup) are set-up problems."""
+
 _SPECIAL_ORDER = (
     Reason.CRI_NOT_READY,
     Reason.CONTAINERD_ERROR,
@@ -130,6 +138,8 @@ def problem_of(
         return None
     if not obs.outcome.failed:
         return None
+    if obs.check is Check.CANARY:
+        return _canary_problem(obs, streak)
     if obs.outcome is Outcome.HUNG:
         text = f"did not answer {call} within {obs.latency_s:.3g}s"
     elif obs.outcome is Outcome.DOWN:
@@ -138,6 +148,14 @@ def problem_of(
         text = f"{call} failed: {_short(obs.detail) or 'bad answer'}"
     reason = _OWN_REASON[obs.runtime][obs.outcome]
     return Problem(obs.runtime, obs.check, obs.outcome, reason, text, obs.latency_s, streak)
+
+
+def _canary_problem(obs: Observation, streak: int) -> Problem | None:
+    reason = CANARY_REASON.get(obs.info.get("step", ""))
+    if reason is None:
+        return None  # the image is missing or the runtime lacks the calls: set-up, not a fault
+    return Problem(obs.runtime, obs.check, obs.outcome, reason, _short(obs.detail, 160),
+                   obs.latency_s, streak)
 
 
 def _calls(problems: Sequence[Problem]) -> str:
@@ -174,6 +192,12 @@ def attribute(problems: Sequence[Problem], *, seen: Collection[Runtime]) -> Caus
     """
     if not problems:
         return None
+    api = [p for p in problems if p.check is not Check.CANARY]
+    if not api:  # only the canary fails: the API answers, the container path does not
+        first = problems[0]
+        return Cause(first.reason, f"{first.runtime}: {first.text}{_streak([first])}",
+                     first.runtime)
+    problems = api  # an API failure explains a failing canary
     docker = [p for p in problems if p.runtime is Runtime.DOCKERD]
     cont = [p for p in problems if p.runtime is Runtime.CONTAINERD]
     cont_core = [p for p in cont if p.outcome in (Outcome.HUNG, Outcome.DOWN)]
