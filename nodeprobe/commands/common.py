@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from dataclasses import dataclass, field
 
 from nodeprobe import discovery
 from nodeprobe.config import Config
 from nodeprobe.model import Runtime
 from nodeprobe.probes import Probe
+from nodeprobe.probes.unixpeer import not_a_socket
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,9 @@ class Endpoints:
 
     sockets: dict[Runtime, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    misplaced: list[str] = field(default_factory=list)
+    """Sentences for usual socket paths that hold something else (e.g. a directory kubelet made);
+    also in `notes`."""
 
 
 def resolve(config: Config) -> Endpoints:
@@ -56,6 +61,12 @@ def resolve(config: Config) -> Endpoints:
         path = discovery.find_socket(candidates, root=config.paths.host_root)
         if path is None:
             found.notes.append(f"no {runtime} socket at {', '.join(candidates)}: not probed")
+            for candidate in candidates:
+                wrong = not_a_socket(os.path.join(config.paths.host_root, candidate.lstrip("/")),
+                                     daemon=str(runtime))
+                if wrong:
+                    found.notes.append(wrong)
+                    found.misplaced.append(wrong)
         else:
             found.sockets[runtime] = path
     return found

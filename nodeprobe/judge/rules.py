@@ -91,11 +91,13 @@ def problem_of(
 ) -> Problem | None:
     """The problem this observation shows, or None. Reinterprets CRI Status readiness and stale
     ImageFsInfo stats, which answer 'OK' at the RPC level but mean trouble."""
-    call = CALLS[obs.check]
     if obs.check is Check.CRI_STATUS and obs.outcome in (Outcome.OK, Outcome.SLOW, Outcome.ERROR):
         runtime_ready = obs.values.get(Value.RUNTIME_READY)
         network_ready = obs.values.get(Value.NETWORK_READY)
-        if runtime_ready == 0.0 or (runtime_ready is None and obs.outcome is Outcome.ERROR):
+        if runtime_ready is None and obs.outcome is Outcome.ERROR:
+            # the call failed: it said nothing about readiness, so do not claim it did
+            return _failed_call(obs, streak)
+        if runtime_ready == 0.0:
             text = f"CRI Status says RuntimeReady=false: {_short(obs.detail)}"
             return Problem(
                 obs.runtime,
@@ -140,10 +142,16 @@ def problem_of(
         return None
     if obs.check is Check.CANARY:
         return _canary_problem(obs, streak)
+    return _failed_call(obs, streak)
+
+
+def _failed_call(obs: Observation, streak: int) -> Problem:
+    call = CALLS[obs.check]
     if obs.outcome is Outcome.HUNG:
         text = f"did not answer {call} within {obs.latency_s:.3g}s"
     elif obs.outcome is Outcome.DOWN:
-        text = f"{call}: {_short(obs.detail) or 'not there'}"
+        # longer: why it is not there (e.g. a directory where the socket should be) is the news
+        text = f"{call}: {_short(obs.detail, 170) or 'not there'}"
     else:
         text = f"{call} failed: {_short(obs.detail) or 'bad answer'}"
     reason = _OWN_REASON[obs.runtime][obs.outcome]

@@ -31,6 +31,7 @@ from docker.transport.unixconn import (
 )
 
 from nodeprobe.model import Check, Observation, Outcome, Runtime, Value
+from nodeprobe.probes.unixpeer import not_a_socket
 
 _BASE_URL = "http+docker://localhost"
 _API_VERSION = re.compile(r"^\d+\.\d+$")
@@ -39,6 +40,7 @@ _INFO_VALUES = {
     "NFd": Value.FDS,
     "NEventsListener": Value.EVENT_LISTENERS,
     "Containers": Value.CONTAINERS,
+    "ContainersRunning": Value.CONTAINERS_RUNNING,
     "Images": Value.IMAGES,
 }
 
@@ -175,6 +177,8 @@ def classify_error(
     if has(FileNotFoundError):
         return Outcome.DOWN, (f"no socket at {socket_path}: dockerd is not running "
                               "(or listens elsewhere; check its -H flag)")
+    if has(ConnectionRefusedError) and (wrong := not_a_socket(socket_path, daemon="dockerd")):
+        return Outcome.DOWN, wrong
     if has(ConnectionRefusedError):
         return Outcome.DOWN, (f"dockerd refused the connection on {socket_path}: the socket "
                               "exists but nothing listens (dockerd crashed or is restarting)")
