@@ -7,7 +7,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := docker.io containerd runc busybox-static prometheus debootstrap golang-go \
           golang-github-masterminds-sprig-dev golang-github-masterminds-semver-dev \
-          golang-gopkg-yaml.v2-dev git util-linux
+          golang-gopkg-yaml.v2-dev git util-linux \
+          libsystemd-dev pkg-config systemd-journal-remote
 
 .PHONY: demo test deps deps-system lint typecheck bench stubs manifests clean
 

@@ -68,6 +68,12 @@ class Check(enum.StrEnum):
     CRI_IMAGE_FS_INFO = "cri_image_fs_info"
     # Host processes
     PROCESS = "process"
+    # Host files the runtime depends on
+    DISK = "disk"
+    """Free bytes and inodes of the runtime's root (statvfs on the host path); for dockerd, when
+    low, what holds the space (dangling images; build cache and volumes from /system/df)."""
+    RUNTIME_LOG = "runtime_log"
+    """The runtime unit's journald entries: counts of corruption and exhaustion patterns."""
     # Optional container start canary
     CANARY = "canary"
     """Create, start, stop and remove a tiny container (Docker) or pod (CRI). Its latency is the
@@ -93,6 +99,29 @@ class Value(enum.StrEnum):
     CONTAINERS_RUNNING = "containers_running"
     """Running containers: Docker GET /info `ContainersRunning`; CRI ListContainers in state
     CONTAINER_RUNNING. With `POD_SANDBOXES_READY`, what the shims should add up to."""
+    DISK_AVAILABLE_BYTES = "disk_available_bytes"
+    """Bytes an unprivileged writer can still use under the runtime's root (statvfs f_bavail)."""
+    DISK_TOTAL_BYTES = "disk_total_bytes"
+    """Size of the filesystem holding the runtime's root."""
+    INODES_AVAILABLE = "inodes_available"
+    """Free inodes of the filesystem holding the runtime's root (f_favail)."""
+    INODES_TOTAL = "inodes_total"
+    """All inodes of that filesystem (0 on filesystems without a fixed inode table)."""
+    DANGLING_IMAGES = "dangling_images"
+    """Docker images with no tag (GET /images/json, filter dangling=true)."""
+    DANGLING_IMAGES_BYTES = "dangling_images_bytes"
+    """Sum of those images' Size (layers shared with tagged images counted too: an upper bound
+    of what `docker image prune` frees)."""
+    BUILD_CACHE_BYTES = "build_cache_bytes"
+    """Docker build cache size (GET /system/df BuildCache, at most hourly)."""
+    VOLUMES_BYTES = "volumes_bytes"
+    """Docker volumes' size (GET /system/df Volumes UsageData, at most hourly)."""
+    LOG_CORRUPTION = "log_corruption"
+    """Runtime journal lines in the window that mean storage corruption (overlay2, layers)."""
+    LOG_EXHAUSTION = "log_exhaustion"
+    """Runtime journal lines in the window that mean exhaustion (no space, too many open files)."""
+    LOG_SHIM_ERRORS = "log_shim_errors"
+    """Runtime journal lines in the window that mean shim or task failures."""
     POD_SANDBOXES_READY = "pod_sandboxes_ready"
     """CRI ListPodSandbox in state SANDBOX_READY (each holds a pause container and its shim)."""
     PID = "pid"
@@ -147,6 +176,9 @@ class ConditionType(enum.StrEnum):
     UNAVAILABLE = "ContainerRuntimeUnavailable"
     MEMORY_LEAK = "ContainerRuntimeMemoryLeak"
     SLOW = "ContainerRuntimeSlow"
+    DEGRADED = "ContainerRuntimeDegraded"
+    """The runtime still answers, but what it depends on is failing or running out: its root's
+    disk space or inodes, or its log shows corruption or exhaustion."""
 
 
 class Reason(enum.StrEnum):
@@ -156,6 +188,8 @@ class Reason(enum.StrEnum):
     NO_LEAK = "ContainerRuntimeMemoryIsStable"
     NOT_SLOW = "ContainerRuntimeIsResponsive"
     UNKNOWN = "ContainerRuntimeStateUnknown"
+    NOT_DEGRADED = "ContainerRuntimeIsNotDegraded"
+    """ContainerRuntimeDegraded is False: disk, inodes and the runtime's log look fine."""
 
     DOCKERD_HUNG = "DockerdHung"
     DOCKERD_DOWN = "DockerdDown"
@@ -183,6 +217,20 @@ class Reason(enum.StrEnum):
     CONTAINERD_FD_LEAK = "ContainerdFdLeak"
     CONTAINERD_MEMORY_CEILING = "ContainerdMemoryCeiling"
 
+    DOCKER_ROOT_DISK_LOW = "DockerRootDiskLow"
+    """Free space or inodes under dockerd's root are below `disk.minFreePercent` /
+    `disk.minFreeInodesPercent`, set above kubelet's eviction thresholds; the message names
+    what holds the space."""
+    CONTAINERD_ROOT_DISK_LOW = "ContainerdRootDiskLow"
+    """The same for containerd's root."""
+    RUNTIME_STORAGE_CORRUPT = "RuntimeStorageCorrupt"
+    """The runtime's journal shows image/layer store corruption (overlay2 readlink, layer does
+    not exist, failed to register layer) at a rate above `runtimeLog.threshold`."""
+    RUNTIME_RESOURCES_EXHAUSTED = "RuntimeResourcesExhausted"
+    """The runtime's journal shows `no space left on device` or `too many open files`."""
+    RUNTIME_SHIM_ERRORS = "RuntimeShimErrors"
+    """The runtime's journal shows shim or task failures (shim disconnected, task not found)."""
+
     DOCKERD_API_SLOW = "DockerdAPISlow"
     CONTAINERD_API_SLOW = "ContainerdAPISlow"
     CONTAINER_START_SLOW = "ContainerStartSlow"
@@ -193,6 +241,7 @@ HEALTHY_REASON: Mapping[ConditionType, Reason] = MappingProxyType(
         ConditionType.UNAVAILABLE: Reason.HEALTHY,
         ConditionType.MEMORY_LEAK: Reason.NO_LEAK,
         ConditionType.SLOW: Reason.NOT_SLOW,
+        ConditionType.DEGRADED: Reason.NOT_DEGRADED,
     }
 )
 
@@ -232,6 +281,15 @@ REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
             Reason.DOCKERD_API_SLOW,
             Reason.CONTAINERD_API_SLOW,
             Reason.CONTAINER_START_SLOW,
+        ),
+        ConditionType.DEGRADED: (
+            Reason.NOT_DEGRADED,
+            Reason.UNKNOWN,
+            Reason.DOCKER_ROOT_DISK_LOW,
+            Reason.CONTAINERD_ROOT_DISK_LOW,
+            Reason.RUNTIME_STORAGE_CORRUPT,
+            Reason.RUNTIME_RESOURCES_EXHAUSTED,
+            Reason.RUNTIME_SHIM_ERRORS,
         ),
     }
 )

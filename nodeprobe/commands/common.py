@@ -88,6 +88,10 @@ def build_probes(config: Config, endpoints: Endpoints, *, process: bool = True) 
             containerd, require_network_ready=config.containerd.require_network_ready))
     if config.checks.canary.enabled:
         probes.extend(canaries(config, endpoints))
+    if config.checks.disk.enabled:
+        probes.extend(disk_probes(config, endpoints))
+    if config.checks.runtime_log.enabled:
+        probes.extend(runtime_log_probes(config, endpoints))
     if process and config.checks.process.enabled:
         for runtime, socket in ((Runtime.DOCKERD, docker), (Runtime.CONTAINERD, containerd)):
             if socket:
@@ -112,6 +116,57 @@ def canaries(config: Config, endpoints: Endpoints) -> list[Probe]:
     if containerd:
         found.append(CriCanary(containerd, image=settings.image,
                                cleanup_deadline_s=settings.cleanup_deadline))
+    return found
+
+
+def disk_probes(config: Config, endpoints: Endpoints) -> list[Probe]:
+    """One per runtime whose socket was found and whose root is a directory on the host."""
+    from nodeprobe.probes.disk import DiskProbe
+
+    disk = config.disk
+    found: list[Probe] = []
+    for runtime, root in ((Runtime.DOCKERD, disk.docker_root),
+                          (Runtime.CONTAINERD, disk.containerd_root)):
+        path = os.path.join(config.paths.host_root, root.lstrip("/"))
+        if runtime not in endpoints.sockets or not os.path.isdir(path):
+            continue
+        docker = endpoints.sockets.get(Runtime.DOCKERD) if runtime is Runtime.DOCKERD else None
+        found.append(DiskProbe(runtime, root=path, docker_socket=docker,
+                               cause_below_percent=disk.min_free_percent,
+                               usage_interval_s=disk.usage_interval,
+                               usage_deadline_s=disk.usage_deadline))
+    return found
+
+
+def runtime_log_probes(config: Config, endpoints: Endpoints) -> list[Probe]:
+    """One per runtime whose socket was found and whose units have entries in a host journal
+    directory; none when systemd-python is missing (noted in the log)."""
+    from nodeprobe.probes.runtime_log import INSTALL_HINT, RuntimeLogProbe, journal_available
+
+    settings = config.runtime_log
+    dirs = [os.path.join(config.paths.host_root, d.lstrip("/")) for d in settings.journal_dirs]
+    if not any(os.path.isdir(d) for d in dirs):
+        return []
+    if not journal_available():
+        log.warning("runtime log check off: %s", INSTALL_HINT)
+        return []
+    found: list[Probe] = []
+    for runtime, units in ((Runtime.DOCKERD, settings.docker_units),
+                           (Runtime.CONTAINERD, settings.containerd_units)):
+        if runtime not in endpoints.sockets:
+            continue
+        probe = RuntimeLogProbe(runtime, journal_dirs=dirs, units=units,
+                                window_s=settings.window)
+        try:
+            present = probe.has_entries()
+        except OSError as e:
+            log.warning("runtime log check off for %s: cannot read %s: %s", runtime, dirs, e)
+            continue
+        if present:
+            found.append(probe)
+        else:
+            log.info("no journal entries of %s in %s: its log is not read", ", ".join(units),
+                     ", ".join(dirs))
     return found
 
 

@@ -139,6 +139,16 @@ class ChecksSettings:
         default_factory=lambda: CheckSettings(interval=15.0, deadline=2.0, slow=1.0),
         metadata=_doc("Read RssAnon, fds of the runtime processes from procRoot."),
     )
+    disk: CheckSettings = field(
+        default_factory=lambda: CheckSettings(interval=60.0, deadline=5.0, slow=3.0),
+        metadata=_doc("statvfs of the runtime roots (see `disk`); for dockerd, when low, "
+                      "GET /images/json?filters=dangling to name the cause."),
+    )
+    runtime_log: CheckSettings = field(
+        default_factory=lambda: CheckSettings(interval=60.0, deadline=5.0, slow=3.0),
+        metadata=_doc("Read new journald entries of the runtime units (see `runtimeLog`); "
+                      "runs only when a journal directory is there."),
+    )
     canary: CanarySettings = field(
         default_factory=lambda: CanarySettings(
             enabled=False, interval=300.0, deadline=60.0, slow=10.0
@@ -241,6 +251,58 @@ class PathSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DiskSettings:
+    docker_root: str = _leaf(
+        "/var/lib/docker", "str", "dockerd's --data-root on the host (looked up under hostRoot)."
+    )
+    containerd_root: str = _leaf(
+        "/var/lib/containerd", "str", "containerd's root on the host (looked up under hostRoot)."
+    )
+    min_free_percent: float = _leaf(
+        20.0,
+        "percent",
+        "Raise when less than this share of the root's filesystem is free. Above kubelet's hard "
+        "eviction thresholds (imagefs.available<15%, nodefs.available<10%), so it is raised "
+        "before kubelet starts evicting pods.",
+    )
+    min_free_inodes_percent: float = _leaf(
+        10.0,
+        "percent",
+        "Raise when less than this share of inodes is free (kubelet evicts at inodesFree<5%).",
+    )
+    usage_interval: float = _leaf(
+        3600.0,
+        "duration",
+        "How often, at most, dockerd's GET /system/df (build cache, volumes) is read. It takes "
+        "container locks and can take minutes: it runs in its own thread, off the checks.",
+    )
+    usage_deadline: float = _leaf(300.0, "duration", "Deadline of one GET /system/df.")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeLogSettings:
+    journal_dirs: tuple[str, ...] = _leaf(
+        ["/var/log/journal", "/run/log/journal"],
+        "paths",
+        "Host journal directories (looked up under hostRoot; mount them read-only).",
+    )
+    docker_units: tuple[str, ...] = _leaf(
+        ["docker.service"], "names", "systemd units whose entries are dockerd's."
+    )
+    containerd_units: tuple[str, ...] = _leaf(
+        ["containerd.service"], "names", "systemd units whose entries are containerd's."
+    )
+    window: float = _leaf(
+        300.0,
+        "duration",
+        "Matching lines are counted over this window (NPD's docker monitor counts over 5 min).",
+    )
+    threshold: int = _leaf(
+        10, "count", "Raise when one kind of pattern matches this many lines within the window."
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class KubernetesSettings:
     heartbeat: float = _leaf(
         300.0,
@@ -325,6 +387,15 @@ class Config:
     )
     judge: JudgeSettings = field(
         default_factory=JudgeSettings, metadata=_doc("When to raise and clear conditions.")
+    )
+    disk: DiskSettings = field(
+        default_factory=DiskSettings,
+        metadata=_doc("Disk space of the runtime roots (checks.disk)."),
+    )
+    runtime_log: RuntimeLogSettings = field(
+        default_factory=RuntimeLogSettings,
+        metadata=_doc("Corruption and exhaustion patterns in the runtimes' journal "
+                      "(checks.runtimeLog)."),
     )
     paths: PathSettings = field(
         default_factory=PathSettings, metadata=_doc("Host paths, for running in a pod.")

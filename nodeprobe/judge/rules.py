@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from nodeprobe.config import Config, JudgeSettings
+from nodeprobe.judge.degraded import findings
 from nodeprobe.judge.trend import TrendLimits, Unit, fmt
 from nodeprobe.model import Check, Observation, Outcome, Reason, Runtime, Value
 
@@ -29,6 +30,8 @@ CALLS: Mapping[Check, str] = {
     Check.CRI_IMAGE_FS_INFO: "CRI ImageFsInfo",
     Check.PROCESS: "the process check",
     Check.CANARY: "the container start canary",
+    Check.DISK: "the disk check",
+    Check.RUNTIME_LOG: "the runtime log check",
 }
 
 _OWN_REASON = {
@@ -138,8 +141,8 @@ def problem_of(
                 streak,
             )
         return None
-    if not obs.outcome.failed:
-        return None
+    if not obs.outcome.failed or obs.check in (Check.DISK, Check.RUNTIME_LOG):
+        return None  # disk and log readings are judged by judge/degraded.py
     if obs.check is Check.CANARY:
         return _canary_problem(obs, streak)
     return _failed_call(obs, streak)
@@ -352,6 +355,9 @@ def verdict(
     breach = _ceiling_breach(observations, config, node_memory_bytes)
     if breach is not None:
         return breach
+    degraded = findings(observations, config)
+    if degraded:
+        return Verdict(1, degraded[0].reason, one_line(degraded[0].message))
     names = []
     for runtime in (Runtime.DOCKERD, Runtime.CONTAINERD):
         if runtime in seen:
