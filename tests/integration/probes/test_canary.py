@@ -186,3 +186,63 @@ def test_cri_canary_slow_runc_is_slow_with_its_latency(runtimes: Sandbox, tmp_pa
         slow = judge.conditions()[ConditionType.SLOW]
         assert (slow.status, slow.reason) == (Status.TRUE, Reason.CONTAINER_START_SLOW)
         assert f"{obs.latency_s:.3g}s" in slow.message
+
+
+# ---- the agent, end to end ----------------------------------------------------------------
+
+
+def _canary_config(sandbox: Sandbox, **extra: object) -> Config:
+    from tests.integration.agent.test_agent_loop import config_for
+
+    return config_for(sandbox, **{"checks.canary.enabled": True,
+                                  "checks.canary.image": BUSYBOX_IMAGE,
+                                  "containerd.enabled": False, **extra})
+
+
+def _canary_counts(text: str) -> dict[str, float]:
+    """nodeprobe_probe_outcomes_total of dockerd's canary, by outcome."""
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith('nodeprobe_probe_outcomes_total{check="canary"') and (
+                'runtime="dockerd"' in line):
+            outcome = line.split('outcome="')[1].split('"')[0]
+            counts[outcome] = float(line.split()[-1])
+    return counts
+
+
+def test_agent_with_the_canary_on_healthy_runtimes_is_ok_each_interval(runtimes: Sandbox) -> None:
+    from prometheus_client import generate_latest
+
+    from tests.integration.agent.test_agent_loop import running_agent, wait_for
+
+    config = _canary_config(runtimes, **{"checks.canary.interval": "1s"})
+    with running_agent(config) as (_, sinks, registry):
+        wait_for(lambda: _canary_counts(generate_latest(registry).decode()).get("OK", 0) >= 3,
+                 timeout_s=60, what="three OK canary runs")
+        text = generate_latest(registry).decode()
+        counts = _canary_counts(text)
+        assert {k: v for k, v in counts.items() if k != "OK" and v} == {}, counts
+        assert 'nodeprobe_canary_start_seconds{runtime="dockerd"}' in text
+        slow = sinks.condition(ConditionType.SLOW)
+        assert slow is not None and slow.status is Status.FALSE
+    wait_until_empty(runtimes.dockerd.socket, timeout_s=30)
+
+
+def test_agent_with_a_slow_runc_raises_container_start_slow(slow_sandbox: Sandbox) -> None:
+    from tests.integration.agent.test_agent_loop import running_agent, wait_for
+
+    config = _canary_config(slow_sandbox, **{"checks.canary.interval": "20s",
+                                             "checks.canary.deadline": "90s",
+                                             "judge.slowRaiseAfter": 1})
+    with running_agent(config) as (_, sinks, _registry):
+        def raised() -> bool:
+            cond = sinks.condition(ConditionType.SLOW)
+            return cond is not None and cond.status is Status.TRUE
+        wait_for(raised, timeout_s=180, what="ContainerRuntimeSlow")
+        slow = sinks.condition(ConditionType.SLOW)
+        assert slow is not None and slow.reason == Reason.CONTAINER_START_SLOW
+        assert "dockerd the container start canary answered in" in slow.message
+        latency = float(slow.message.split("answered in ")[1].split("s,")[0])
+        assert latency >= RUNC_DELAY_S
+        unavailable = sinks.condition(ConditionType.UNAVAILABLE)
+        assert unavailable is not None and unavailable.status is Status.FALSE
