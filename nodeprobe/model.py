@@ -212,6 +212,9 @@ class Reason(enum.StrEnum):
     DOCKERD_MEMORY_GROWTH = "DockerdMemoryGrowth"
     DOCKERD_GOROUTINE_LEAK = "DockerdGoroutineLeak"
     DOCKERD_FD_LEAK = "DockerdFdLeak"
+    DOCKERD_EVENT_LISTENER_LEAK = "DockerdEventListenerLeak"
+    """dockerd's `NEventsListener` (GET /info) grows without bound: clients open /events streams
+    and never close them; each holds goroutines and memory in dockerd."""
     DOCKERD_MEMORY_CEILING = "DockerdMemoryCeiling"
     CONTAINERD_MEMORY_GROWTH = "ContainerdMemoryGrowth"
     CONTAINERD_FD_LEAK = "ContainerdFdLeak"
@@ -270,6 +273,7 @@ REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
             Reason.DOCKERD_MEMORY_GROWTH,
             Reason.DOCKERD_GOROUTINE_LEAK,
             Reason.DOCKERD_FD_LEAK,
+            Reason.DOCKERD_EVENT_LISTENER_LEAK,
             Reason.DOCKERD_MEMORY_CEILING,
             Reason.CONTAINERD_MEMORY_GROWTH,
             Reason.CONTAINERD_FD_LEAK,

@@ -211,6 +211,11 @@ class LeakSettings:
         default_factory=lambda: LeakSignalSettings(min_growth_per_hour=500.0, ceiling=500000.0),
         metadata=_doc("Open file descriptors of each runtime."),
     )
+    event_listeners: LeakSignalSettings = field(
+        default_factory=lambda: LeakSignalSettings(min_growth_per_hour=50.0, ceiling=1000.0),
+        metadata=_doc("dockerd's event stream subscribers (GET /info NEventsListener); a "
+                      "handful is normal (cri-dockerd, monitoring)."),
+    )
 
 
 @dataclass(frozen=True, slots=True)

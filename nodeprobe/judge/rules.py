@@ -248,6 +248,7 @@ SIGNALS: Mapping[str, tuple[str, Unit]] = {
     Value.RSS_ANON_BYTES: ("RssAnon", Unit.BYTES),
     Value.GOROUTINES: ("goroutines", Unit.COUNT),
     Value.FDS: ("fds", Unit.COUNT),
+    Value.EVENT_LISTENERS: ("event listeners", Unit.COUNT),
 }
 """Readings judged for leaks: name in messages and unit."""
 
@@ -261,6 +262,10 @@ LEAK_REASON: Mapping[tuple[Runtime, str], tuple[Reason, Reason]] = {
         Reason.DOCKERD_GOROUTINE_LEAK,
     ),
     (Runtime.DOCKERD, Value.FDS): (Reason.DOCKERD_FD_LEAK, Reason.DOCKERD_FD_LEAK),
+    (Runtime.DOCKERD, Value.EVENT_LISTENERS): (
+        Reason.DOCKERD_EVENT_LISTENER_LEAK,
+        Reason.DOCKERD_EVENT_LISTENER_LEAK,
+    ),
     (Runtime.CONTAINERD, Value.RSS_ANON_BYTES): (
         Reason.CONTAINERD_MEMORY_GROWTH,
         Reason.CONTAINERD_MEMORY_CEILING,
@@ -276,6 +281,7 @@ def trend_limits(config: Config, value: str, *, node_memory_bytes: float | None)
         Value.RSS_ANON_BYTES: leak.memory,
         Value.GOROUTINES: leak.goroutines,
         Value.FDS: leak.fds,
+        Value.EVENT_LISTENERS: leak.event_listeners,
     }[Value(value)]
     return TrendLimits.from_settings(leak, signal, node_memory_bytes=node_memory_bytes)
 
