@@ -90,8 +90,9 @@ class CanarySettings(CheckSettings):
     cleanup_deadline: float = _leaf(
         120.0,
         "duration",
-        "After a failed or timed-out run, removal goes on in the background for this long; "
-        "leftovers (label `nodeprobe.io/canary`) are also swept at the start of every run.",
+        "A run past its deadline goes on in the background for up to this long more and "
+        "removes what it made; leftovers (label `nodeprobe.io/canary`) are also swept at the "
+        "start of every run.",
     )
 
 

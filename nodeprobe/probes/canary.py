@@ -5,11 +5,14 @@ The canary is the one check that walks the path a pod start takes: image store, 
 kill, wait, DELETE. CRI (canary_cri.py): RunPodSandbox, CreateContainer, StartContainer,
 StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox.
 
-Deadline: one run shares one absolute deadline, every call is armed with what is left of it. A
-run that fails or times out after creating something hands the removal to a background thread
-with its own deadline (`checks.canary.cleanupDeadline`), and every run first sweeps what earlier
-runs (or an earlier agent) left behind, found by the label `nodeprobe.io/canary`. So a daemon
-that hangs mid-run costs one thread for a bounded time and never accumulates containers.
+Deadline: each run is carried out in its own thread and the check waits for it up to the
+deadline; a run still going then is HUNG, named by the step it is in. Its calls are not cut at
+the deadline: cancelling a half-made pod is what leaves debris behind (containerd 1.6 then keeps a
+container its CRI store does not list). The run goes on, each call bounded by the deadline plus
+`checks.canary.cleanupDeadline`, and removes what it made (force-remove under a fresh cleanup
+deadline when a step failed). Every run first removes what earlier runs or an earlier agent left,
+found by the label `nodeprobe.io/canary`. A run still going when the next is due is reported
+HUNG at its step at once, without starting another.
 
 Latency: the observation's latency is the time from create to a running container (the sandbox
 included for CRI), the figure ContainerStartSlow judges; each step's time is in `values`.
@@ -24,7 +27,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from nodeprobe.model import Check, Observation, Outcome, Runtime, Value
@@ -47,76 +50,122 @@ class StepFailed(Exception):
     detail: str
 
 
-@dataclass(slots=True)
-class Timings:
-    """Seconds per step and the time to a running container, filled in as the run goes."""
+class Attempt:
+    """One canary run, carried out in its own thread; the caller waits for it up to the deadline.
 
-    values: dict[str, float] = field(default_factory=dict)
-    to_running: float | None = None
+    A call that passes the deadline is not cancelled: cancelling a RunPodSandbox mid-way makes
+    containerd 1.6 leave a container its CRI store does not list, so no one could remove it. The
+    run goes on (each call bounded by deadline + cleanupDeadline) and removes what it made.
+    """
 
-    def timed(self, value: Value, started: float) -> None:
-        self.values[str(value)] = time.monotonic() - started
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.done = threading.Event()
+        self.failure: StepFailed | None = None
+        self._lock = threading.Lock()
+        self._step = "setup"
+        self._values: dict[str, float] = {}
+        self.to_running: float | None = None
+
+    def enter(self, step: str) -> None:
+        with self._lock:
+            self._step = step
+
+    @property
+    def step(self) -> str:
+        with self._lock:
+            return self._step
+
+    def timed(self, value: Value, began: float) -> None:
+        with self._lock:
+            self._values[str(value)] = time.monotonic() - began
+
+    def values(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._values)
 
 
-def finish(
-    runtime: Runtime, *, at: float, start: float, slow_s: float, timings: Timings,
-    failure: StepFailed | None, detail: str, info: dict[str, str],
-) -> Observation:
-    """The observation of one run: SLOW when the start took longer than the objective."""
-    if failure is not None:
-        info = {**info, "step": failure.step}
-        return Observation(runtime, Check.CANARY, failure.outcome, time.monotonic() - start, at,
-                           failure.detail, dict(timings.values), info)
-    latency = timings.to_running if timings.to_running is not None else 0.0
-    outcome = Outcome.OK
-    if latency > slow_s:
-        outcome = Outcome.SLOW
-        detail = f"slow container start ({latency:.2f}s > {slow_s:g}s): {detail}"
-    return Observation(runtime, Check.CANARY, outcome, latency, at, detail,
-                       dict(timings.values), info)
-
-
-def steps_text(timings: Timings) -> str:
+def steps_text(values: dict[str, float]) -> str:
     names = {
         Value.CANARY_SANDBOX_SECONDS: "sandbox", Value.CANARY_CREATE_SECONDS: "create",
         Value.CANARY_START_SECONDS: "start", Value.CANARY_REMOVE_SECONDS: "remove",
     }
-    return ", ".join(f"{names[Value(k)]} {v:.2f}s" for k, v in timings.values.items())
+    return ", ".join(f"{names[Value(k)]} {v:.2f}s" for k, v in values.items())
 
 
-class Cleaner:
-    """Removes what a failed run left, in one background thread at a time, under a deadline."""
+class CanaryBase:
+    """Runs `_work` in a thread per run and turns what it did into one observation."""
 
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+    runtime: Runtime
+    checks: tuple[Check, ...] = (Check.CANARY,)
+    image: str
+    cleanup_deadline_s: float
+    what: str = "container"
 
-    def busy(self) -> bool:
-        with self._lock:
-            return self._thread is not None and self._thread.is_alive()
+    _attempt: Attempt | None = None
 
-    def start(self, work: Callable[[], None]) -> None:
-        """Run `work` in the background unless a cleanup is already running (the next run's
-        sweep then catches what this one would have removed)."""
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._thread = threading.Thread(target=self._run, args=(work,),
-                                            name=f"{self._name}-cleanup", daemon=True)
-            self._thread.start()
+    def close(self) -> None:
+        """Nothing is held between runs; a run in flight ends within its own bounds."""
 
-    def join(self, timeout_s: float) -> None:
-        with self._lock:
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout_s)
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until the last run (and its clean-up) has ended; True when it has."""
+        attempt = self._attempt
+        return attempt is None or attempt.done.wait(timeout_s)
 
-    def _run(self, work: Callable[[], None]) -> None:
+    def run(self, check: Check, *, deadline_s: float, slow_s: float) -> Observation:
+        at, start = time.time(), time.monotonic()
+        previous = self._attempt
+        failure: StepFailed | None
+        if previous is not None and not previous.done.is_set():
+            step = previous.step
+            failure = StepFailed(step, Outcome.HUNG, (
+                f"canary {step}: the previous run is still in it after "
+                f"{start - previous.started:.0f}s"))
+            return self._finish(at, start, slow_s, previous, failure)
+        attempt = Attempt(start)
+        self._attempt = attempt
+        budget = start + deadline_s + self.cleanup_deadline_s
+        threading.Thread(target=self._guarded, args=(attempt, budget), daemon=True,
+                         name=f"canary-{self.runtime}").start()
+        if attempt.done.wait(deadline_s):
+            failure = attempt.failure
+        else:
+            step = attempt.step
+            failure = StepFailed(step, Outcome.HUNG, (
+                f"canary {step}: not finished within {deadline_s:g}s; the run goes on in the "
+                f"background for up to {self.cleanup_deadline_s:g}s more and removes what it made"))
+        return self._finish(at, start, slow_s, attempt, failure)
+
+    def _finish(self, at: float, start: float, slow_s: float, attempt: Attempt,
+                failure: StepFailed | None) -> Observation:
+        values = attempt.values()
+        info = {"image": self.image}
+        if failure is not None:
+            return Observation(self.runtime, Check.CANARY, failure.outcome,
+                               time.monotonic() - start, at, failure.detail, values,
+                               {**info, "step": failure.step})
+        latency = attempt.to_running or 0.0
+        detail = f"started and removed a {self.what} from {self.image}: {steps_text(values)}"
+        outcome = Outcome.OK
+        if latency > slow_s:
+            outcome = Outcome.SLOW
+            detail = f"slow container start ({latency:.2f}s > {slow_s:g}s): {detail}"
+        return Observation(self.runtime, Check.CANARY, outcome, latency, at, detail, values, info)
+
+    def _guarded(self, attempt: Attempt, budget: float) -> None:
         try:
-            work()
-        except Exception:  # the next run's sweep retries; never let a thread die loudly
-            log.warning("%s cleanup failed; the next run sweeps again", self._name, exc_info=True)
+            self._work(attempt, budget)
+        except StepFailed as e:
+            attempt.failure = e
+        except Exception as e:  # a probe never raises
+            log.warning("the %s canary failed", self.runtime, exc_info=True)
+            attempt.failure = StepFailed("setup", Outcome.ERROR,
+                                         f"the canary failed: {type(e).__name__}: {e}")
+        finally:
+            attempt.done.set()
+
+    def _work(self, attempt: Attempt, budget: float) -> None:
+        raise NotImplementedError
 
 
 def image_missing_message(image: str, runtime: str, store: str) -> str:
@@ -128,20 +177,15 @@ def image_missing_message(image: str, runtime: str, store: str) -> str:
 # ---- Docker -------------------------------------------------------------------------------------
 
 
-class DockerCanary:
-    """The canary through the Docker Engine API. One run at a time (the scheduler's rule)."""
+class DockerCanary(CanaryBase):
+    """The canary through the Docker Engine API."""
 
     runtime: Runtime = Runtime.DOCKERD
-    checks: tuple[Check, ...] = (Check.CANARY,)
 
     def __init__(self, socket_path: str, *, image: str, cleanup_deadline_s: float) -> None:
         self.socket_path = socket_path
         self.image = image
         self.cleanup_deadline_s = cleanup_deadline_s
-        self.cleaner = Cleaner("docker-canary")
-
-    def close(self) -> None:
-        """Nothing is held between runs; a cleanup in flight ends at its own deadline."""
 
     def image_problem(self, *, deadline_s: float) -> str | None:
         """A sentence when the image is certainly missing; None when present or unknown."""
@@ -157,38 +201,29 @@ class DockerCanary:
             call.close()
         return None
 
-    def run(self, check: Check, *, deadline_s: float, slow_s: float) -> Observation:
-        at, start = time.time(), time.monotonic()
-        timings = Timings()
-        call = EngineCall(self.socket_path, deadline=start + deadline_s, deadline_s=deadline_s)
+    def _work(self, attempt: Attempt, budget: float) -> None:
+        call = EngineCall(self.socket_path, deadline=budget, deadline_s=budget - attempt.started)
         cid: str | None = None
-        failure: StepFailed | None = None
         try:
-            api = self._step("setup", lambda: self._api(call))
-            self._sweep(call, api)
-            cid = self._create(call, api, timings)
-            begun = time.monotonic()
-            self._step("start", lambda: call.request("POST", f"/v{api}/containers/{cid}/start",
-                                                     ok=(204, 304)))
-            timings.timed(Value.CANARY_START_SECONDS, begun)
-            timings.to_running = time.monotonic() - start
-            begun = time.monotonic()
-            self._step("remove", lambda: self._remove(call, api, cid or ""))
+            api = _step("setup", lambda: self._api(call))
+            self._remove_labelled(call, api)  # what earlier runs or an earlier agent left
+            attempt.enter("create")
+            cid = self._create(call, api, attempt)
+            attempt.enter("start")
+            began = time.monotonic()
+            _step("start", lambda: call.request("POST", f"/v{api}/containers/{cid}/start",
+                                                ok=(204, 304)))
+            attempt.timed(Value.CANARY_START_SECONDS, began)
+            attempt.to_running = time.monotonic() - attempt.started
+            attempt.enter("remove")
+            began = time.monotonic()
+            _step("remove", lambda: self._remove(call, api, cid or ""))
             cid = None
-            timings.timed(Value.CANARY_REMOVE_SECONDS, begun)
-        except StepFailed as e:
-            failure = e
-        except Exception as e:  # a probe never raises
-            failure = StepFailed("setup", Outcome.ERROR,
-                                 f"the Docker canary failed: {type(e).__name__}: {e}")
+            attempt.timed(Value.CANARY_REMOVE_SECONDS, began)
         finally:
             call.close()
-        if cid is not None:
-            left = cid
-            self.cleaner.start(lambda: self._cleanup(left))
-        detail = f"started and removed a container from {self.image}: {steps_text(timings)}"
-        return finish(self.runtime, at=at, start=start, slow_s=slow_s, timings=timings,
-                      failure=failure, detail=detail, info={"image": self.image})
+            if cid is not None:
+                self._cleanup(cid)
 
     # ---- steps --------------------------------------------------------------------------
 
@@ -197,20 +232,13 @@ class DockerCanary:
                           deadline_s=deadline_s)
 
     @staticmethod
-    def _step(step: str, fn: Callable[[], _T]) -> _T:
-        try:
-            return fn()
-        except CallFailed as e:
-            raise StepFailed(step, e.outcome, f"canary {step}: {e.detail}") from e
-
-    @staticmethod
     def _api(call: EngineCall) -> str:
         version = call.get("/_ping").headers.get("Api-Version")
         if not version:
             raise CallFailed(Outcome.ERROR, "dockerd sent no Api-Version header on /_ping")
         return str(version)
 
-    def _create(self, call: EngineCall, api: str, timings: Timings) -> str:
+    def _create(self, call: EngineCall, api: str, attempt: Attempt) -> str:
         body = {
             "Image": self.image,
             "Labels": {LABEL: "true"},
@@ -218,7 +246,7 @@ class DockerCanary:
             "HostConfig": {"NetworkMode": "none", "LogConfig": {"Type": "none"}},
         }
         name = NAME_PREFIX + uuid.uuid4().hex[:12]
-        begun = time.monotonic()
+        began = time.monotonic()
         try:
             resp = call.request("POST", f"/v{api}/containers/create?name={name}", body=body,
                                 ok=(201,))
@@ -227,7 +255,7 @@ class DockerCanary:
                 raise StepFailed("image", Outcome.ERROR, image_missing_message(
                     self.image, "dockerd", "docker images")) from e
             raise StepFailed("create", e.outcome, f"canary create: {e.detail}") from e
-        timings.timed(Value.CANARY_CREATE_SECONDS, begun)
+        attempt.timed(Value.CANARY_CREATE_SECONDS, began)
         cid = resp.json().get("Id") if resp.content else None
         if not isinstance(cid, str) or not cid:
             raise StepFailed("create", Outcome.ERROR, "canary create: dockerd answered 201 "
@@ -241,10 +269,9 @@ class DockerCanary:
         call.request("POST", f"/v{api}/containers/{cid}/wait?condition=not-running", ok=(200,))
         call.request("DELETE", f"/v{api}/containers/{cid}?force=1&v=1", ok=(204,))
 
-    def _sweep(self, call: EngineCall, api: str) -> None:
-        """Remove leftovers of earlier runs; a failure here is the create's to report."""
-        if self.cleaner.busy():
-            return
+    @staticmethod
+    def _remove_labelled(call: EngineCall, api: str) -> None:
+        """Remove every container with the canary's label; a failure is the create's to report."""
         filters = urllib.parse.quote(json.dumps({"label": [LABEL]}))
         try:
             found = call.request("GET", f"/v{api}/containers/json?all=1&filters={filters}").json()
@@ -257,15 +284,24 @@ class DockerCanary:
             log.debug("canary sweep failed", exc_info=True)
 
     def _cleanup(self, cid: str) -> None:
+        """After a failed step: force-remove under a fresh cleanup deadline."""
         call = self._call(self.cleanup_deadline_s)
         try:
             api = self._api(call)
             call.request("DELETE", f"/v{api}/containers/{cid}?force=1&v=1", ok=(204, 404))
             log.info("removed canary container %s after a failed run", cid[:12])
         except CallFailed as e:
-            log.warning("could not remove canary container %s: %s", cid[:12], e.detail)
+            log.warning("could not remove canary container %s (the next run sweeps it): %s",
+                        cid[:12], e.detail)
         finally:
             call.close()
+
+
+def _step(step: str, fn: Callable[[], _T]) -> _T:
+    try:
+        return fn()
+    except CallFailed as e:
+        raise StepFailed(step, e.outcome, f"canary {step}: {e.detail}") from e
 
 
 def _quote(image: str) -> str:

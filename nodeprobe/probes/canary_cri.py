@@ -1,5 +1,7 @@
 """The container start canary through CRI (runtime.v1): a pod with one container, as kubelet
-makes it. See canary.py for the deadline, cleanup and latency rules both flavours share.
+makes it. See canary.py for the deadline, cleanup and latency rules both flavours share (why a
+call past the deadline is left to finish: a RunPodSandbox cancelled mid-way leaves containerd 1.6
+with a container its CRI store does not list).
 
 The sandbox shares the node's network namespace (NamespaceMode NODE), so no CNI is involved:
 the canary judges the runtime, not the network plugin. It speaks runtime.v1 only (containerd
@@ -12,6 +14,7 @@ shows as a failed `start`/`remove` step with the runtime's own words.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -20,18 +23,17 @@ from typing import Any
 import grpc
 
 from nodeprobe.cri import runtime_v1_pb2, runtime_v1_pb2_grpc
-from nodeprobe.model import Check, Observation, Outcome, Runtime, Value
+from nodeprobe.model import Outcome, Runtime, Value
 from nodeprobe.probes.canary import (
     LABEL,
     NAME_PREFIX,
-    Cleaner,
+    Attempt,
+    CanaryBase,
     StepFailed,
-    Timings,
-    finish,
     image_missing_message,
-    steps_text,
 )
 
+log = logging.getLogger(__name__)
 pb: Any = runtime_v1_pb2  # generated without type stubs (see nodeprobe/cri/regenerate.py)
 pb_grpc: Any = runtime_v1_pb2_grpc
 
@@ -82,20 +84,16 @@ class _Session:
         self.channel.close()
 
 
-class CriCanary:
-    """The canary through CRI. One run at a time (the scheduler's rule)."""
+class CriCanary(CanaryBase):
+    """The canary through CRI: a pod with one container."""
 
     runtime: Runtime = Runtime.CONTAINERD
-    checks: tuple[Check, ...] = (Check.CANARY,)
+    what = "pod"
 
     def __init__(self, socket_path: str, *, image: str, cleanup_deadline_s: float) -> None:
         self.target = f"unix://{socket_path.removeprefix('unix://')}"
         self.image = image
         self.cleanup_deadline_s = cleanup_deadline_s
-        self.cleaner = Cleaner("cri-canary")
-
-    def close(self) -> None:
-        """Nothing is held between runs; a cleanup in flight ends at its own deadline."""
 
     def image_problem(self, *, deadline_s: float) -> str | None:
         """A sentence when the image is certainly missing; None when present or unknown."""
@@ -108,39 +106,30 @@ class CriCanary:
             session.close()
         return None
 
-    def run(self, check: Check, *, deadline_s: float, slow_s: float) -> Observation:
-        at, start = time.time(), time.monotonic()
-        timings = Timings()
-        session = _Session(self.target, start + deadline_s, deadline_s)
+    def _work(self, attempt: Attempt, budget: float) -> None:
+        session = _Session(self.target, budget, budget - attempt.started)
         sandbox: str | None = None
-        failure: StepFailed | None = None
         try:
+            attempt.enter("create")
             self._check_image(session)
+            attempt.enter("sandbox")
             self._sweep(session)
-            sandbox, config = self._sandbox(session, timings)
-            cid = self._container(session, sandbox, config, timings)
-            timings.to_running = time.monotonic() - start
-            begun = time.monotonic()
+            sandbox, config = self._sandbox(session, attempt)
+            cid = self._container(session, sandbox, config, attempt)
+            attempt.to_running = time.monotonic() - attempt.started
+            attempt.enter("remove")
+            began = time.monotonic()
             rt = session.runtime
             session.call("remove", rt.StopContainer,
                          pb.StopContainerRequest(container_id=cid, timeout=0))
             session.call("remove", rt.RemoveContainer, pb.RemoveContainerRequest(container_id=cid))
             self._remove_sandbox(session, sandbox)
             sandbox = None
-            timings.timed(Value.CANARY_REMOVE_SECONDS, begun)
-        except StepFailed as e:
-            failure = e
-        except Exception as e:  # a probe never raises
-            failure = StepFailed("setup", Outcome.ERROR,
-                                 f"the CRI canary failed: {type(e).__name__}: {e}")
+            attempt.timed(Value.CANARY_REMOVE_SECONDS, began)
         finally:
             session.close()
-        if sandbox is not None:
-            left = sandbox
-            self.cleaner.start(lambda: self._cleanup(left))
-        detail = f"ran and removed a pod from {self.image}: {steps_text(timings)}"
-        return finish(self.runtime, at=at, start=start, slow_s=slow_s, timings=timings,
-                      failure=failure, detail=detail, info={"image": self.image})
+            if sandbox is not None:
+                self._cleanup(sandbox)
 
     # ---- steps --------------------------------------------------------------------------
 
@@ -154,7 +143,7 @@ class CriCanary:
             raise StepFailed("image", Outcome.ERROR, image_missing_message(
                 self.image, "containerd", "crictl images, namespace k8s.io"))
 
-    def _sandbox(self, session: _Session, timings: Timings) -> tuple[str, Any]:
+    def _sandbox(self, session: _Session, attempt: Attempt) -> tuple[str, Any]:
         name = NAME_PREFIX + uuid.uuid4().hex[:12]
         config = pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name=name, uid=str(uuid.uuid4()),
@@ -163,30 +152,33 @@ class CriCanary:
             linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
                 namespace_options=pb.NamespaceOption(network=_NODE))),
         )
-        begun = time.monotonic()
+        began = time.monotonic()
         reply = session.call("sandbox", session.runtime.RunPodSandbox,
                              pb.RunPodSandboxRequest(config=config))
-        timings.timed(Value.CANARY_SANDBOX_SECONDS, begun)
+        attempt.timed(Value.CANARY_SANDBOX_SECONDS, began)
         return str(reply.pod_sandbox_id), config
 
-    def _container(self, session: _Session, sandbox: str, config: Any, timings: Timings) -> str:
+    def _container(self, session: _Session, sandbox: str, config: Any, attempt: Attempt) -> str:
         container = pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name="canary", attempt=0),
             image=pb.ImageSpec(image=self.image),
             labels={LABEL: "true"},
         )
-        begun = time.monotonic()
+        attempt.enter("create")
+        began = time.monotonic()
         reply = session.call("create", session.runtime.CreateContainer, pb.CreateContainerRequest(
             pod_sandbox_id=sandbox, config=container, sandbox_config=config))
-        timings.timed(Value.CANARY_CREATE_SECONDS, begun)
-        begun = time.monotonic()
+        attempt.timed(Value.CANARY_CREATE_SECONDS, began)
+        attempt.enter("start")
+        began = time.monotonic()
         session.call("start", session.runtime.StartContainer,
                      pb.StartContainerRequest(container_id=reply.container_id))
-        timings.timed(Value.CANARY_START_SECONDS, begun)
+        attempt.timed(Value.CANARY_START_SECONDS, began)
         return str(reply.container_id)
 
     @staticmethod
     def _remove_sandbox(session: _Session, sandbox: str) -> None:
+        """Stopping and removing the sandbox removes its containers too."""
         rt = session.runtime
         session.call("remove", rt.StopPodSandbox, pb.StopPodSandboxRequest(pod_sandbox_id=sandbox))
         session.call("remove", rt.RemovePodSandbox,
@@ -194,22 +186,25 @@ class CriCanary:
 
     def _sweep(self, session: _Session) -> None:
         """Remove pods earlier runs left; a failure here is the sandbox step's to report."""
-        if self.cleaner.busy():
-            return
         try:
             wanted = pb.PodSandboxFilter(label_selector={LABEL: "true"})
             reply = session.call("sandbox", session.runtime.ListPodSandbox,
                                  pb.ListPodSandboxRequest(filter=wanted))
             for item in reply.items:
+                log.info("removing canary leftover pod %s", item.id[:12])
                 self._remove_sandbox(session, item.id)
         except StepFailed as e:
             if e.step == "setup":
                 raise
 
     def _cleanup(self, sandbox: str) -> None:
-        """Stopping and removing the sandbox removes its containers too."""
+        """After a failed step: remove the pod under a fresh cleanup deadline."""
         session = self._session(self.cleanup_deadline_s)
         try:
             self._remove_sandbox(session, sandbox)
+            log.info("removed canary pod %s after a failed run", sandbox[:12])
+        except StepFailed as e:
+            log.warning("could not remove canary pod %s (the next run sweeps it): %s",
+                        sandbox[:12], e.detail)
         finally:
             session.close()

@@ -128,18 +128,23 @@ def test_docker_canary_slow_runc_raises_container_start_slow(slow_sandbox: Sandb
 
 
 def test_docker_canary_timed_out_names_the_step_and_cleans_up(slow_sandbox: Sandbox) -> None:
+    """HUNG at the start step by the deadline; the run finishes in the background and removes
+    its container; a run due while it is still going says so without starting another."""
     canary = DockerCanary(str(slow_sandbox.dockerd.socket), image=BUSYBOX_IMAGE,
                           cleanup_deadline_s=CLEANUP_S)
     started = time.monotonic()
     obs = canary.run(Check.CANARY, deadline_s=5.0, slow_s=1.0)
     assert time.monotonic() - started < 5.0 + 2.0, "the canary overran its deadline"
     assert obs.outcome is Outcome.HUNG and obs.info["step"] == "start", obs.detail
+    again = canary.run(Check.CANARY, deadline_s=5.0, slow_s=1.0)
+    assert again.outcome is Outcome.HUNG and again.info["step"] == "start"
+    assert "the previous run is still in it" in again.detail
     config = slow_judge_config()
     problem = problem_of(obs, settings=config.judge, require_network_ready=False)
     assert problem is not None and problem.reason is Reason.CONTAINER_START_FAILED
     assert "start" in problem.text
-    canary.cleaner.join(CLEANUP_S)
-    wait_until_empty(slow_sandbox.dockerd.socket, timeout_s=30)
+    assert canary.wait_idle(2 * CLEANUP_S), "the timed-out run did not end"
+    assert labelled(slow_sandbox.dockerd.socket) == [], "the timed-out run left its container"
 
 
 # ---- CRI ----------------------------------------------------------------------------------
@@ -186,6 +191,16 @@ def test_cri_canary_slow_runc_is_slow_with_its_latency(runtimes: Sandbox, tmp_pa
         slow = judge.conditions()[ConditionType.SLOW]
         assert (slow.status, slow.reason) == (Status.TRUE, Reason.CONTAINER_START_SLOW)
         assert f"{obs.latency_s:.3g}s" in slow.message
+        assert ctr_container_ids(containerd.socket) == set()
+
+        # RunPodSandbox outlives the deadline: HUNG at the sandbox step, and the pod containerd
+        # finishes making after we gave up is found by its label and removed in the background
+        started = time.monotonic()
+        hung = canary.run(Check.CANARY, deadline_s=5.0, slow_s=1.0)
+        assert time.monotonic() - started < 5.0 + 2.0, "the canary overran its deadline"
+        assert hung.outcome is Outcome.HUNG and hung.info["step"] == "sandbox", hung.detail
+        assert canary.wait_idle(2 * CLEANUP_S), "the timed-out run did not end"
+        assert ctr_container_ids(containerd.socket) == set(), "the timed-out pod was left behind"
 
 
 # ---- the agent, end to end ----------------------------------------------------------------
