@@ -96,6 +96,14 @@ The agent's config file: the user's agent.config with the keys the chart owns se
 {{- $_ := set $cfg "containerd" $containerd -}}
 {{- $_ := set $cfg "metrics" $metrics -}}
 {{- $_ := set $cfg "repair" $repair -}}
+{{- $disk := deepCopy (default dict $cfg.disk) -}}
+{{- if .Values.agent.docker.root -}}
+{{- $_ := set $disk "dockerRoot" .Values.agent.docker.root -}}
+{{- end -}}
+{{- if .Values.agent.containerd.root -}}
+{{- $_ := set $disk "containerdRoot" .Values.agent.containerd.root -}}
+{{- end -}}
+{{- $_ := set $cfg "disk" $disk -}}
 {{- $paths := deepCopy (default dict $cfg.paths) -}}
 {{- $_ := set $paths "hostRoot" "/host" -}}
 {{- $_ := set $cfg "paths" $paths -}}
@@ -103,7 +111,7 @@ The agent's config file: the user's agent.config with the keys the chart owns se
 {{- end -}}
 
 {{/*
-Where the runtime sockets come from: {mounts: [{name, hostPath, mountPath, type}], sockets:
+Where the runtime sockets (and roots, for the disk check) come from: {mounts: [{name, hostPath, mountPath, type}], sockets:
 {docker, containerd}} with the sockets' paths in the pod. A `socket` mount keeps the host path;
 a `directory` mount goes under /host, never over the pod's own /run (the service account token
 is mounted under /var/run/secrets). Repair mode mounts the host's /run at /host/run instead of
@@ -129,6 +137,9 @@ executor reads dockerd's pidfile and goroutine dumps there.
 {{- else -}}
 {{- $mounts = append $mounts (dict "name" (printf "%s-sock" $name) "hostPath" $rt.socket "mountPath" $rt.socket "type" "Socket") -}}
 {{- $_ := set $sockets $name $rt.socket -}}
+{{- end -}}
+{{- if $rt.root -}}
+{{- $mounts = append $mounts (dict "name" (printf "%s-root" $name) "hostPath" $rt.root "mountPath" (printf "/host%s" $rt.root) "type" "Directory") -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
