@@ -38,10 +38,7 @@ CLK_TCK = 100
 CRI_IMAGE = f"docker.io/{BUSYBOX_IMAGE}"
 
 
-def canary_latency(sandbox: Sandbox, base: Path, runs: int, lines: list[str]) -> None:
-    import_image_for_cri(docker_socket=sandbox.dockerd.socket,
-                         containerd_socket=sandbox.containerd.socket, tmp=base,
-                         cri_name=CRI_IMAGE)
+def canary_latency(sandbox: Sandbox, runs: int, lines: list[str]) -> None:
     rows = []
     for name, canary in (
         ("Docker (create, start, kill, wait, remove)",
@@ -165,10 +162,86 @@ def steady(sandbox: Sandbox, base: Path, seconds: float, lines: list[str]) -> No
     ]
 
 
+HEALTHY = ("ContainerRuntimeIsAvailable", "ContainerRuntimeMemoryIsStable",
+           "ContainerRuntimeIsResponsive", "ContainerRuntimeIsNotDegraded",
+           "ContainerRuntimeStateUnknown")
+
+
+def _label(line: str, name: str) -> str:
+    return line.split(f'{name}="')[1].split('"')[0]
+
+
+def _raised(text: str) -> set[str]:
+    """condition/reason pairs whose nodeprobe_condition_status is 1 and not a healthy reason."""
+    found = set()
+    for line in text.splitlines():
+        if line.startswith("nodeprobe_condition_status{") and line.endswith(" 1.0"):
+            cond = line.split('condition="')[1].split('"')[0]
+            reason = line.split('reason="')[1].split('"')[0]
+            if reason not in HEALTHY:
+                found.add(f"{cond}/{reason}")
+    return found
+
+
+def load_phase(sandbox: Sandbox, base: Path, seconds: float, lines: list[str]) -> None:
+    """Every check on, the canary every 30 s, under `docker run` workers and an importer."""
+    from benchmarks.agent_load import Load
+
+    journal = base / "journal-load"
+    write_journal(journal, [(time.time() - 30, "docker.service", "API listen")])
+    body = {
+        "checks": {"canary": {"enabled": True, "image": CRI_IMAGE, "interval": "30s"}},
+        "paths": {"hostRoot": "/"},
+        "disk": {"dockerRoot": str(sandbox.base / "docker" / "root"),
+                 "containerdRoot": str(sandbox.base / "containerd" / "root")},
+        "runtimeLog": {"journalDirs": [str(journal)]},
+    }
+    proc, port = _agent(sandbox, base, "load", body)
+    raised: dict[str, int] = {}
+    seen: set[str] = set()
+    work = Load(sandbox, workers=3)
+    try:
+        wait_for(lambda: "nodeprobe_condition_status" in _scrape(port), timeout_s=60,
+                 what="the agent's /metrics")
+        time.sleep(20.0)
+        t0 = time.monotonic()
+        work.start()
+        while time.monotonic() - t0 < seconds:
+            now = _raised(_scrape(port))
+            for key in now - seen:
+                raised[key] = raised.get(key, 0) + 1
+            seen = now
+            time.sleep(1.0)
+        work.stop()
+        text = _scrape(port)
+    finally:
+        terminate(proc)
+    outcomes = sorted(
+        f"{_label(ln, 'check')} {_label(ln, 'runtime')} {_label(ln, 'outcome')}: "
+        f"{float(ln.split()[-1]):.0f}"
+        for ln in text.splitlines()
+        if ln.startswith("nodeprobe_probe_outcomes_total{") and not ln.endswith(" 0.0")
+        and _label(ln, "outcome") != "OK")
+    canaries = [ln for ln in text.splitlines()
+                if ln.startswith('nodeprobe_probe_outcomes_total{check="canary"')
+                and not ln.endswith(" 0.0")]
+    lines += [
+        f"#### Heavy healthy load, {seconds / 60:g} min, every check on (canary every 30 s)", "",
+        "| measure | value | goal |", "|---|---|---|",
+        f"| condition raises (problem reason seen on /metrics, polled 1 s) | "
+        f"{sum(raised.values())} {raised or ''} | 0 |",
+        f"| non-OK probe outcomes | {'; '.join(outcomes) or 0} | |",
+        f"| canary outcomes | {'; '.join(c.split('{')[1] for c in canaries)} | |",
+        f"| container runs / image imports / load errors | {work.runs} / {work.imports} / "
+        f"{dict(work.errors) or 0} | |", "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="issue11_bench")
     parser.add_argument("--canaries", type=int, default=30)
     parser.add_argument("--steady-s", type=float, default=600.0)
+    parser.add_argument("--load-s", type=float, default=600.0)
     args = parser.parse_args(argv or [])
     base = Path(tempfile.mkdtemp(prefix="np-i11-", dir="/tmp"))
     sandbox = Sandbox(base)
@@ -177,10 +250,16 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sandbox.start()
         sandbox.import_busybox()
+        # the CRI canary's image (and the sandbox image) in containerd's k8s.io namespace
+        import_image_for_cri(docker_socket=sandbox.dockerd.socket,
+                             containerd_socket=sandbox.containerd.socket, tmp=base,
+                             cri_name=CRI_IMAGE)
         if args.canaries:
-            canary_latency(sandbox, base, args.canaries, lines)
+            canary_latency(sandbox, args.canaries, lines)
         if args.steady_s:
             steady(sandbox, base, args.steady_s, lines)
+        if args.load_s:
+            load_phase(sandbox, base, args.load_s, lines)
     finally:
         sandbox.stop()
         shutil.rmtree(base, ignore_errors=True)
