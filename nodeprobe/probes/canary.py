@@ -162,6 +162,10 @@ class CanaryBase:
             attempt.failure = StepFailed("setup", Outcome.ERROR,
                                          f"the canary failed: {type(e).__name__}: {e}")
         finally:
+            late = time.monotonic() - attempt.started
+            if attempt.failure is not None:
+                log.info("canary %s on %s ended after %.1fs: %s", attempt.failure.step,
+                         self.runtime, late, attempt.failure.detail)
             attempt.done.set()
 
     def _work(self, attempt: Attempt, budget: float) -> None:
