@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from nodeprobe.judge.continuous import Judge
 from nodeprobe.judge.degraded import findings
 from nodeprobe.model import Check, ConditionType, Outcome, Reason, Runtime, Status, Value
 from nodeprobe.probes.disk import DiskProbe
-from tests.harness.runtimes import Sandbox
+from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox
 
 FS_BYTES = 160 * 2**20
 BLOAT_BYTES = 24 * 2**20
@@ -132,3 +133,39 @@ def test_missing_root_is_a_clear_error_not_a_condition(tmp_path: Path) -> None:
     assert "set disk.containerdRoot" in obs.detail
     config = load(None)
     assert findings([obs], config) == []
+
+
+def test_build_cache_and_volumes_come_from_system_df_off_the_check(runtimes: Sandbox) -> None:
+    """GET /system/df runs in its own thread; a check attaches its last answer."""
+    client = docker.APIClient(base_url=f"unix://{runtimes.dockerd.socket}", version="auto",
+                              timeout=120)
+    volume = f"np-df-{os.getpid()}"
+    try:
+        client.create_volume(volume)
+        container = client.create_container(
+            BUSYBOX_IMAGE, ["sh", "-c", "echo 0123456789abcdef > /v/data"],
+            host_config=client.create_host_config(binds={volume: {"bind": "/v", "mode": "rw"}},
+                                                  network_mode="none"))
+        client.start(container)
+        assert client.wait(container, timeout=60)["StatusCode"] == 0
+        client.remove_container(container)
+        probe = DiskProbe(Runtime.DOCKERD, root=str(runtimes.base),
+                          docker_socket=str(runtimes.dockerd.socket), usage_interval_s=3600,
+                          usage_deadline_s=60)
+        try:
+            first = probe.run(Check.DISK, deadline_s=5, slow_s=5)
+            assert first.outcome is Outcome.OK  # answered without waiting for /system/df
+            end = time.monotonic() + 60
+            obs = first
+            while Value.VOLUMES_BYTES not in obs.values:
+                assert time.monotonic() < end, "no /system/df answer attached within 60 s"
+                time.sleep(0.2)
+                obs = probe.run(Check.DISK, deadline_s=5, slow_s=5)
+        finally:
+            probe.close()
+        assert obs.values[Value.VOLUMES_BYTES] >= 17  # the file written into the volume
+        assert obs.values[Value.BUILD_CACHE_BYTES] == 0
+        assert int(obs.info["usage_age_s"]) < 60
+    finally:
+        client.remove_volume(volume, force=True)
+        client.close()
