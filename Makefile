@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := docker.io containerd runc busybox-static prometheus debootstrap git util-linux
+DEBS   := docker.io containerd runc busybox-static prometheus debootstrap git util-linux \
+          libsystemd-dev pkg-config systemd-journal-remote
 
 .PHONY: demo test tools deps deps-system lint typecheck bench stubs manifests clean
 

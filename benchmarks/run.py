@@ -10,6 +10,7 @@ BENCHMARKS = (
     "benchmarks.probes_bench",
     "benchmarks.agent_bench",
     "benchmarks.operator_bench",
+    "benchmarks.issue11_bench",
 )
 
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from nodeprobe.config import Config
 from nodeprobe.judge.continuous import Judge
-from nodeprobe.model import Condition, ConditionType, Event, EventType
+from nodeprobe.model import Check, Condition, ConditionType, Event, EventType
 from nodeprobe.probes import Probe
 from nodeprobe.publish.metrics import Metrics
 from nodeprobe.schedule import Job, Scheduler
@@ -93,7 +93,10 @@ class Agent:
         self.publishers = publishers
         self._clock = clock
         self.scheduler = Scheduler(jobs_for(config, probes))
-        expected = {(job.probe.runtime, job.check) for job in self.scheduler.jobs}
+        # The canary runs every few minutes and may take up to its deadline: waiting for its first
+        # answer would hold every condition Unknown that long at start.
+        expected = {(job.probe.runtime, job.check) for job in self.scheduler.jobs
+                    if job.check is not Check.CANARY}
         self.judge = Judge(config, expected=expected, now=clock(),
                            node_memory_bytes=node_memory_bytes(config.paths.proc_root),
                            adopted=publishers.adopted)

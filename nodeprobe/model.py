@@ -68,8 +68,17 @@ class Check(enum.StrEnum):
     CRI_IMAGE_FS_INFO = "cri_image_fs_info"
     # Host processes
     PROCESS = "process"
+    # Host files the runtime depends on
+    DISK = "disk"
+    """Free bytes and inodes of the runtime's root (statvfs on the host path); for dockerd, when
+    low, what holds the space (dangling images; build cache and volumes from /system/df)."""
+    RUNTIME_LOG = "runtime_log"
+    """The runtime unit's journald entries: counts of corruption and exhaustion patterns."""
     # Optional container start canary
     CANARY = "canary"
+    """Create, start, stop and remove a tiny container (Docker) or pod (CRI). Its latency is the
+    time from create to a running container (sandbox included for CRI); each step's time is in
+    `values`, and a failed run names its step in `info["step"]` (one of `CANARY_STEPS`)."""
 
 
 class Value(enum.StrEnum):
@@ -84,6 +93,37 @@ class Value(enum.StrEnum):
     RSS_BYTES = "rss_bytes"
     CGROUP_ANON_BYTES = "cgroup_anon_bytes"
     SHIMS = "shims"
+    """containerd shims (containerd-shim*) serving this containerd's socket."""
+    FD_LIMIT = "fd_limit"
+    """The daemon's own soft `Max open files` (/proc/<pid>/limits); absent when unlimited."""
+    CONTAINERS_RUNNING = "containers_running"
+    """Running containers: Docker GET /info `ContainersRunning`; CRI ListContainers in state
+    CONTAINER_RUNNING. With `POD_SANDBOXES_READY`, what the shims should add up to."""
+    DISK_AVAILABLE_BYTES = "disk_available_bytes"
+    """Bytes an unprivileged writer can still use under the runtime's root (statvfs f_bavail)."""
+    DISK_TOTAL_BYTES = "disk_total_bytes"
+    """Size of the filesystem holding the runtime's root."""
+    INODES_AVAILABLE = "inodes_available"
+    """Free inodes of the filesystem holding the runtime's root (f_favail)."""
+    INODES_TOTAL = "inodes_total"
+    """All inodes of that filesystem (0 on filesystems without a fixed inode table)."""
+    DANGLING_IMAGES = "dangling_images"
+    """Docker images with no tag (GET /images/json, filter dangling=true)."""
+    DANGLING_IMAGES_BYTES = "dangling_images_bytes"
+    """Sum of those images' Size (layers shared with tagged images counted too: an upper bound
+    of what `docker image prune` frees)."""
+    BUILD_CACHE_BYTES = "build_cache_bytes"
+    """Docker build cache size (GET /system/df BuildCache, at most hourly)."""
+    VOLUMES_BYTES = "volumes_bytes"
+    """Docker volumes' size (GET /system/df Volumes UsageData, at most hourly)."""
+    LOG_CORRUPTION = "log_corruption"
+    """Runtime journal lines in the window that mean storage corruption (overlay2, layers)."""
+    LOG_EXHAUSTION = "log_exhaustion"
+    """Runtime journal lines in the window that mean exhaustion (no space, too many open files)."""
+    LOG_SHIM_ERRORS = "log_shim_errors"
+    """Runtime journal lines in the window that mean shim or task failures."""
+    POD_SANDBOXES_READY = "pod_sandboxes_ready"
+    """CRI ListPodSandbox in state SANDBOX_READY (each holds a pause container and its shim)."""
     PID = "pid"
     IMAGE_FS_TIMESTAMP_SECONDS = "image_fs_timestamp_seconds"
     IMAGE_FS_USED_BYTES = "image_fs_used_bytes"
@@ -92,7 +132,20 @@ class Value(enum.StrEnum):
     """CRI Status RuntimeReady: 1.0 true, 0.0 false."""
     NETWORK_READY = "network_ready"
     """CRI Status NetworkReady: 1.0 true, 0.0 false (or not reported)."""
+    CANARY_SANDBOX_SECONDS = "canary_sandbox_seconds"
+    """Canary (CRI): RunPodSandbox took this long."""
+    CANARY_CREATE_SECONDS = "canary_create_seconds"
+    """Canary: creating the container took this long (image store, snapshotter)."""
+    CANARY_START_SECONDS = "canary_start_seconds"
+    """Canary: starting the container took this long (shim, runc)."""
+    CANARY_REMOVE_SECONDS = "canary_remove_seconds"
+    """Canary: stopping and removing the container (and sandbox) took this long."""
 
+
+CANARY_STEPS: tuple[str, ...] = ("image", "setup", "sandbox", "create", "start", "remove")
+"""Steps of the canary, as `info["step"]` names the one that failed. `image` (the canary's
+image is not in the runtime's local store) and `setup` (the runtime does not offer the calls the
+canary needs) are set-up problems, not runtime faults: they raise no condition."""
 
 _NO_VALUES: Mapping[str, float] = MappingProxyType({})
 _NO_INFO: Mapping[str, str] = MappingProxyType({})
@@ -123,6 +176,9 @@ class ConditionType(enum.StrEnum):
     UNAVAILABLE = "ContainerRuntimeUnavailable"
     MEMORY_LEAK = "ContainerRuntimeMemoryLeak"
     SLOW = "ContainerRuntimeSlow"
+    DEGRADED = "ContainerRuntimeDegraded"
+    """The runtime still answers, but what it depends on is failing or running out: its root's
+    disk space or inodes, or its log shows corruption or exhaustion."""
 
 
 class Reason(enum.StrEnum):
@@ -132,6 +188,8 @@ class Reason(enum.StrEnum):
     NO_LEAK = "ContainerRuntimeMemoryIsStable"
     NOT_SLOW = "ContainerRuntimeIsResponsive"
     UNKNOWN = "ContainerRuntimeStateUnknown"
+    NOT_DEGRADED = "ContainerRuntimeIsNotDegraded"
+    """ContainerRuntimeDegraded is False: disk, inodes and the runtime's log look fine."""
 
     DOCKERD_HUNG = "DockerdHung"
     DOCKERD_DOWN = "DockerdDown"
@@ -142,14 +200,39 @@ class Reason(enum.StrEnum):
     CRI_NOT_READY = "CRIRuntimeNotReady"
     CRI_NETWORK_NOT_READY = "CRINetworkNotReady"
     IMAGE_FS_STATS_STALE = "ImageFsStatsStale"
+    POD_SANDBOX_START_FAILED = "PodSandboxStartFailed"
+    """The canary's RunPodSandbox failed or hung (sandbox image, CNI-less sandbox, shim, runc)."""
+    CONTAINER_CREATE_FAILED = "ContainerCreateFailed"
+    """The canary's container create failed or hung: image store, snapshotter (overlay2), disk."""
+    CONTAINER_START_FAILED = "ContainerStartFailed"
+    """The canary's container start failed or hung: shim, runc, cgroups."""
+    CONTAINER_REMOVE_FAILED = "ContainerRemoveFailed"
+    """The canary's container stop or remove failed or hung: a wedged shim or a busy mount."""
 
     DOCKERD_MEMORY_GROWTH = "DockerdMemoryGrowth"
     DOCKERD_GOROUTINE_LEAK = "DockerdGoroutineLeak"
     DOCKERD_FD_LEAK = "DockerdFdLeak"
+    DOCKERD_EVENT_LISTENER_LEAK = "DockerdEventListenerLeak"
+    """dockerd's `NEventsListener` (GET /info) grows without bound: clients open /events streams
+    and never close them; each holds goroutines and memory in dockerd."""
     DOCKERD_MEMORY_CEILING = "DockerdMemoryCeiling"
     CONTAINERD_MEMORY_GROWTH = "ContainerdMemoryGrowth"
     CONTAINERD_FD_LEAK = "ContainerdFdLeak"
     CONTAINERD_MEMORY_CEILING = "ContainerdMemoryCeiling"
+
+    DOCKER_ROOT_DISK_LOW = "DockerRootDiskLow"
+    """Free space or inodes under dockerd's root are below `disk.minFreePercent` /
+    `disk.minFreeInodesPercent`, set above kubelet's eviction thresholds; the message names
+    what holds the space."""
+    CONTAINERD_ROOT_DISK_LOW = "ContainerdRootDiskLow"
+    """The same for containerd's root."""
+    RUNTIME_STORAGE_CORRUPT = "RuntimeStorageCorrupt"
+    """The runtime's journal shows image/layer store corruption (overlay2 readlink, layer does
+    not exist, failed to register layer) at a rate above `runtimeLog.threshold`."""
+    RUNTIME_RESOURCES_EXHAUSTED = "RuntimeResourcesExhausted"
+    """The runtime's journal shows `no space left on device` or `too many open files`."""
+    RUNTIME_SHIM_ERRORS = "RuntimeShimErrors"
+    """The runtime's journal shows shim or task failures (shim disconnected, task not found)."""
 
     DOCKERD_API_SLOW = "DockerdAPISlow"
     CONTAINERD_API_SLOW = "ContainerdAPISlow"
@@ -161,6 +244,7 @@ HEALTHY_REASON: Mapping[ConditionType, Reason] = MappingProxyType(
         ConditionType.UNAVAILABLE: Reason.HEALTHY,
         ConditionType.MEMORY_LEAK: Reason.NO_LEAK,
         ConditionType.SLOW: Reason.NOT_SLOW,
+        ConditionType.DEGRADED: Reason.NOT_DEGRADED,
     }
 )
 
@@ -178,6 +262,10 @@ REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
             Reason.CRI_NOT_READY,
             Reason.CRI_NETWORK_NOT_READY,
             Reason.IMAGE_FS_STATS_STALE,
+            Reason.POD_SANDBOX_START_FAILED,
+            Reason.CONTAINER_CREATE_FAILED,
+            Reason.CONTAINER_START_FAILED,
+            Reason.CONTAINER_REMOVE_FAILED,
         ),
         ConditionType.MEMORY_LEAK: (
             Reason.NO_LEAK,
@@ -185,6 +273,7 @@ REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
             Reason.DOCKERD_MEMORY_GROWTH,
             Reason.DOCKERD_GOROUTINE_LEAK,
             Reason.DOCKERD_FD_LEAK,
+            Reason.DOCKERD_EVENT_LISTENER_LEAK,
             Reason.DOCKERD_MEMORY_CEILING,
             Reason.CONTAINERD_MEMORY_GROWTH,
             Reason.CONTAINERD_FD_LEAK,
@@ -196,6 +285,15 @@ REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
             Reason.DOCKERD_API_SLOW,
             Reason.CONTAINERD_API_SLOW,
             Reason.CONTAINER_START_SLOW,
+        ),
+        ConditionType.DEGRADED: (
+            Reason.NOT_DEGRADED,
+            Reason.UNKNOWN,
+            Reason.DOCKER_ROOT_DISK_LOW,
+            Reason.CONTAINERD_ROOT_DISK_LOW,
+            Reason.RUNTIME_STORAGE_CORRUPT,
+            Reason.RUNTIME_RESOURCES_EXHAUSTED,
+            Reason.RUNTIME_SHIM_ERRORS,
         ),
     }
 )

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from nodeprobe.agent import Agent, Publishers
-from nodeprobe.commands.common import build_probes, disabled_checks, resolve, runtime_overrides
+from nodeprobe.commands.common import (
+    build_probes,
+    canary_image_problems,
+    disabled_checks,
+    resolve,
+    runtime_overrides,
+)
 from nodeprobe.config import Config, ConfigError, load
 from nodeprobe.publish.metrics import Metrics
 from nodeprobe.publish.server import MetricsServer, MetricsServerError, ServerSettings
@@ -88,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
     if not probes:
         log.error("nothing to probe: no dockerd or containerd socket found; see --docker-socket, "
                   "--containerd-socket")
+        return EXIT_CONFIG
+    missing = canary_image_problems(probes)
+    if missing:
+        for problem in missing:
+            log.error("checks.canary is on, but %s", problem)
         return EXIT_CONFIG
 
     registry = CollectorRegistry()

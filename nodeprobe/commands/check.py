@@ -8,7 +8,7 @@ import sys
 from nodeprobe.commands.common import build_probes, disabled_checks, resolve, runtime_overrides
 from nodeprobe.config import ConfigError, load
 from nodeprobe.diagnose import Limits, run_once
-from nodeprobe.judge.rules import verdict
+from nodeprobe.judge.rules import one_line, verdict
 from nodeprobe.model import Check
 from nodeprobe.publish import report
 
@@ -37,13 +37,16 @@ def run(args: argparse.Namespace) -> int:
         for probe in probes:
             probe.close()
     result = verdict(observations, config=config)
+    summary = result.summary
+    if not observations and endpoints.misplaced:
+        summary = one_line(f"unknown: no container runtime found; {endpoints.misplaced[0]}")
 
     if args.summary:
-        print(result.summary)
+        print(summary)
     elif args.json:
-        print(report.as_json(result.summary, result.code, observations))
+        print(report.as_json(summary, result.code, observations))
     else:
-        print(report.table(result.summary, observations))
+        print(report.table(summary, observations))
         for note in endpoints.notes:
             print(f"note: {note}")
     return result.code

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from dataclasses import dataclass, field
 
 from nodeprobe import discovery
 from nodeprobe.config import Config
 from nodeprobe.model import Runtime
 from nodeprobe.probes import Probe
+from nodeprobe.probes.unixpeer import not_a_socket
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,9 @@ class Endpoints:
 
     sockets: dict[Runtime, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    misplaced: list[str] = field(default_factory=list)
+    """Sentences for usual socket paths that hold something else (e.g. a directory kubelet made);
+    also in `notes`."""
 
 
 def resolve(config: Config) -> Endpoints:
@@ -58,6 +63,12 @@ def resolve(config: Config) -> Endpoints:
             where = "" if config.paths.host_root == "/" else f" under {config.paths.host_root}"
             found.notes.append(
                 f"no {runtime} socket at {', '.join(candidates)}{where}: not probed")
+            for candidate in candidates:
+                wrong = not_a_socket(os.path.join(config.paths.host_root, candidate.lstrip("/")),
+                                     daemon=str(runtime))
+                if wrong:
+                    found.notes.append(wrong)
+                    found.misplaced.append(wrong)
         else:
             found.sockets[runtime] = path
     return found
@@ -77,6 +88,12 @@ def build_probes(config: Config, endpoints: Endpoints, *, process: bool = True) 
     if containerd:
         probes.append(CriProbe(
             containerd, require_network_ready=config.containerd.require_network_ready))
+    if config.checks.canary.enabled:
+        probes.extend(canaries(config, endpoints))
+    if config.checks.disk.enabled:
+        probes.extend(disk_probes(config, endpoints))
+    if config.checks.runtime_log.enabled:
+        probes.extend(runtime_log_probes(config, endpoints))
     if process and config.checks.process.enabled:
         for runtime, socket in ((Runtime.DOCKERD, docker), (Runtime.CONTAINERD, containerd)):
             if socket:
@@ -84,6 +101,92 @@ def build_probes(config: Config, endpoints: Endpoints, *, process: bool = True) 
                     runtime, socket_path=socket, proc_root=config.paths.proc_root,
                     cgroup_root=config.paths.cgroup_root))
     return probes
+
+
+def canaries(config: Config, endpoints: Endpoints) -> list[Probe]:
+    """One canary per runtime socket: Docker's API for dockerd, CRI for containerd."""
+    from nodeprobe.probes.canary import DockerCanary
+    from nodeprobe.probes.canary_cri import CriCanary
+
+    settings = config.checks.canary
+    found: list[Probe] = []
+    docker = endpoints.sockets.get(Runtime.DOCKERD)
+    containerd = endpoints.sockets.get(Runtime.CONTAINERD)
+    if docker:
+        found.append(DockerCanary(docker, image=settings.image,
+                                  cleanup_deadline_s=settings.cleanup_deadline))
+    if containerd:
+        found.append(CriCanary(containerd, image=settings.image,
+                               cleanup_deadline_s=settings.cleanup_deadline))
+    return found
+
+
+def disk_probes(config: Config, endpoints: Endpoints) -> list[Probe]:
+    """One per runtime whose socket was found and whose root is a directory on the host."""
+    from nodeprobe.probes.disk import DiskProbe
+
+    disk = config.disk
+    found: list[Probe] = []
+    for runtime, root in ((Runtime.DOCKERD, disk.docker_root),
+                          (Runtime.CONTAINERD, disk.containerd_root)):
+        path = os.path.join(config.paths.host_root, root.lstrip("/"))
+        if runtime not in endpoints.sockets or not os.path.isdir(path):
+            continue
+        docker = endpoints.sockets.get(Runtime.DOCKERD) if runtime is Runtime.DOCKERD else None
+        found.append(DiskProbe(runtime, root=path, docker_socket=docker,
+                               cause_below_percent=disk.min_free_percent,
+                               usage_interval_s=disk.usage_interval,
+                               usage_deadline_s=disk.usage_deadline))
+    return found
+
+
+def runtime_log_probes(config: Config, endpoints: Endpoints) -> list[Probe]:
+    """One per runtime whose socket was found and whose units have entries in a host journal
+    directory; none when systemd-python is missing (noted in the log)."""
+    from nodeprobe.probes.runtime_log import INSTALL_HINT, RuntimeLogProbe, journal_available
+
+    settings = config.runtime_log
+    dirs = [os.path.join(config.paths.host_root, d.lstrip("/")) for d in settings.journal_dirs]
+    if not any(os.path.isdir(d) for d in dirs):
+        return []
+    if not journal_available():
+        log.warning("runtime log check off: %s", INSTALL_HINT)
+        return []
+    found: list[Probe] = []
+    for runtime, units in ((Runtime.DOCKERD, settings.docker_units),
+                           (Runtime.CONTAINERD, settings.containerd_units)):
+        if runtime not in endpoints.sockets:
+            continue
+        probe = RuntimeLogProbe(runtime, journal_dirs=dirs, units=units,
+                                window_s=settings.window)
+        try:
+            present = probe.has_entries()
+        except OSError as e:
+            log.warning("runtime log check off for %s: cannot read %s: %s", runtime, dirs, e)
+            continue
+        if present:
+            found.append(probe)
+        else:
+            log.info("no journal entries of %s in %s: its log is not read", ", ".join(units),
+                     ", ".join(dirs))
+    return found
+
+
+CANARY_IMAGE_CHECK_S = 5.0
+"""How long the start-up check of the canary's image may take per runtime."""
+
+
+def canary_image_problems(probes: list[Probe]) -> list[str]:
+    """Sentences for each canary whose image is certainly missing (unknown counts as present:
+    a runtime that does not answer at start is the probes' to report, not a reason to refuse)."""
+    problems = []
+    for probe in probes:
+        check = getattr(probe, "image_problem", None)
+        if check is not None:
+            problem = check(deadline_s=CANARY_IMAGE_CHECK_S)
+            if problem:
+                problems.append(f"{probe.runtime}: {problem}")
+    return problems
 
 
 def disabled_checks(config: Config, probes: list[Probe]) -> None:

@@ -96,6 +96,14 @@ def _check_kind(kind: str, raw: object) -> Any:
         if kind == "port" and not 0 <= raw <= 65535:
             raise ValueError(f"must be a port 0-65535, got {raw!r}")
         return raw
+    if kind in ("paths", "names"):
+        absolute = kind == "paths"
+        if not isinstance(raw, list) or not all(
+            isinstance(a, str) and a and (a.startswith("/") or not absolute) for a in raw
+        ):
+            what = "absolute paths" if absolute else "non-empty strings"
+            raise ValueError(f"must be a list of {what}, got {raw!r}")
+        return tuple(raw)
     if kind == "command":
         if not isinstance(raw, list) or not raw or not all(isinstance(a, str) and a for a in raw):
             raise ValueError(f"must be a non-empty list of strings (argv), got {raw!r}")

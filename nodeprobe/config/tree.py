@@ -78,6 +78,24 @@ class CheckSettings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CanarySettings(CheckSettings):
+    image: str = _leaf(
+        "registry.k8s.io/pause:3.9",
+        "str",
+        "Image the canary runs; never pulled, so it must be in the runtime's local store "
+        "(Docker's, and containerd's `k8s.io` namespace for CRI). Use the node's sandbox "
+        "(pause) image: kubelet keeps it. Checked when the agent starts.",
+    )
+    cleanup_deadline: float = _leaf(
+        120.0,
+        "duration",
+        "A run past its deadline goes on in the background for up to this long more and "
+        "removes what it made; leftovers (label `nodeprobe.io/canary`) are also swept at the "
+        "start of every run.",
+    )
+
+
 _FAST = (
     "One call in flight per check, so a hang is raised after about raiseAfter * deadline plus "
     "up to one interval: 6 to 9 s with the defaults (measured p95 8.4 s)."
@@ -122,11 +140,22 @@ class ChecksSettings:
         default_factory=lambda: CheckSettings(interval=15.0, deadline=2.0, slow=1.0),
         metadata=_doc("Read RssAnon, fds of the runtime processes from procRoot."),
     )
-    canary: CheckSettings = field(
-        default_factory=lambda: CheckSettings(
+    disk: CheckSettings = field(
+        default_factory=lambda: CheckSettings(interval=60.0, deadline=5.0, slow=3.0),
+        metadata=_doc("statvfs of the runtime roots (see `disk`); for dockerd, when low, "
+                      "GET /images/json?filters=dangling to name the cause."),
+    )
+    runtime_log: CheckSettings = field(
+        default_factory=lambda: CheckSettings(interval=60.0, deadline=5.0, slow=3.0),
+        metadata=_doc("Read new journald entries of the runtime units (see `runtimeLog`); "
+                      "runs only when a journal directory is there."),
+    )
+    canary: CanarySettings = field(
+        default_factory=lambda: CanarySettings(
             enabled=False, interval=300.0, deadline=60.0, slow=10.0
         ),
-        metadata=_doc("Create, start and remove a tiny container, timed (off by default)."),
+        metadata=_doc("Create, start, stop and remove a tiny container (CRI: a pod), timed "
+                      "(off by default). See docs/probes.md."),
     )
 
     def for_check(self, check: Check) -> CheckSettings:
@@ -183,6 +212,11 @@ class LeakSettings:
         default_factory=lambda: LeakSignalSettings(min_growth_per_hour=500.0, ceiling=500000.0),
         metadata=_doc("Open file descriptors of each runtime."),
     )
+    event_listeners: LeakSignalSettings = field(
+        default_factory=lambda: LeakSignalSettings(min_growth_per_hour=50.0, ceiling=1000.0),
+        metadata=_doc("dockerd's event stream subscribers (GET /info NEventsListener); a "
+                      "handful is normal (cri-dockerd, monitoring)."),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +253,58 @@ class PathSettings:
     )
     host_root: str = _leaf(
         "/", "str", "The host's / (in a pod: /host); socket auto-discovery looks under it."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DiskSettings:
+    docker_root: str = _leaf(
+        "/var/lib/docker", "str", "dockerd's --data-root on the host (looked up under hostRoot)."
+    )
+    containerd_root: str = _leaf(
+        "/var/lib/containerd", "str", "containerd's root on the host (looked up under hostRoot)."
+    )
+    min_free_percent: float = _leaf(
+        20.0,
+        "percent",
+        "Raise when less than this share of the root's filesystem is free. Above kubelet's hard "
+        "eviction thresholds (imagefs.available<15%, nodefs.available<10%), so it is raised "
+        "before kubelet starts evicting pods.",
+    )
+    min_free_inodes_percent: float = _leaf(
+        10.0,
+        "percent",
+        "Raise when less than this share of inodes is free (kubelet evicts at inodesFree<5%).",
+    )
+    usage_interval: float = _leaf(
+        3600.0,
+        "duration",
+        "How often, at most, dockerd's GET /system/df (build cache, volumes) is read. It takes "
+        "container locks and can take minutes: it runs in its own thread, off the checks.",
+    )
+    usage_deadline: float = _leaf(300.0, "duration", "Deadline of one GET /system/df.")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeLogSettings:
+    journal_dirs: tuple[str, ...] = _leaf(
+        ["/var/log/journal", "/run/log/journal"],
+        "paths",
+        "Host journal directories (looked up under hostRoot; mount them read-only).",
+    )
+    docker_units: tuple[str, ...] = _leaf(
+        ["docker.service"], "names", "systemd units whose entries are dockerd's."
+    )
+    containerd_units: tuple[str, ...] = _leaf(
+        ["containerd.service"], "names", "systemd units whose entries are containerd's."
+    )
+    window: float = _leaf(
+        300.0,
+        "duration",
+        "Matching lines are counted over this window (NPD's docker monitor counts over 5 min).",
+    )
+    threshold: int = _leaf(
+        10, "count", "Raise when one kind of pattern matches this many lines within the window."
     )
 
 
@@ -307,6 +393,15 @@ class Config:
     )
     judge: JudgeSettings = field(
         default_factory=JudgeSettings, metadata=_doc("When to raise and clear conditions.")
+    )
+    disk: DiskSettings = field(
+        default_factory=DiskSettings,
+        metadata=_doc("Disk space of the runtime roots (checks.disk)."),
+    )
+    runtime_log: RuntimeLogSettings = field(
+        default_factory=RuntimeLogSettings,
+        metadata=_doc("Corruption and exhaustion patterns in the runtimes' journal "
+                      "(checks.runtimeLog)."),
     )
     paths: PathSettings = field(
         default_factory=PathSettings, metadata=_doc("Host paths, for running in a pod.")

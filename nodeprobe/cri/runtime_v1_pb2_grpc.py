@@ -54,6 +54,41 @@ class RuntimeServiceStub:
                 request_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StatusRequest.SerializeToString,
                 response_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.RunPodSandbox = channel.unary_unary(
+                '/runtime.v1.RuntimeService/RunPodSandbox',
+                request_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RunPodSandboxRequest.SerializeToString,
+                response_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RunPodSandboxResponse.FromString,
+                _registered_method=True)
+        self.StopPodSandbox = channel.unary_unary(
+                '/runtime.v1.RuntimeService/StopPodSandbox',
+                request_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StopPodSandboxRequest.SerializeToString,
+                response_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StopPodSandboxResponse.FromString,
+                _registered_method=True)
+        self.RemovePodSandbox = channel.unary_unary(
+                '/runtime.v1.RuntimeService/RemovePodSandbox',
+                request_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RemovePodSandboxRequest.SerializeToString,
+                response_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RemovePodSandboxResponse.FromString,
+                _registered_method=True)
+        self.CreateContainer = channel.unary_unary(
+                '/runtime.v1.RuntimeService/CreateContainer',
+                request_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.CreateContainerRequest.SerializeToString,
+                response_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.CreateContainerResponse.FromString,
+                _registered_method=True)
+        self.StartContainer = channel.unary_unary(
+                '/runtime.v1.RuntimeService/StartContainer',
+                request_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StartContainerRequest.SerializeToString,
+                response_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StartContainerResponse.FromString,
+                _registered_method=True)
+        self.StopContainer = channel.unary_unary(
+                '/runtime.v1.RuntimeService/StopContainer',
+                request_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StopContainerRequest.SerializeToString,
+                response_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StopContainerResponse.FromString,
+                _registered_method=True)
+        self.RemoveContainer = channel.unary_unary(
+                '/runtime.v1.RuntimeService/RemoveContainer',
+                request_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RemoveContainerRequest.SerializeToString,
+                response_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RemoveContainerResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
@@ -83,6 +118,49 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunPodSandbox(self, request, context):
+        """The container start canary (checks.canary) only:
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopPodSandbox(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemovePodSandbox(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveContainer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +183,41 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StatusRequest.FromString,
                     response_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StatusResponse.SerializeToString,
+            ),
+            'RunPodSandbox': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunPodSandbox,
+                    request_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RunPodSandboxRequest.FromString,
+                    response_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RunPodSandboxResponse.SerializeToString,
+            ),
+            'StopPodSandbox': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopPodSandbox,
+                    request_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StopPodSandboxRequest.FromString,
+                    response_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StopPodSandboxResponse.SerializeToString,
+            ),
+            'RemovePodSandbox': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemovePodSandbox,
+                    request_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RemovePodSandboxRequest.FromString,
+                    response_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RemovePodSandboxResponse.SerializeToString,
+            ),
+            'CreateContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateContainer,
+                    request_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.CreateContainerRequest.FromString,
+                    response_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.CreateContainerResponse.SerializeToString,
+            ),
+            'StartContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartContainer,
+                    request_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StartContainerRequest.FromString,
+                    response_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StartContainerResponse.SerializeToString,
+            ),
+            'StopContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopContainer,
+                    request_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StopContainerRequest.FromString,
+                    response_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.StopContainerResponse.SerializeToString,
+            ),
+            'RemoveContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveContainer,
+                    request_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RemoveContainerRequest.FromString,
+                    response_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.RemoveContainerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +338,195 @@ class RuntimeService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def RunPodSandbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/RunPodSandbox',
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.RunPodSandboxRequest.SerializeToString,
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.RunPodSandboxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopPodSandbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/StopPodSandbox',
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.StopPodSandboxRequest.SerializeToString,
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.StopPodSandboxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemovePodSandbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/RemovePodSandbox',
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.RemovePodSandboxRequest.SerializeToString,
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.RemovePodSandboxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/CreateContainer',
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.CreateContainerRequest.SerializeToString,
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.CreateContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/StartContainer',
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.StartContainerRequest.SerializeToString,
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.StartContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/StopContainer',
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.StopContainerRequest.SerializeToString,
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.StopContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/RemoveContainer',
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.RemoveContainerRequest.SerializeToString,
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.RemoveContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ImageServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -240,12 +542,23 @@ class ImageServiceStub:
                 request_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageFsInfoRequest.SerializeToString,
                 response_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageFsInfoResponse.FromString,
                 _registered_method=True)
+        self.ImageStatus = channel.unary_unary(
+                '/runtime.v1.ImageService/ImageStatus',
+                request_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageStatusRequest.SerializeToString,
+                response_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageStatusResponse.FromString,
+                _registered_method=True)
 
 
 class ImageServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ImageFsInfo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImageStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -258,6 +571,11 @@ def add_ImageServiceServicer_to_server(servicer, server):
                     servicer.ImageFsInfo,
                     request_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageFsInfoRequest.FromString,
                     response_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageFsInfoResponse.SerializeToString,
+            ),
+            'ImageStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImageStatus,
+                    request_deserializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageStatusRequest.FromString,
+                    response_serializer=nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -287,6 +605,33 @@ class ImageService:
             '/runtime.v1.ImageService/ImageFsInfo',
             nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageFsInfoRequest.SerializeToString,
             nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageFsInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImageStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.ImageService/ImageStatus',
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageStatusRequest.SerializeToString,
+            nodeprobe_dot_cri_dot_runtime__v1__pb2.ImageStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

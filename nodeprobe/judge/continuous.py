@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from nodeprobe.config import Config
-from nodeprobe.judge import trend
+from nodeprobe.judge import degraded, trend
 from nodeprobe.judge.hysteresis import Counter, step
 from nodeprobe.judge.rules import (
     CALLS,
@@ -121,6 +121,7 @@ class Judge:
             ConditionType.UNAVAILABLE: self._want_health(),
             ConditionType.SLOW: self._want_slow(),
             ConditionType.MEMORY_LEAK: self._want_leak(),
+            ConditionType.DEGRADED: self._want_degraded(),
         }
         events: list[Event] = []
         for kind, want in wants.items():
@@ -244,6 +245,17 @@ class Judge:
         if len(raised) > 1:
             message += f"; {len(raised) - 1} more signal(s) raised"
         return _Want(Status.TRUE, reason, message, frozenset(raised))
+
+    def _want_degraded(self) -> _Want:
+        found = degraded.findings(self._latest.values(), self._config)
+        if not found:
+            return _Want(Status.FALSE, Reason.NOT_DEGRADED,
+                         "runtime roots have room and the runtime logs show no corruption")
+        message = found[0].message
+        if len(found) > 1:
+            message += f"; also {', '.join(str(f.reason) for f in found[1:])}"
+        return _Want(Status.TRUE, found[0].reason, message,
+                     frozenset((f.runtime, f.reason) for f in found))
 
     # -- transitions -------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from nodeprobe.config import Config, JudgeSettings
+from nodeprobe.judge.degraded import findings
 from nodeprobe.judge.trend import TrendLimits, Unit, fmt
 from nodeprobe.model import Check, Observation, Outcome, Reason, Runtime, Value
 
@@ -29,6 +30,8 @@ CALLS: Mapping[Check, str] = {
     Check.CRI_IMAGE_FS_INFO: "CRI ImageFsInfo",
     Check.PROCESS: "the process check",
     Check.CANARY: "the container start canary",
+    Check.DISK: "the disk check",
+    Check.RUNTIME_LOG: "the runtime log check",
 }
 
 _OWN_REASON = {
@@ -43,6 +46,14 @@ _OWN_REASON = {
         Outcome.ERROR: Reason.CONTAINERD_ERROR,
     },
 }
+CANARY_REASON: Mapping[str, Reason] = {
+    "sandbox": Reason.POD_SANDBOX_START_FAILED,
+    "create": Reason.CONTAINER_CREATE_FAILED,
+    "start": Reason.CONTAINER_START_FAILED,
+    "remove": Reason.CONTAINER_REMOVE_FAILED,
+}
+"""The canary's failed step -> reason; steps not listed (image, setup) are set-up problems."""
+
 _SPECIAL_ORDER = (
     Reason.CRI_NOT_READY,
     Reason.CONTAINERD_ERROR,
@@ -83,11 +94,13 @@ def problem_of(
 ) -> Problem | None:
     """The problem this observation shows, or None. Reinterprets CRI Status readiness and stale
     ImageFsInfo stats, which answer 'OK' at the RPC level but mean trouble."""
-    call = CALLS[obs.check]
     if obs.check is Check.CRI_STATUS and obs.outcome in (Outcome.OK, Outcome.SLOW, Outcome.ERROR):
         runtime_ready = obs.values.get(Value.RUNTIME_READY)
         network_ready = obs.values.get(Value.NETWORK_READY)
-        if runtime_ready == 0.0 or (runtime_ready is None and obs.outcome is Outcome.ERROR):
+        if runtime_ready is None and obs.outcome is Outcome.ERROR:
+            # the call failed: it said nothing about readiness, so do not claim it did
+            return _failed_call(obs, streak)
+        if runtime_ready == 0.0:
             text = f"CRI Status says RuntimeReady=false: {_short(obs.detail)}"
             return Problem(
                 obs.runtime,
@@ -128,16 +141,32 @@ def problem_of(
                 streak,
             )
         return None
-    if not obs.outcome.failed:
-        return None
+    if not obs.outcome.failed or obs.check in (Check.DISK, Check.RUNTIME_LOG):
+        return None  # disk and log readings are judged by judge/degraded.py
+    if obs.check is Check.CANARY:
+        return _canary_problem(obs, streak)
+    return _failed_call(obs, streak)
+
+
+def _failed_call(obs: Observation, streak: int) -> Problem:
+    call = CALLS[obs.check]
     if obs.outcome is Outcome.HUNG:
         text = f"did not answer {call} within {obs.latency_s:.3g}s"
     elif obs.outcome is Outcome.DOWN:
-        text = f"{call}: {_short(obs.detail) or 'not there'}"
+        # longer: why it is not there (e.g. a directory where the socket should be) is the news
+        text = f"{call}: {_short(obs.detail, 170) or 'not there'}"
     else:
         text = f"{call} failed: {_short(obs.detail) or 'bad answer'}"
     reason = _OWN_REASON[obs.runtime][obs.outcome]
     return Problem(obs.runtime, obs.check, obs.outcome, reason, text, obs.latency_s, streak)
+
+
+def _canary_problem(obs: Observation, streak: int) -> Problem | None:
+    reason = CANARY_REASON.get(obs.info.get("step", ""))
+    if reason is None:
+        return None  # the image is missing or the runtime lacks the calls: set-up, not a fault
+    return Problem(obs.runtime, obs.check, obs.outcome, reason, _short(obs.detail, 160),
+                   obs.latency_s, streak)
 
 
 def _calls(problems: Sequence[Problem]) -> str:
@@ -174,6 +203,12 @@ def attribute(problems: Sequence[Problem], *, seen: Collection[Runtime]) -> Caus
     """
     if not problems:
         return None
+    api = [p for p in problems if p.check is not Check.CANARY]
+    if not api:  # only the canary fails: the API answers, the container path does not
+        first = problems[0]
+        return Cause(first.reason, f"{first.runtime}: {first.text}{_streak([first])}",
+                     first.runtime)
+    problems = api  # an API failure explains a failing canary
     docker = [p for p in problems if p.runtime is Runtime.DOCKERD]
     cont = [p for p in problems if p.runtime is Runtime.CONTAINERD]
     cont_core = [p for p in cont if p.outcome in (Outcome.HUNG, Outcome.DOWN)]
@@ -213,6 +248,7 @@ SIGNALS: Mapping[str, tuple[str, Unit]] = {
     Value.RSS_ANON_BYTES: ("RssAnon", Unit.BYTES),
     Value.GOROUTINES: ("goroutines", Unit.COUNT),
     Value.FDS: ("fds", Unit.COUNT),
+    Value.EVENT_LISTENERS: ("event listeners", Unit.COUNT),
 }
 """Readings judged for leaks: name in messages and unit."""
 
@@ -226,6 +262,10 @@ LEAK_REASON: Mapping[tuple[Runtime, str], tuple[Reason, Reason]] = {
         Reason.DOCKERD_GOROUTINE_LEAK,
     ),
     (Runtime.DOCKERD, Value.FDS): (Reason.DOCKERD_FD_LEAK, Reason.DOCKERD_FD_LEAK),
+    (Runtime.DOCKERD, Value.EVENT_LISTENERS): (
+        Reason.DOCKERD_EVENT_LISTENER_LEAK,
+        Reason.DOCKERD_EVENT_LISTENER_LEAK,
+    ),
     (Runtime.CONTAINERD, Value.RSS_ANON_BYTES): (
         Reason.CONTAINERD_MEMORY_GROWTH,
         Reason.CONTAINERD_MEMORY_CEILING,
@@ -241,6 +281,7 @@ def trend_limits(config: Config, value: str, *, node_memory_bytes: float | None)
         Value.RSS_ANON_BYTES: leak.memory,
         Value.GOROUTINES: leak.goroutines,
         Value.FDS: leak.fds,
+        Value.EVENT_LISTENERS: leak.event_listeners,
     }[Value(value)]
     return TrendLimits.from_settings(leak, signal, node_memory_bytes=node_memory_bytes)
 
@@ -320,6 +361,9 @@ def verdict(
     breach = _ceiling_breach(observations, config, node_memory_bytes)
     if breach is not None:
         return breach
+    degraded = findings(observations, config)
+    if degraded:
+        return Verdict(1, degraded[0].reason, one_line(degraded[0].message))
     names = []
     for runtime in (Runtime.DOCKERD, Runtime.CONTAINERD):
         if runtime in seen:

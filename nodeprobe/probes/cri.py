@@ -11,14 +11,13 @@ runtime that comes back answers the next call instead of waiting out gRPC's reco
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -32,11 +31,18 @@ from nodeprobe.cri import (
     runtime_v1alpha2_pb2_grpc,
 )
 from nodeprobe.model import Check, Observation, Outcome, Runtime, Value
+from nodeprobe.probes.grpc_channels import Channels, ProbeClosed, first_string
+from nodeprobe.probes.unixpeer import not_a_socket
 
 log = logging.getLogger(__name__)
 
 V1 = "v1"
 V1ALPHA2 = "v1alpha2"
+CRI_DISABLED = "disabled"
+"""`cri_api` info value when containerd answers on its own API but serves no CRI."""
+NATIVE_VERSION = "/containerd.services.version.v1.Version/Version"
+"""containerd's own Version RPC (google.protobuf.Empty -> VersionResponse{version=1, revision=2});
+not namespaced, served whether or not the CRI plugin is loaded."""
 INFO_CRI_API = "cri_api"
 """Info key: the CRI version this probe talks (`v1` or `v1alpha2`)."""
 KUBELET_API_VERSION = "0.1.0"
@@ -126,14 +132,16 @@ def _read_status(reply: Any, probe: CriProbe) -> _Reading:
 def _read_sandboxes(reply: Any, probe: CriProbe) -> _Reading:
     items = reply.items
     ready = sum(1 for s in items if s.state == 0)  # SANDBOX_READY
-    values: dict[str, float] = {Value.POD_SANDBOXES: float(len(items))}
+    values: dict[str, float] = {Value.POD_SANDBOXES: float(len(items)),
+                                Value.POD_SANDBOXES_READY: float(ready)}
     return _Reading(f"{len(items)} pod sandboxes ({ready} ready)", values)
 
 
 def _read_containers(reply: Any, probe: CriProbe) -> _Reading:
     items = reply.containers
     running = sum(1 for c in items if c.state == 1)  # CONTAINER_RUNNING
-    values: dict[str, float] = {Value.CONTAINERS: float(len(items))}
+    values: dict[str, float] = {Value.CONTAINERS: float(len(items)),
+                                Value.CONTAINERS_RUNNING: float(running)}
     return _Reading(f"{len(items)} containers ({running} running)", values)
 
 
@@ -180,62 +188,6 @@ _CALLS: Mapping[Check, _Call] = {
 }
 
 
-class _ProbeClosed(RuntimeError):
-    pass
-
-
-class _Channels:
-    """The current channel, handed out by lease. A replaced channel is closed when its last call
-    ends, so one thread's reconnect never cancels another thread's call in flight."""
-
-    def __init__(self, target: str) -> None:
-        self._target = target
-        self._lock = threading.Lock()
-        self._current: grpc.Channel | None = None
-        self._users: dict[grpc.Channel, int] = {}
-        self._closed = False
-
-    @contextlib.contextmanager
-    def lease(self) -> Iterator[grpc.Channel]:
-        with self._lock:
-            if self._closed:
-                raise _ProbeClosed("the probe was closed")
-            if self._current is None:
-                self._current = grpc.insecure_channel(self._target, options=CHANNEL_OPTIONS)
-            channel = self._current
-            self._users[channel] = self._users.get(channel, 0) + 1
-        try:
-            yield channel
-        finally:
-            with self._lock:
-                self._users[channel] -= 1
-                idle = self._users[channel] == 0
-                if idle:
-                    del self._users[channel]
-                stale = idle and channel is not self._current
-            if stale:
-                channel.close()
-
-    def replace(self, channel: grpc.Channel) -> None:
-        """Drop `channel` if it is still current; the next lease opens a new one."""
-        with self._lock:
-            current = self._current
-            if current is None or current is not channel:
-                return
-            self._current = None
-            idle = current not in self._users
-        if idle:
-            current.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            channel, self._current = self._current, None
-            in_use = channel in self._users  # then it is closed when its last lease ends
-        if channel is not None and not in_use:
-            channel.close()
-
-
 class CriProbe:
     """CRI over gRPC on one unix socket. `run` is safe from several threads at once."""
 
@@ -247,7 +199,7 @@ class CriProbe:
         self.socket_path = os.path.abspath(path)
         self.require_network_ready = require_network_ready
         """False: Status NetworkReady=false is reported (values, info, detail) but stays OK."""
-        self._channels = _Channels(f"unix://{self.socket_path}")
+        self._channels = Channels(f"unix://{self.socket_path}", options=CHANNEL_OPTIONS)
         self._api_lock = threading.Lock()
         self._api: str | None = None
 
@@ -291,9 +243,11 @@ class CriProbe:
         try:
             with self._channels.lease() as channel:
                 try:
+                    if self.api == CRI_DISABLED:
+                        raise _NeitherApi(V1, V1ALPHA2)
                     api, reply = self._negotiated_call(channel, call, deadline)
                 except _NeitherApi as e:
-                    return Outcome.ERROR, f"{self._name(check)}: {e}", {}, {}
+                    return self._without_cri(check, channel, deadline, deadline_s, e)
                 except grpc.RpcError as e:
                     outcome, detail = self._classify(check, e, deadline_s)
                     if outcome in (Outcome.DOWN, Outcome.HUNG):
@@ -302,7 +256,7 @@ class CriProbe:
                         with self._api_lock:
                             self._api = None  # it may come back as another version
                     return outcome, detail, {}, {}
-        except _ProbeClosed as e:
+        except ProbeClosed as e:
             return Outcome.ERROR, f"{self._name(check)}: {e}", {}, {}
         info = {INFO_CRI_API: api}
         try:
@@ -340,6 +294,37 @@ class CriProbe:
         self._remember(other)
         return other, reply
 
+    def _without_cri(self, check: Check, channel: grpc.Channel, deadline: float,
+                     deadline_s: float, neither: _NeitherApi
+                     ) -> tuple[Outcome, str, dict[str, float], dict[str, str]]:
+        """Neither CRI version is served. If containerd's own API answers, its CRI plugin is
+        disabled (Docker 23+ ships containerd so): not a fault. Skip CRI, say so, and keep
+        containerd's own Version as the liveness call of this check."""
+        rpc = channel.unary_unary(NATIVE_VERSION, request_serializer=lambda _: b"",
+                                  response_deserializer=lambda raw: raw)
+        remaining = max(deadline - time.monotonic(), 0.001)
+        try:
+            raw = rpc(b"", timeout=remaining, wait_for_ready=False)
+        except grpc.RpcError as e:
+            if self.api == CRI_DISABLED:
+                outcome, detail = self._classify(check, e, deadline_s)
+                if outcome is Outcome.DOWN:
+                    with self._api_lock:
+                        self._api = None
+                return outcome, detail.replace(f"CRI {_CALLS[check].method}",
+                                               "containerd's Version (CRI disabled)"), {}, {}
+            return Outcome.ERROR, f"{self._name(check)}: {neither}", {}, {}
+        version = first_string(raw) or "?"
+        if self.api != CRI_DISABLED:
+            log.warning("%s: containerd %s answers, but its CRI plugin is disabled: CRI checks "
+                        "skipped, containerd's own Version probed instead", self.socket_path,
+                        version)
+            self._remember(CRI_DISABLED)
+        detail = (f"CRI not served (containerd {version} has its CRI plugin disabled): "
+                  f"{_CALLS[check].method} skipped; containerd's own Version answers")
+        return Outcome.OK, detail, {}, {INFO_CRI_API: CRI_DISABLED, "version": version,
+                                        "runtime_name": "containerd"}
+
     def _remember(self, api: str) -> None:
         with self._api_lock:
             if self._api != api:
@@ -375,7 +360,8 @@ class CriProbe:
         except OSError as e:
             return Outcome.ERROR, f"{name}: cannot stat the socket: {e.strerror or e}"
         if not is_socket:
-            return Outcome.ERROR, f"{name}: {path} is not a socket: check the configured path"
+            wrong = not_a_socket(path, daemon="containerd") or f"{path} is not a socket"
+            return Outcome.DOWN, f"{name}: {wrong}"
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(0.2)
             try:

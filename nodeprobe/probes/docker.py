@@ -31,6 +31,7 @@ from docker.transport.unixconn import (
 )
 
 from nodeprobe.model import Check, Observation, Outcome, Runtime, Value
+from nodeprobe.probes.unixpeer import not_a_socket
 
 _BASE_URL = "http+docker://localhost"
 _API_VERSION = re.compile(r"^\d+\.\d+$")
@@ -39,6 +40,7 @@ _INFO_VALUES = {
     "NFd": Value.FDS,
     "NEventsListener": Value.EVENT_LISTENERS,
     "Containers": Value.CONTAINERS,
+    "ContainersRunning": Value.CONTAINERS_RUNNING,
     "Images": Value.IMAGES,
 }
 
@@ -131,11 +133,15 @@ class _DeadlineAdapter(UnixHTTPAdapter):  # type: ignore[misc]
 # ---- errors -> outcomes (pure) -----------------------------------------------------------------
 
 
-class _CallFailed(Exception):
-    def __init__(self, outcome: Outcome, detail: str) -> None:
+class CallFailed(Exception):
+    """A Docker call that did not give the wanted answer: its outcome and a sentence."""
+
+    def __init__(self, outcome: Outcome, detail: str, *, status: int = 0) -> None:
         super().__init__(detail)
         self.outcome = outcome
         self.detail = detail
+        self.status = status
+        """The HTTP status when the daemon answered (0 when it did not)."""
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -171,6 +177,8 @@ def classify_error(
     if has(FileNotFoundError):
         return Outcome.DOWN, (f"no socket at {socket_path}: dockerd is not running "
                               "(or listens elsewhere; check its -H flag)")
+    if has(ConnectionRefusedError) and (wrong := not_a_socket(socket_path, daemon="dockerd")):
+        return Outcome.DOWN, wrong
     if has(ConnectionRefusedError):
         return Outcome.DOWN, (f"dockerd refused the connection on {socket_path}: the socket "
                               "exists but nothing listens (dockerd crashed or is restarting)")
@@ -189,7 +197,7 @@ def classify_error(
     return Outcome.ERROR, f"{request} on {socket_path} failed: {type(root).__name__}: {root}"
 
 
-def _body_snippet(resp: requests.Response) -> str:
+def body_snippet(resp: requests.Response) -> str:
     try:
         message = resp.json().get("message")
         if isinstance(message, str):
@@ -210,7 +218,7 @@ class _Result:
     info: dict[str, str] = field(default_factory=dict)
 
 
-class _Call:
+class EngineCall:
     """One `run`: its own session, its own deadline, closed at the end whatever happened."""
 
     def __init__(self, socket_path: str, *, deadline: float, deadline_s: float) -> None:
@@ -223,21 +231,28 @@ class _Call:
         self.deadline = deadline
 
     def get(self, path: str) -> requests.Response:
-        request = f"GET {path}"
+        return self.request("GET", path)
+
+    def request(
+        self, method: str, path: str, *, body: Any = None, ok: tuple[int, ...] = (200,)
+    ) -> requests.Response:
+        """One HTTP call within the deadline; a status outside `ok` raises `CallFailed`."""
+        request = f"{method} {path.split('?')[0]}"
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
-            raise _CallFailed(Outcome.HUNG, f"no time left for {request} within "
-                                            f"{self.deadline_s:g}s")
+            raise CallFailed(Outcome.HUNG, f"no time left for {request} within "
+                                           f"{self.deadline_s:g}s")
         try:
-            resp = self.session.get(_BASE_URL + path, timeout=(remaining, remaining),
-                                    allow_redirects=False)
+            resp = self.session.request(method, _BASE_URL + path, json=body,
+                                        timeout=(remaining, remaining), allow_redirects=False)
         except Exception as e:  # every failure of the call is an observation
             outcome, detail = classify_error(e, socket_path=self.socket_path, request=request,
                                              deadline_s=self.deadline_s)
-            raise _CallFailed(outcome, detail) from e
-        if resp.status_code != 200:
-            raise _CallFailed(Outcome.ERROR, f"dockerd answered {request} with HTTP "
-                                             f"{resp.status_code}: {_body_snippet(resp)}")
+            raise CallFailed(outcome, detail) from e
+        if resp.status_code not in ok:
+            raise CallFailed(Outcome.ERROR, f"dockerd answered {request} with HTTP "
+                                            f"{resp.status_code}: {body_snippet(resp)}",
+                             status=resp.status_code)
         return resp
 
     def get_json(self, path: str) -> dict[str, Any]:
@@ -245,10 +260,10 @@ class _Call:
         try:
             data = resp.json()
         except ValueError as e:
-            raise _CallFailed(Outcome.ERROR, f"dockerd answered GET {path} with HTTP 200 but "
+            raise CallFailed(Outcome.ERROR, f"dockerd answered GET {path} with HTTP 200 but "
                                              f"the body is not JSON: {resp.content[:80]!r}") from e
         if not isinstance(data, dict):
-            raise _CallFailed(Outcome.ERROR, f"dockerd answered GET {path} with JSON that is "
+            raise CallFailed(Outcome.ERROR, f"dockerd answered GET {path} with JSON that is "
                                              f"not an object: {type(data).__name__}")
         return data
 
@@ -280,11 +295,11 @@ class DockerProbe:
         """Make one call; returns by the deadline (plus scheduling noise) and never raises."""
         at = time.time()
         start = time.monotonic()
-        call: _Call | None = None
+        call: EngineCall | None = None
         try:
-            call = _Call(self.socket_path, deadline=start + deadline_s, deadline_s=deadline_s)
+            call = EngineCall(self.socket_path, deadline=start + deadline_s, deadline_s=deadline_s)
             result = self._dispatch(call, check)
-        except _CallFailed as e:
+        except CallFailed as e:
             result = _Result(e.outcome, e.detail)
         except Exception as e:  # a probe never raises: an unforeseen failure is an ERROR
             result = _Result(Outcome.ERROR, f"{check} on {self.socket_path} failed: "
@@ -308,7 +323,7 @@ class DockerProbe:
                            latency_s=latency, at=at, detail=result.detail,
                            values=result.values, info=result.info)
 
-    def _dispatch(self, call: _Call, check: Check) -> _Result:
+    def _dispatch(self, call: EngineCall, check: Check) -> _Result:
         if check is Check.DOCKER_PING:
             return self._ping(call)
         if check is Check.DOCKER_VERSION:
@@ -328,7 +343,7 @@ class DockerProbe:
             self._api_version = version
         return version
 
-    def _negotiate(self, call: _Call, *, purpose: str) -> str:
+    def _negotiate(self, call: EngineCall, *, purpose: str) -> str:
         """The cached API version, or ask the daemon (within the same deadline)."""
         cached = self.api_version
         if cached is not None:
@@ -337,22 +352,22 @@ class DockerProbe:
             found = self._remember_version(call.get("/_ping").headers.get("Api-Version"))
             if found is None:
                 found = self._remember_version(call.get_json("/version").get("ApiVersion"))
-        except _CallFailed as e:
-            raise _CallFailed(e.outcome, f"{e.detail} (negotiating the API version for "
+        except CallFailed as e:
+            raise CallFailed(e.outcome, f"{e.detail} (negotiating the API version for "
                                          f"{purpose})") from e
         if found is None:
-            raise _CallFailed(Outcome.ERROR, "dockerd did not say its API version (no "
+            raise CallFailed(Outcome.ERROR, "dockerd did not say its API version (no "
                                              "Api-Version header on /_ping, no ApiVersion in "
                                              "/version)")
         return found
 
-    def _ping(self, call: _Call) -> _Result:
+    def _ping(self, call: EngineCall) -> _Result:
         resp = call.get("/_ping")
         api = self._remember_version(resp.headers.get("Api-Version"))
         suffix = f" (API {api})" if api else ""
         return _Result(Outcome.OK, f"dockerd answered GET /_ping{suffix}")
 
-    def _version(self, call: _Call, api: str) -> _Result:
+    def _version(self, call: EngineCall, api: str) -> _Result:
         path = f"/v{api}/version"
         data = call.get_json(path)
         info = _strings(data, {"Version": "version", "ApiVersion": "api_version"})
@@ -372,7 +387,7 @@ class DockerProbe:
                                    f"with containerd {info.get('containerd_version', '?')}",
                        info=info)
 
-    def _info(self, call: _Call, api: str) -> _Result:
+    def _info(self, call: EngineCall, api: str) -> _Result:
         path = f"/v{api}/info"
         data = call.get_json(path)
         values: dict[str, float] = {}

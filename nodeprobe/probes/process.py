@@ -24,6 +24,8 @@ PEERCRED_TIMEOUT_S = 1.0
 
 _COMM = {Runtime.DOCKERD: "dockerd", Runtime.CONTAINERD: "containerd"}
 _SHIM_PREFIX = "containerd-shim"
+FD_ADVICE = ("/proc/<pid>/fd needs CAP_SYS_PTRACE over the daemon: memory is still judged, fd "
+             "leaks are not")
 
 
 # ---- pure parsing ------------------------------------------------------------------------------
@@ -51,6 +53,15 @@ class CgroupRef:
 
     version: int
     path: str
+
+
+def parse_max_open_files(text: str) -> int | None:
+    """The soft `Max open files` limit from /proc/<pid>/limits; None when unlimited or absent."""
+    for line in text.splitlines():
+        if line.startswith("Max open files"):
+            parts = line[len("Max open files"):].split()
+            return int(parts[0]) if parts and parts[0].isdigit() else None
+    return None
 
 
 def parse_cgroup(text: str) -> CgroupRef | None:
@@ -230,13 +241,20 @@ class ProcessProbe:
         pid_dir = os.path.join(self.proc_root, str(found.pid))
         try:
             status = parse_status(_read_text(os.path.join(pid_dir, "status")))
-            fds = len(os.listdir(os.path.join(pid_dir, "fd")))
+            fds = self._fds(pid_dir)
         except (FileNotFoundError, ProcessLookupError):
             return (Outcome.DOWN, f"{self._comm} (pid {found.pid}) exited while being read",
                     {}, {})
-        values: dict[str, float] = {str(Value.PID): found.pid, str(Value.FDS): fds}
-        values.update(status)
+        values: dict[str, float] = {str(Value.PID): found.pid}
         info = {"found_by": found.found_by}
+        if fds is not None:
+            values[str(Value.FDS)] = fds
+        else:
+            info["fds"] = "unknown"
+        values.update(status)
+        limit = self._fd_limit(pid_dir)
+        if limit is not None:
+            values[str(Value.FD_LIMIT)] = limit
         cgroup = self._cgroup_anon(pid_dir)
         if cgroup is not None:
             info["cgroup"], values[str(Value.CGROUP_ANON_BYTES)] = cgroup
@@ -244,8 +262,26 @@ class ProcessProbe:
             values[str(Value.SHIMS)] = sum(1 for _ in self._shims())
         anon = status.get(Value.RSS_ANON_BYTES)
         mem = f"RssAnon {anon / 2**20:.1f} MiB" if anon is not None else "RssAnon unknown"
-        detail = f"{self._comm} pid {found.pid} ({found.found_by}): {mem}, {fds} open fds"
+        of_limit = f" of {limit}" if limit is not None else ""
+        fd_text = f"{fds}{of_limit} open fds" if fds is not None else (
+            f"fd count unknown ({FD_ADVICE})")
+        detail = f"{self._comm} pid {found.pid} ({found.found_by}): {mem}, {fd_text}"
         return Outcome.OK, detail, values, info
+
+    @staticmethod
+    def _fds(pid_dir: str) -> int | None:
+        """Open fds, or None when /proc/<pid>/fd is closed to us (no CAP_SYS_PTRACE)."""
+        try:
+            return len(os.listdir(os.path.join(pid_dir, "fd")))
+        except PermissionError:
+            return None
+
+    @staticmethod
+    def _fd_limit(pid_dir: str) -> int | None:
+        try:
+            return parse_max_open_files(_read_text(os.path.join(pid_dir, "limits")))
+        except OSError:
+            return None
 
     def _find(self, *, timeout_s: float) -> _Found | None:
         """Prefer the socket's listener (exact); fall back to scanning comm names."""

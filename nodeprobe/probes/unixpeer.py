@@ -9,7 +9,9 @@ which is why callers verify the pid's `comm` before trusting it.
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 import struct
 
 _UCRED = struct.Struct("3i")  # struct ucred { pid_t pid; uid_t uid; gid_t gid; }
@@ -30,3 +32,25 @@ def peer_pid(socket_path: str, *, timeout_s: float) -> int | None:
         return None
     pid, _uid, _gid = _UCRED.unpack(raw)
     return pid if pid > 0 else None
+
+
+def not_a_socket(path: str, *, daemon: str) -> str | None:
+    """A sentence when `path` exists but is not a socket; None when it is one, or is missing.
+
+    The usual cause is kubelet: a hostPath volume whose path did not exist when the pod started
+    (type unset or DirectoryOrCreate) is created as an empty directory, and the daemon that
+    starts later cannot bind its socket there.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISSOCK(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return (f"{path} is a directory, not a socket (kubelet creates one for a hostPath that "
+                f"was missing when a pod started): remove it (rmdir), restart {daemon}, and "
+                "give that hostPath `type: Socket`")
+    kind = "a regular file" if stat.S_ISREG(mode) else "not a socket"
+    return (f"{path} is {kind}, not a socket: {daemon} cannot listen there; remove it, restart "
+            f"{daemon}, and check what wrote it (a hostPath of type File, a copy)")

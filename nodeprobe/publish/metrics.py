@@ -60,6 +60,23 @@ RUNTIME_GAUGES: Mapping[Value, tuple[str, str]] = {
     Value.SHIMS: ("nodeprobe_runtime_shims", "containerd shim processes running on the node."),
     Value.CONTAINERS: ("nodeprobe_runtime_containers", "Containers the runtime knows, any state."),
     Value.IMAGES: ("nodeprobe_runtime_images", "Images in the runtime's store."),
+    Value.FD_LIMIT: ("nodeprobe_runtime_open_fds_limit",
+                     f"Soft 'Max open files' {_PROC} (/proc/<pid>/limits)."),
+    Value.CONTAINERS_RUNNING: ("nodeprobe_runtime_containers_running",
+                               "Running containers the runtime reports."),
+    Value.POD_SANDBOXES_READY: ("nodeprobe_runtime_pod_sandboxes_ready",
+                                "CRI pod sandboxes in state SANDBOX_READY."),
+    Value.DISK_AVAILABLE_BYTES: ("nodeprobe_runtime_root_available_bytes",
+                                 "Free bytes of the filesystem holding the runtime's root."),
+    Value.DISK_TOTAL_BYTES: ("nodeprobe_runtime_root_size_bytes",
+                             "Size of the filesystem holding the runtime's root, in bytes."),
+    Value.INODES_AVAILABLE: ("nodeprobe_runtime_root_inodes_available",
+                             "Free inodes of the filesystem holding the runtime's root."),
+    Value.DANGLING_IMAGES_BYTES: ("nodeprobe_runtime_dangling_images_bytes",
+                                  "Size of dockerd's dangling images (looked up when the root "
+                                  "is low), in bytes."),
+    Value.CANARY_START_SECONDS: ("nodeprobe_canary_start_seconds",
+                                 "The last canary's container start (shim, runc), in seconds."),
 }
 """Observation readings exported as gauges {runtime}; other readings stay internal."""
 

@@ -155,3 +155,54 @@ def test_image_help_lists_every_subcommand(built_image: tuple[Any, float]) -> No
     assert status == 0, out
     for sub in ("check", "agent", "operator"):
         assert sub in out
+
+
+def test_image_with_the_charts_security_context_is_healthy(
+    built_image: tuple[Any, float], runtimes: Sandbox, tmp_path: Path
+) -> None:
+    """As the chart runs the agent: uid 0, every capability dropped, no new privileges,
+    read-only root, the host's pid namespace, /proc and the cgroup fs under /host, the runtime
+    roots under /host. Every check, the process check included, is healthy: exit 0."""
+    client, _ = built_image
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        "agent:\n  config:\n    containerd:\n      requireNetworkReady: false\n"
+        f"  docker:\n    root: {runtimes.base / 'docker' / 'root'}\n"
+        f"  containerd:\n    root: {runtimes.base / 'containerd' / 'root'}\n")
+    objects = helm.objects(helm.template([values]))
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    (ds,) = [o for o in objects if o["kind"] == "DaemonSet"]
+    security = ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert security["allowPrivilegeEscalation"] is False
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    (config_dir / "config.yaml").write_text(cm["data"]["config.yaml"])
+    binds = {
+        str(runtimes.dockerd.socket): {"bind": "/host/run/docker.sock", "mode": "ro"},
+        str(runtimes.containerd.socket.parent): {"bind": "/host/run/containerd", "mode": "ro"},
+        str(config_dir): {"bind": "/etc/nodeprobe", "mode": "ro"},
+        "/proc": {"bind": "/host/proc", "mode": "ro"},
+        "/sys/fs/cgroup": {"bind": "/host/sys/fs/cgroup", "mode": "ro"},
+    }
+    for root in (runtimes.base / "docker" / "root", runtimes.base / "containerd" / "root"):
+        binds[str(root)] = {"bind": f"/host{root}", "mode": "ro"}
+    host_config = client.create_host_config(
+        binds=binds, network_mode="none", read_only=True, pid_mode="host", cap_drop=["ALL"],
+        security_opt=["no-new-privileges"])
+    container = client.create_container(
+        IMAGE, command=["check", "--config", "/etc/nodeprobe/config.yaml"], user="0",
+        host_config=host_config)
+    try:
+        client.start(container)
+        status = client.wait(container, timeout=120)["StatusCode"]
+        out = client.logs(container).decode(errors="replace")
+    finally:
+        client.remove_container(container, force=True)
+    assert status == 0, out
+    rows = [line.split() for line in out.splitlines()[2:] if line.strip()]
+    process = [r for r in rows if len(r) > 2 and r[1] == "process"]
+    assert {r[0] for r in process} == {"dockerd", "containerd"}, out
+    assert all(r[2] == "OK" for r in process), out
+    disk = [r for r in rows if len(r) > 2 and r[1] == "disk"]
+    assert {r[0] for r in disk} == {"dockerd", "containerd"} and all(r[2] == "OK" for r in disk)

@@ -182,7 +182,34 @@ class Dockerd(Daemon):
         return reply is not None and reply.startswith(b"HTTP/1.") and b" 200 " in reply[:20]
 
 
-def _containerd_config(root: Path) -> str:
+def slow_runc(path: Path, *, delay_s: float) -> Path:
+    """A runc wrapper that sleeps `delay_s` before `runc start` (the container's process start),
+    for a runtime whose container starts are slow; every other runc command passes straight on."""
+    path.write_text("\n".join([
+        "#!/bin/sh",
+        'for arg in "$@"; do',
+        f'  if [ "$arg" = start ]; then sleep {delay_s:g}; break; fi',
+        "done",
+        f'exec {which("runc")} "$@"',
+        "",
+    ]))
+    path.chmod(0o755)
+    return path
+
+
+def cri_runc_config(runc: Path | None) -> list[str]:
+    """containerd config lines that make the CRI's default runtime use `runc` as its binary."""
+    if runc is None:
+        return []
+    return [
+        '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+        '      runtime_type = "io.containerd.runc.v2"',
+        '      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
+        f'        BinaryName = "{runc}"',
+    ]
+
+
+def _containerd_config(root: Path, runc: Path | None = None) -> str:
     return "\n".join(
         [
             "version = 2",
@@ -203,6 +230,7 @@ def _containerd_config(root: Path) -> str:
             '    [plugins."io.containerd.grpc.v1.cri".cni]',
             f'      bin_dir = "{root / "cni-bin"}"',
             f'      conf_dir = "{root / "cni-conf"}"',
+            *cri_runc_config(runc),
             "",
         ]
     )
@@ -211,10 +239,11 @@ def _containerd_config(root: Path) -> str:
 class Sandbox:
     """A containerd and a dockerd that uses it, all under `base`.
 
-    `base` should be short: unix socket paths are limited to 107 bytes.
+    `base` should be short: unix socket paths are limited to 107 bytes. `runc`, when given, is
+    the runc binary both daemons use (e.g. a `slow_runc` wrapper).
     """
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, runc: Path | None = None) -> None:
         self.base = base
         cd = base / "containerd"
         dk = base / "docker"
@@ -222,7 +251,9 @@ class Sandbox:
                   dk / "exec"):
             d.mkdir(parents=True, exist_ok=True)
         config = cd / "config.toml"
-        config.write_text(_containerd_config(cd))
+        config.write_text(_containerd_config(cd, runc))
+        runtime_flags = [] if runc is None else [
+            "--add-runtime", f"nodeprobe-test={runc}", "--default-runtime", "nodeprobe-test"]
         self.containerd = Containerd(
             name="containerd",
             argv=[which("containerd"), "--config", str(config)],
@@ -242,6 +273,7 @@ class Sandbox:
                 "--ip-masq=false",
                 "--bridge=none",
                 "--storage-driver=overlay2",
+                *runtime_flags,
             ],
             socket=dk / "docker.sock",
             log=base / "dockerd.log",

@@ -97,6 +97,14 @@ pod's view of the host: /host/run, /host/proc, /host/sys/fs/cgroup.
 {{- $_ := set $cfg "containerd" $containerd -}}
 {{- $_ := set $cfg "metrics" $metrics -}}
 {{- $_ := set $cfg "repair" $repair -}}
+{{- $disk := deepCopy (default dict $cfg.disk) -}}
+{{- if .Values.agent.docker.root -}}
+{{- $_ := set $disk "dockerRoot" .Values.agent.docker.root -}}
+{{- end -}}
+{{- if .Values.agent.containerd.root -}}
+{{- $_ := set $disk "containerdRoot" .Values.agent.containerd.root -}}
+{{- end -}}
+{{- $_ := set $cfg "disk" $disk -}}
 {{- $paths := deepCopy (default dict $cfg.paths) -}}
 {{- $_ := set $paths "hostRoot" "/host" -}}
 {{- $_ := set $paths "procRoot" "/host/proc" -}}
@@ -112,6 +120,9 @@ The host's /run is always mounted read-only at /host/run (never over the pod's o
 the service account token is); a socket given under /run or /var/run is reached there. Only a
 socket elsewhere adds a mount: its directory, read-only, type Directory. No hostPath ever names
 a socket or a directory a runtime creates, so kubelet cannot create one in its place.
+The runtime roots (`agent.<runtime>.root`, for the disk check) are opt-in: a root is mounted
+read-only under /host, type Directory, only when set, since a Directory hostPath keeps the pod
+from starting on a node without that runtime.
 */}}
 {{- define "nodeprobe.agent.runtimePaths" -}}
 {{- $mounts := list (dict "name" "host-run" "hostPath" "/run" "mountPath" "/host/run") -}}
@@ -126,6 +137,10 @@ a socket or a directory a runtime creates, so kubelet cannot create one in its p
 {{- else -}}
 {{- $mounts = append $mounts (dict "name" (printf "%s-dir" $name) "hostPath" (dir $socket) "mountPath" (printf "/host%s" (dir $socket))) -}}
 {{- $_ := set $sockets $name (printf "/host%s" $socket) -}}
+{{- end -}}
+{{- if (index $.Values.agent $name).root -}}
+{{- $root := (index $.Values.agent $name).root -}}
+{{- $mounts = append $mounts (dict "name" (printf "%s-root" $name) "hostPath" $root "mountPath" (printf "/host%s" $root)) -}}
 {{- end -}}
 {{- end -}}
 {{- toYaml (dict "mounts" $mounts "sockets" $sockets) -}}

@@ -105,6 +105,29 @@ def test_no_runtime_found_is_unknown_exit_2(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("unknown: no container runtime found")
 
 
+def test_directory_at_the_docker_socket_path_is_named_with_its_cause(runtimes, tmp_path, capsys):
+    """kubelet makes a directory for a hostPath that was missing: say so, not 'nothing listens'."""
+    where = tmp_path / "docker.sock"
+    where.mkdir()
+    code = main(["check", "--summary", "--docker-socket", str(where), "--no-containerd",
+                 "--no-process"])
+    summary = capsys.readouterr().out.strip()
+    assert code == 1
+    assert summary.startswith(f"dockerd is down: GET /_ping: {where} is a directory, not a socket")
+    assert "kubelet creates one for a hostPath that was missing" in summary
+    assert "refused" not in summary and "nothing listens" not in summary
+
+
+def test_directory_at_a_discovered_socket_path_is_named_too(tmp_path, capsys):
+    (tmp_path / "var/run/docker.sock").mkdir(parents=True)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"paths:\n  hostRoot: {tmp_path}\n")
+    assert main(["check", "--config", str(config), "--summary"]) == 2
+    summary = capsys.readouterr().out.strip()
+    assert summary.startswith("unknown: no container runtime found; ")
+    assert f"{tmp_path}/var/run/docker.sock is a directory, not a socket (kubelet" in summary
+
+
 def test_sockets_are_discovered_at_their_usual_paths(runtimes, tmp_path, capsys):
     """A fake host root holding links to the sandbox sockets at the standard locations."""
     (tmp_path / "var/run").mkdir(parents=True)

@@ -31,7 +31,13 @@ from nodeprobe.cri import (
     runtime_v1alpha2_pb2,
     runtime_v1alpha2_pb2_grpc,
 )
-from tests.harness.runtimes import Containerd, busybox_rootfs_tar, reap_shims, which
+from tests.harness.runtimes import (
+    Containerd,
+    busybox_rootfs_tar,
+    cri_runc_config,
+    reap_shims,
+    which,
+)
 
 NAMESPACE_NODE = 2
 """NamespaceMode NODE: the sandbox shares the host network, so no CNI is needed."""
@@ -145,7 +151,7 @@ class CriClient:
 
 
 @contextlib.contextmanager
-def cri_containerd(*, sandbox_image: str) -> Iterator[Containerd]:
+def cri_containerd(*, sandbox_image: str, runc: Path | None = None) -> Iterator[Containerd]:
     """A private containerd whose CRI can run pods on this VM.
 
     The CRI gives every sandbox oom_score_adj -998; lowering it needs CAP_SYS_RESOURCE, which
@@ -174,6 +180,7 @@ def cri_containerd(*, sandbox_image: str) -> Iterator[Containerd]:
         '    [plugins."io.containerd.grpc.v1.cri".cni]',
         f'      bin_dir = "{base / "cni-bin"}"',
         f'      conf_dir = "{base / "cni-conf"}"',
+        *cri_runc_config(runc),
         "",
     ]))
     daemon = Containerd(name="containerd-cri", argv=[which("containerd"), "--config", str(config)],

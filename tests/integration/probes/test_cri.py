@@ -270,9 +270,19 @@ def test_path_that_is_not_a_socket_says_so(tmp_path: Path) -> None:
     probe = CriProbe(str(path))
     o = probe.run(Check.CRI_VERSION, deadline_s=DEADLINE, slow_s=SLOW)
     probe.close()
-    assert o.outcome is Outcome.ERROR
-    assert "is not a socket: check the configured path" in o.detail
+    assert o.outcome is Outcome.DOWN
+    assert f"{path} is a regular file, not a socket" in o.detail
     assert o.latency_s < 0.5
+
+
+def test_directory_at_the_socket_path_says_how_it_got_there(tmp_path: Path) -> None:
+    path = tmp_path / "containerd.sock"
+    path.mkdir()
+    probe = CriProbe(str(path))
+    o = probe.run(Check.CRI_VERSION, deadline_s=DEADLINE, slow_s=SLOW)
+    probe.close()
+    assert o.outcome is Outcome.DOWN
+    assert f"{path} is a directory, not a socket (kubelet creates one for a hostPath" in o.detail
 
 
 @pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n" + os.urandom(64)],

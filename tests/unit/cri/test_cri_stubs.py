@@ -60,8 +60,34 @@ def test_field_numbers_match_the_public_cri(module: object) -> None:
 def test_services_are_in_the_cri_packages() -> None:
     assert runtime_v1_pb2.DESCRIPTOR.package == "runtime.v1"
     assert runtime_v1alpha2_pb2.DESCRIPTOR.package == "runtime.v1alpha2"
-    for module in (runtime_v1_pb2, runtime_v1alpha2_pb2):
-        services = module.DESCRIPTOR.services_by_name
-        assert set(services["RuntimeService"].methods_by_name) == {
-            "Version", "Status", "ListPodSandbox", "ListContainers"}
-        assert set(services["ImageService"].methods_by_name) == {"ImageFsInfo"}
+    probe = {"Version", "Status", "ListPodSandbox", "ListContainers"}
+    canary = {"RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "CreateContainer",
+              "StartContainer", "StopContainer", "RemoveContainer"}
+    v1 = runtime_v1_pb2.DESCRIPTOR.services_by_name
+    assert set(v1["RuntimeService"].methods_by_name) == probe | canary
+    assert set(v1["ImageService"].methods_by_name) == {"ImageFsInfo", "ImageStatus"}
+    v1alpha2 = runtime_v1alpha2_pb2.DESCRIPTOR.services_by_name  # the canary speaks v1 only
+    assert set(v1alpha2["RuntimeService"].methods_by_name) == probe
+    assert set(v1alpha2["ImageService"].methods_by_name) == {"ImageFsInfo"}
+
+
+CANARY_FIELDS: dict[str, dict[str, int]] = {
+    # k8s.io/cri-api pkg/apis/runtime/v1/api.proto
+    "PodSandboxConfig": {"metadata": 1, "hostname": 2, "log_directory": 3, "labels": 6,
+                         "annotations": 7, "linux": 8},
+    "LinuxPodSandboxConfig": {"cgroup_parent": 1, "security_context": 2},
+    "LinuxSandboxSecurityContext": {"namespace_options": 1},
+    "NamespaceOption": {"network": 1, "pid": 2, "ipc": 3},
+    "RunPodSandboxRequest": {"config": 1, "runtime_handler": 2},
+    "ContainerConfig": {"metadata": 1, "image": 2, "command": 3, "args": 4, "labels": 9,
+                        "log_path": 11},
+    "CreateContainerRequest": {"pod_sandbox_id": 1, "config": 2, "sandbox_config": 3},
+    "StopContainerRequest": {"container_id": 1, "timeout": 2},
+    "ImageStatusRequest": {"image": 1},
+}
+
+
+def test_canary_field_numbers_match_the_public_cri() -> None:
+    for message, fields in CANARY_FIELDS.items():
+        descriptor = getattr(runtime_v1_pb2, message).DESCRIPTOR
+        assert {f: descriptor.fields_by_name[f].number for f in fields} == fields, message

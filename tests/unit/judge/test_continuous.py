@@ -183,6 +183,18 @@ def test_memory_growth_raises_leak_and_clears_when_it_stops() -> None:
     assert [(e.type, e.reason) for e in cleared] == [(EventType.NORMAL, Reason.NO_LEAK)]
 
 
+def test_event_listeners_growing_raise_their_own_leak_reason() -> None:
+    judge, at = make(checks=[(D, Check.DOCKER_INFO)]), T0
+    events: list[Event] = []
+    for i in range(40):  # 20 minutes at one /info every 30 s, +1 listener a minute from 3
+        at = T0 + 30 * i
+        o = Observation(D, Check.DOCKER_INFO, Outcome.OK, 0.01, at,
+                        values={Value.EVENT_LISTENERS: 3.0 + i / 2, Value.GOROUTINES: 120.0})
+        events += judge.observe(o, now=at)
+    assert [e.reason for e in events] == [Reason.DOCKERD_EVENT_LISTENER_LEAK]
+    assert events[0].message.startswith("dockerd event listeners grew from 3 to ")
+
+
 def test_memory_ceiling_raises_at_once() -> None:
     judge = Judge(
         Config.defaults(), expected=[(C, Check.PROCESS)], now=T0, node_memory_bytes=4 * 2**30

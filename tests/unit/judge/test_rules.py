@@ -137,10 +137,14 @@ def test_cri_runtime_not_ready() -> None:
     got = cause([status])
     assert got.reason is Reason.CRI_NOT_READY
     assert "RuntimeReady=false" in got.message
-    # a probe that only says ERROR (no readings) means the same
-    assert cause([obs(C, Check.CRI_STATUS, Outcome.ERROR, detail="not ready")]).reason is (
-        Reason.CRI_NOT_READY
-    )
+
+def test_cri_status_that_did_not_answer_is_not_called_not_ready() -> None:
+    """Only what was observed: a Status call that failed said nothing about RuntimeReady."""
+    failed = obs(C, Check.CRI_STATUS, Outcome.ERROR, detail="CRI Status failed: INTERNAL: boom")
+    got = cause([failed])
+    assert got.reason is Reason.CONTAINERD_ERROR
+    assert "RuntimeReady" not in got.message and "INTERNAL: boom" in got.message
+    assert "RuntimeReady" not in verdict([failed]).summary
 
 
 def test_cri_network_not_ready_respects_config() -> None:

@@ -225,3 +225,15 @@ def test_unknown_check_is_an_error(tmp_path: Path) -> None:
     probe = ProcessProbe(Runtime.DOCKERD, socket_path=None, proc_root=str(tmp_path))
     obs = probe.run(Check.DOCKER_PING, deadline_s=1, slow_s=1)
     assert obs.outcome is Outcome.ERROR
+
+
+def test_max_open_files_soft_limit() -> None:
+    from nodeprobe.probes.process import parse_max_open_files
+
+    text = ("Limit                     Soft Limit           Hard Limit           Units\n"
+            "Max processes             63471                63471                processes\n"
+            "Max open files            1048576              1048576              files\n")
+    assert parse_max_open_files(text) == 1048576
+    assert parse_max_open_files(text.replace("1048576              1048576",
+                                             "unlimited            unlimited")) is None
+    assert parse_max_open_files("") is None
