@@ -74,8 +74,9 @@ class TrendLimits:
         ceiling does too; the absolute value is the fallback when MemTotal cannot be read.
         """
         ceiling, note = signal.ceiling, ""
-        percent = getattr(signal, "percent_of_node_memory", 0.0)
-        if isinstance(signal, MemorySignalSettings) and percent and node_memory_bytes:
+        memory = isinstance(signal, MemorySignalSettings)
+        percent = signal.percent_of_node_memory if isinstance(signal, MemorySignalSettings) else 0
+        if memory and percent and node_memory_bytes:
             ceiling = node_memory_bytes * percent / 100
             note = f"{percent:g} % of node memory {fmt(node_memory_bytes, Unit.BYTES)}"
         if long:

@@ -77,7 +77,7 @@ def test_sigstop_containerd_names_containerd_on_the_node(runtimes, kube, agent):
 
 def test_sigkill_dockerd_is_down_and_clears_after_restart(runtimes, kube, agent):
     runtimes.dockerd.crash()
-    wait_for(lambda: has(kube, UNHEALTHY, "True", "DockerdDown"), timeout_s=10,
+    wait_for(lambda: has(kube, UNHEALTHY, "True", "DockerdDown"), timeout_s=25,
              what="DockerdDown on the Node")
     runtimes.heal()
     wait_for(lambda: has(kube, UNHEALTHY, "False"), timeout_s=15, what="clear after restart")

@@ -1,0 +1,78 @@
+"""A crash-looping dockerd (real SIGKILL, real restart) against the real agent loop: one raise.
+
+The issue's scenario as is: dockerd killed and restarted every 30 s for 5 minutes, the default
+restart settings (3 restarts in 10 min, 10 s down grace) except a 60 s quiet period so the test
+also sees the clear. Probe intervals are the fast ones of test_agent_loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from nodeprobe.model import Condition, ConditionType, Event, Reason, Status
+from tests.integration.agent.test_agent_loop import (
+    RecordingSinks,
+    config_for,
+    running_agent,
+    wait_for,
+)
+
+CYCLE_S = 30.0
+RUN_S = 300.0
+QUIET_S = 60.0
+
+
+class TransitionSinks(RecordingSinks):
+    """Also keeps every (status, reason) ContainerRuntimeUnavailable went through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: list[tuple[float, Status, str]] = []
+
+    def update(self, conditions: dict[ConditionType, Condition]) -> None:
+        cond = conditions[ConditionType.UNAVAILABLE]
+        with self.lock:
+            if not self.history or self.history[-1][1:] != (cond.status, cond.reason):
+                self.history.append((time.monotonic(), cond.status, cond.reason))
+        super().update(conditions)
+
+
+def test_dockerd_killed_every_30s_for_5_minutes_raises_the_restart_loop_once(own_runtimes):
+    config = config_for(own_runtimes, **{"judge.restart.quiet": f"{QUIET_S:.0f}s"})
+    sinks = TransitionSinks()
+    with running_agent(config, sinks=sinks):
+        wait_for(lambda: (c := sinks.condition(ConditionType.UNAVAILABLE)) is not None
+                 and c.status is Status.FALSE, timeout_s=30, what="healthy start")
+        pace = threading.Event()  # paces the fault injection; never used to wait for state
+        start = time.monotonic()
+        kills = []
+        while (at := time.monotonic() - start) < RUN_S:
+            own_runtimes.dockerd.crash()
+            own_runtimes.dockerd.start()
+            kills.append(at)
+            pace.wait(max(0.0, start + len(kills) * CYCLE_S - time.monotonic()))
+        run_end = time.monotonic()
+        with sinks.lock:
+            during = [(s, r) for t, s, r in sinks.history]
+        wait_for(lambda: (c := sinks.condition(ConditionType.UNAVAILABLE)) is not None
+                 and c.status is Status.FALSE, timeout_s=QUIET_S + 60,
+                 what=f"the clear after {QUIET_S:.0f}s without a restart")
+        cleared = time.monotonic()
+    with sinks.lock:
+        history = list(sinks.history)
+        events: list[Event] = list(sinks.events)
+    assert len(kills) == 10
+    assert during[0] == (Status.FALSE, Reason.HEALTHY)
+    assert during[1:] == [(Status.TRUE, Reason.DOCKERD_RESTART_LOOP)], during
+    statuses = [(s, r) for _, s, r in history]
+    assert statuses[1:] == [(Status.TRUE, Reason.DOCKERD_RESTART_LOOP),
+                            (Status.FALSE, Reason.HEALTHY)], statuses  # 2 transitions
+    assert [(e.type, e.reason) for e in events] == [
+        ("Warning", Reason.DOCKERD_RESTART_LOOP), ("Normal", Reason.HEALTHY)], events  # 2 Events
+    raised = history[1][0] - start
+    assert raised < 3 * CYCLE_S + 15, f"raised {raised:.0f}s after the first kill"
+    assert "dockerd restarted 3 times" in events[0].message
+    assert QUIET_S <= cleared - (start + kills[-1]) < QUIET_S + 60
+    print(f"\nloop raised {raised:.1f}s after the first kill; cleared "
+          f"{cleared - run_end:.1f}s after the run; events: {[e.reason for e in events]}")
