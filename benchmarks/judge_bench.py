@@ -26,21 +26,10 @@ from nodeprobe.model import ConditionType, Reason, Status
 from tests.harness.delay_proxy import DelayProxy
 from tests.harness.runtimes import Sandbox
 from tests.integration.agent.test_agent_loop import config_for, running_agent
-from tests.integration.agent.test_agent_restart_loop import TransitionSinks
+from tests.integration.agent.test_agent_restart_loop import SHIPPED, TransitionSinks
 
 OUT = Path(__file__).with_name("out") / "judge.md"
 POLL_S = 0.05
-SHIPPED = {  # the shipped docker/CRI intervals, undoing test_agent_loop's fast ones
-    "checks.dockerPing.interval": "2s", "checks.dockerPing.deadline": "3s",
-    "checks.dockerVersion.interval": "5s", "checks.dockerVersion.deadline": "3s",
-    "checks.dockerInfo.interval": "30s", "checks.dockerInfo.deadline": "5s",
-    "checks.criVersion.interval": "10s", "checks.criVersion.deadline": "3s",
-    "checks.criStatus.interval": "5s", "checks.criStatus.deadline": "3s",
-    "checks.criListPodSandbox.interval": "2s", "checks.criListPodSandbox.deadline": "3s",
-    "checks.criListContainers.interval": "2s", "checks.criListContainers.deadline": "3s",
-    "checks.criImageFsInfo.interval": "30s", "checks.criImageFsInfo.deadline": "3s",
-    "checks.process.interval": "15s",
-}
 
 
 def _until(predicate: object, timeout_s: float) -> float | None:

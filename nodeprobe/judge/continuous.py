@@ -95,6 +95,7 @@ class Judge:
         self._slow: dict[Key, Counter] = {}
         self._series: dict[SeriesKey, tuple[trend.Sample, ...]] = {}
         self._long_series: dict[SeriesKey, tuple[trend.Sample, ...]] = {}
+        self._long_verdicts: dict[SeriesKey, trend.TrendVerdict] = {}
         self._late: dict[Key, tuple[float, float]] = {}
         """Per check: when its last late answer came, and its latency."""
         self._hung_run: dict[Key, int] = {}
@@ -247,10 +248,17 @@ class Judge:
         for long, store in ((False, self._series), (True, self._long_series)):
             limits = trend_limits(self._config, value, node_memory_bytes=self._node_memory,
                                   long=long)
-            window = trend.slide(store.get(skey, ()), sample, window_s=limits.window_s,
+            before = store.get(skey, ())
+            window = trend.slide(before, sample, window_s=limits.window_s,
                                  spacing_s=limits.spacing_s)
             store[skey] = window
-            verdicts.append(trend.judge(window, limits=limits, label=label, unit=unit))
+            if long and window == before and skey in self._long_verdicts:
+                verdicts.append(self._long_verdicts[skey])  # thinned: no new sample, same verdict
+                continue
+            verdict = trend.judge(window, limits=limits, label=label, unit=unit)
+            if long:
+                self._long_verdicts[skey] = verdict
+            verdicts.append(verdict)
         short, longer = verdicts
         verdict = longer if longer.raised and not short.raised else short
         self._verdicts[skey] = verdict

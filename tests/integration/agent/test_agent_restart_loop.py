@@ -1,14 +1,16 @@
 """A crash-looping dockerd (real SIGKILL, real restart) against the real agent loop: one raise.
 
-The issue's scenario as is: dockerd killed and restarted every 30 s for 5 minutes, the default
-restart settings (3 restarts in 10 min, 10 s down grace) except a 60 s quiet period so the test
-also sees the clear. Probe intervals are the fast ones of test_agent_loop.
+The issue's scenario as is: dockerd killed and restarted every 30 s for 5 minutes, at the shipped
+check intervals and deadlines and the default restart settings (3 restarts in 10 min, 10 s down
+grace), except a 60 s quiet period so the test also sees the clear.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+
+import pytest
 
 from nodeprobe.model import Condition, ConditionType, Event, Reason, Status
 from tests.integration.agent.test_agent_loop import (
@@ -18,6 +20,17 @@ from tests.integration.agent.test_agent_loop import (
     wait_for,
 )
 
+SHIPPED = {  # the shipped docker/CRI timing, undoing test_agent_loop's 200 ms / 1 s ones
+    "checks.dockerPing.interval": "2s", "checks.dockerPing.deadline": "3s",
+    "checks.dockerVersion.interval": "5s", "checks.dockerVersion.deadline": "3s",
+    "checks.dockerInfo.interval": "30s", "checks.dockerInfo.deadline": "5s",
+    "checks.criVersion.interval": "10s", "checks.criVersion.deadline": "3s",
+    "checks.criStatus.interval": "5s", "checks.criStatus.deadline": "3s",
+    "checks.criListPodSandbox.interval": "2s", "checks.criListPodSandbox.deadline": "3s",
+    "checks.criListContainers.interval": "2s", "checks.criListContainers.deadline": "3s",
+    "checks.criImageFsInfo.interval": "30s", "checks.criImageFsInfo.deadline": "3s",
+    "checks.process.interval": "15s",
+}
 CYCLE_S = 30.0
 RUN_S = 300.0
 QUIET_S = 60.0
@@ -38,8 +51,9 @@ class TransitionSinks(RecordingSinks):
         super().update(conditions)
 
 
+@pytest.mark.timeout(900)
 def test_dockerd_killed_every_30s_for_5_minutes_raises_the_restart_loop_once(own_runtimes):
-    config = config_for(own_runtimes, **{"judge.restart.quiet": f"{QUIET_S:.0f}s"})
+    config = config_for(own_runtimes, **SHIPPED, **{"judge.restart.quiet": f"{QUIET_S:.0f}s"})
     sinks = TransitionSinks()
     with running_agent(config, sinks=sinks):
         wait_for(lambda: (c := sinks.condition(ConditionType.UNAVAILABLE)) is not None
