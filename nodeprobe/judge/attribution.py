@@ -195,10 +195,13 @@ def _describe(runtime: Runtime, problems: Sequence[Problem]) -> tuple[Outcome, s
     return worst, f"{runtime}: {problems[0].text}{_streak(problems)}"
 
 
-def attribute(problems: Sequence[Problem], *, seen: Collection[Runtime]) -> Cause | None:
+def attribute(
+    problems: Sequence[Problem], *, seen: Collection[Runtime], late: Collection[Check] = ()
+) -> Cause | None:
     """The one cause behind these problems, worded for a person; None when there are none.
 
-    `seen` lists the runtimes that were probed at all, so the message can say which answer fine.
+    `seen` lists the runtimes that were probed at all, so the message can say which answer fine;
+    `late` the checks that answer, but only after their deadline (slow, not hung).
     """
     if not problems:
         return None
@@ -224,7 +227,11 @@ def attribute(problems: Sequence[Problem], *, seen: Collection[Runtime]) -> Caus
         worst, text = _describe(Runtime.DOCKERD, docker)
         checks = {p.check for p in docker}
         if Check.DOCKER_PING not in checks and Check.DOCKER_VERSION in checks:
-            text += "; GET /_ping answers, so dockerd runs but its calls into containerd fail"
+            text += (
+                "; GET /_ping answers only after its deadline: dockerd is slow, not hung"
+                if Check.DOCKER_PING in late
+                else "; GET /_ping answers, so dockerd runs but its calls into containerd fail"
+            )
         if cont:
             text += f"; containerd: {cont[0].text}"
         elif Runtime.CONTAINERD in seen:

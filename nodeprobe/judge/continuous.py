@@ -288,7 +288,8 @@ class Judge:
         cause = None
         if raised:
             problems = [self._last_problem[key] for key in raised]
-            cause = attribute(problems, seen={runtime for runtime, _ in self._latest})
+            late = {check for check in Check if self._answers_late((Runtime.DOCKERD, check), now)}
+            cause = attribute(problems, seen={runtime for runtime, _ in self._latest}, late=late)
         looping = sorted(r for r, h in self._restarts.items() if h.looping)
         if looping and (cause is None or (cause.runtime in looping and cause.reason in _DOWN)):
             runtime = cause.runtime if cause is not None else looping[0]

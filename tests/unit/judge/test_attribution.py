@@ -185,3 +185,11 @@ def test_process_gone_is_down() -> None:
     got = cause([*healthy_round(), gone])
     assert got.reason is Reason.DOCKERD_DOWN
     assert got.message.startswith("dockerd is down: the process check: no dockerd process")
+
+
+def test_version_hung_while_ping_answers_late_says_slow_not_broken_path() -> None:
+    found = problems(healthy_round(docker_version=Outcome.HUNG), streak=2)
+    got = attribute(found, seen={D, C}, late={Check.DOCKER_PING})
+    assert got is not None and got.reason is Reason.DOCKERD_HUNG
+    assert "GET /_ping answers only after its deadline: dockerd is slow, not hung" in got.message
+    assert "calls into containerd fail" not in got.message
