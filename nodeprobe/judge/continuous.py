@@ -249,6 +249,8 @@ class Judge:
             limits = trend_limits(self._config, value, node_memory_bytes=self._node_memory,
                                   long=long)
             before = store.get(skey, ())
+            if before and sample.at < before[-1].at:
+                return  # a late answer's reading, older than what the window already holds
             window = trend.slide(before, sample, window_s=limits.window_s,
                                  spacing_s=limits.spacing_s)
             store[skey] = window

@@ -363,3 +363,14 @@ def test_flat_3_gib_on_a_64_gib_node_raises_nothing() -> None:
                   node_memory_bytes=64 * 2**30)
     assert leak_run(judge, start=3 * 2**30, per_hour=0.0, hours=26, every=300) == []
     assert status(judge, LEAK) == (Status.FALSE, Reason.NO_LEAK)
+
+
+def test_a_late_answers_older_reading_does_not_cut_the_leak_window() -> None:
+    judge = make(checks=[(D, Check.PROCESS)])
+    for i in range(20):
+        judge.observe(process(D, T0 + 15 * i, 1e8), now=T0 + 15 * i)
+    late = Observation(D, Check.PROCESS, Outcome.OK, 9.0, T0 + 15 * 18.5, late=True,
+                       values={Value.RSS_ANON_BYTES: 1e8})
+    judge.observe(late, now=T0 + 15 * 19.1)
+    window = judge._series[(D, Check.PROCESS, Value.RSS_ANON_BYTES)]
+    assert [s.at for s in window] == [T0 + 15 * i for i in range(20)]  # newest kept, in order
