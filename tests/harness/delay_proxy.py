@@ -3,7 +3,8 @@
 Put in front of a real dockerd (or containerd) socket: requests go through at once, the first
 bytes of each answer wait `delay_s` before they are passed on, so every call takes about
 `delay_s` plus the daemon's own time and then answers correctly. Used to prove that nodeprobe
-reports such a daemon slow, with the measured latency, and not hung.
+reports such a daemon slow, with the measured latency, and not hung; with `every=2` and a delay
+beyond any horizon, calls alternate between answered and hung.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from pathlib import Path
 class DelayProxy:
     """Listens on `listen`, forwards to `target`; replies are held `delay_s`."""
 
-    def __init__(self, listen: Path, target: Path, *, delay_s: float) -> None:
+    def __init__(self, listen: Path, target: Path, *, delay_s: float, every: int = 1) -> None:
         self.listen = listen
         self.target = target
         self.delay_s = delay_s
+        self.every = every
+        """Hold the replies of every `every`-th connection only (2: calls alternate)."""
+        self._count = 0
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._stop = threading.Event()
         self._conns: list[socket.socket] = []
@@ -68,9 +72,11 @@ class DelayProxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
+                self._count += 1
+                delay = self.delay_s if self._count % self.every == 0 else 0.0
             asked = threading.Event()  # a request went up and its answer has not come down yet
             threading.Thread(target=self._up, args=(client, upstream, asked), daemon=True).start()
-            threading.Thread(target=self._down, args=(upstream, client, asked),
+            threading.Thread(target=self._down, args=(upstream, client, asked, delay),
                              daemon=True).start()
 
     def _up(self, client: socket.socket, upstream: socket.socket, asked: threading.Event) -> None:
@@ -82,12 +88,12 @@ class DelayProxy:
             upstream.shutdown(socket.SHUT_WR)
 
     def _down(self, upstream: socket.socket, client: socket.socket,
-              asked: threading.Event) -> None:
+              asked: threading.Event, delay_s: float) -> None:
         with contextlib.suppress(OSError):
             while data := upstream.recv(65536):
                 if asked.is_set():
                     asked.clear()
-                    time.sleep(self.delay_s)  # the fault itself: this daemon answers late
+                    time.sleep(delay_s)  # the fault itself: this daemon answers late
                 client.sendall(data)
         with contextlib.suppress(OSError):
             client.close()
