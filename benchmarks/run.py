@@ -9,6 +9,7 @@ BENCHMARKS = (
     "benchmarks.check_bench",
     "benchmarks.probes_bench",
     "benchmarks.agent_bench",
+    "benchmarks.judge_bench",
     "benchmarks.operator_bench",
     "benchmarks.issue11_bench",
 )

@@ -65,14 +65,20 @@ def node_memory_bytes(proc_root: str) -> float | None:
     return None
 
 
+NO_HORIZON = frozenset({Check.PROCESS, Check.CANARY})
+"""Checks whose calls are never kept past their deadline: /proc reads are not runtime calls, and
+the canary's deadline is already long."""
+
+
 def jobs_for(config: Config, probes: Sequence[Probe]) -> list[Job]:
     jobs = []
     for probe in probes:
         for check in probe.checks:
             s = config.checks.for_check(check)
+            horizon = 0.0 if check in NO_HORIZON else config.judge.horizon
             if s.enabled:
                 jobs.append(Job(probe=probe, check=check, interval_s=s.interval,
-                                deadline_s=s.deadline, slow_s=s.slow))
+                                deadline_s=s.deadline, slow_s=s.slow, horizon_s=horizon))
     return jobs
 
 

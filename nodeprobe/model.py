@@ -125,6 +125,9 @@ class Value(enum.StrEnum):
     POD_SANDBOXES_READY = "pod_sandboxes_ready"
     """CRI ListPodSandbox in state SANDBOX_READY (each holds a pause container and its shim)."""
     PID = "pid"
+    PROCESS_START_TICKS = "process_start_ticks"
+    """Start time of the runtime's process, clock ticks after boot (/proc/<pid>/stat field 22).
+    With the pid it names one incarnation: a change between samples means the runtime restarted."""
     IMAGE_FS_TIMESTAMP_SECONDS = "image_fs_timestamp_seconds"
     IMAGE_FS_USED_BYTES = "image_fs_used_bytes"
     POD_SANDBOXES = "pod_sandboxes"
@@ -168,6 +171,10 @@ class Observation:
     """Readings keyed by `Value` names, e.g. {"goroutines": 118, "fds": 42}."""
     info: Mapping[str, str] = field(default_factory=lambda: _NO_INFO)
     """Descriptive strings (version, API version, storage driver) for tables and metrics."""
+    late: bool = False
+    """The end of a call that passed its deadline and was kept in flight up to the horizon
+    (`judge.horizon`): its late answer with the measured latency, or HUNG at the horizon. The
+    HUNG at the deadline was already reported by an observation of its own."""
 
 
 class ConditionType(enum.StrEnum):
@@ -208,6 +215,12 @@ class Reason(enum.StrEnum):
     """The canary's container start failed or hung: shim, runc, cgroups."""
     CONTAINER_REMOVE_FAILED = "ContainerRemoveFailed"
     """The canary's container stop or remove failed or hung: a wedged shim or a busy mount."""
+    DOCKERD_RESTART_LOOP = "DockerdRestartLoop"
+    """dockerd restarted `judge.restart.count` times within `judge.restart.window`; held until
+    `judge.restart.quiet` passes without a restart (NPD's FrequentDockerRestart, sooner)."""
+    CONTAINERD_RESTART_LOOP = "ContainerdRestartLoop"
+    """containerd restarted `judge.restart.count` times within `judge.restart.window`; held until
+    `judge.restart.quiet` passes without a restart (NPD's FrequentContainerdRestart, sooner)."""
 
     DOCKERD_MEMORY_GROWTH = "DockerdMemoryGrowth"
     DOCKERD_GOROUTINE_LEAK = "DockerdGoroutineLeak"
@@ -266,6 +279,8 @@ REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
             Reason.CONTAINER_CREATE_FAILED,
             Reason.CONTAINER_START_FAILED,
             Reason.CONTAINER_REMOVE_FAILED,
+            Reason.DOCKERD_RESTART_LOOP,
+            Reason.CONTAINERD_RESTART_LOOP,
         ),
         ConditionType.MEMORY_LEAK: (
             Reason.NO_LEAK,

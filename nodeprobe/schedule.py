@@ -1,7 +1,13 @@
-"""Runs each check on its own interval, with jitter, at most one call in flight per check.
+"""Runs each check on its own interval, with jitter, one call at a time per check (plus one late).
 
 One thread per check: a hung runtime can only ever hold up its own check's thread, and only until
 that call's deadline, so no check waits on another and the agent loop never waits on any.
+
+A job with a `horizon_s` beyond its deadline makes its calls in a helper thread: when a call
+passes the deadline, the check's thread reports HUNG at once and goes on with the next call,
+while that one call stays in flight up to the horizon. Its end (the late answer with its real
+latency, or HUNG at the horizon) arrives as one more observation with `late=True`. At most one
+call per check is kept like this; while it is, the others are cut at the deadline as before.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nodeprobe.model import Check, Observation, Outcome
 from nodeprobe.probes import Probe
@@ -29,6 +35,8 @@ class Job:
     interval_s: float
     deadline_s: float
     slow_s: float
+    horizon_s: float = 0.0
+    """Keep a call that passed `deadline_s` in flight up to this long; <= deadline_s = never."""
 
 
 class Scheduler:
@@ -73,16 +81,57 @@ class Scheduler:
     def _run(self, job: Job) -> None:
         # Start spread over the first interval so checks do not all fire at once.
         wait = self._spread(job.interval_s) * self._rng.random() * 0.5
+        straggling = threading.Event()  # set while this job's one late call is in flight
         while not self._stop.wait(wait):
             started = self._clock()
-            try:
-                obs = job.probe.run(job.check, deadline_s=job.deadline_s, slow_s=job.slow_s)
-            except Exception as e:  # a probe must never raise; if one does, it is an ERROR
-                log.exception("probe %s raised", job.check)
-                obs = Observation(
-                    runtime=job.probe.runtime, check=job.check, outcome=Outcome.ERROR,
-                    latency_s=self._clock() - started, at=time.time(),
-                    detail=f"internal error in the {job.check} probe: {e!r}",
-                )
+            if job.horizon_s > job.deadline_s and not straggling.is_set():
+                obs = self._call_with_horizon(job, straggling)
+            else:
+                obs = self._call(job, job.deadline_s)
             self.observations.put(obs)
             wait = max(0.0, started + self._spread(job.interval_s) - self._clock())
+
+    def _call(self, job: Job, deadline_s: float) -> Observation:
+        started = self._clock()
+        try:
+            return job.probe.run(job.check, deadline_s=deadline_s, slow_s=job.slow_s)
+        except Exception as e:  # a probe must never raise; if one does, it is an ERROR
+            log.exception("probe %s raised", job.check)
+            return Observation(
+                runtime=job.probe.runtime, check=job.check, outcome=Outcome.ERROR,
+                latency_s=self._clock() - started, at=time.time(),
+                detail=f"internal error in the {job.check} probe: {e!r}",
+            )
+
+    def _call_with_horizon(self, job: Job, straggling: threading.Event) -> Observation:
+        """Call with the horizon as the probe's deadline; give up waiting at the deadline."""
+        at = time.time()
+        lock = threading.Lock()
+        box: list[Observation] = []
+        done = threading.Event()
+        abandoned = [False]
+
+        def work() -> None:
+            obs = self._call(job, job.horizon_s)
+            with lock:
+                box.append(obs)
+                late = abandoned[0]
+            done.set()
+            if late:
+                self.observations.put(replace(obs, late=True))
+                straggling.clear()
+
+        straggling.set()
+        threading.Thread(target=work, name=f"probe-{job.check}-late", daemon=True).start()
+        done.wait(job.deadline_s)
+        with lock:
+            if box:
+                straggling.clear()
+                return box[0]
+            abandoned[0] = True
+        return Observation(
+            runtime=job.probe.runtime, check=job.check, outcome=Outcome.HUNG,
+            latency_s=job.deadline_s, at=at,
+            detail=(f"no answer to the {job.check} call within {job.deadline_s:g}s; kept in "
+                    f"flight up to {job.horizon_s:g}s to see whether it is slow or hung"),
+        )

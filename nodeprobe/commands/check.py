@@ -8,7 +8,7 @@ import sys
 from nodeprobe.commands.common import build_probes, disabled_checks, resolve, runtime_overrides
 from nodeprobe.config import ConfigError, load
 from nodeprobe.diagnose import Limits, run_once
-from nodeprobe.judge.rules import one_line, verdict
+from nodeprobe.judge.verdict import one_line, verdict
 from nodeprobe.model import Check
 from nodeprobe.publish import report
 

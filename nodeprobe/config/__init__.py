@@ -28,6 +28,7 @@ from nodeprobe.config.tree import (
     PathSettings,
     RepairSettings,
     RestartCommands,
+    RestartSettings,
 )
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "PathSettings",
     "RepairSettings",
     "RestartCommands",
+    "RestartSettings",
     "camel",
     "load",
     "parse_duration",

@@ -80,13 +80,14 @@ def _check_kind(kind: str, raw: object) -> Any:
         if not isinstance(raw, str):
             raise ValueError(f"must be a string, got {raw!r}")
         return raw
-    if kind == "duration":
+    if kind in ("duration", "duration-or-0"):
         try:
             seconds = parse_duration(raw)
         except ValueError:
             seconds = -1.0
-        if seconds <= 0:
-            raise ValueError(f"must be a positive duration like '3s', got {raw!r}")
+        if seconds < 0 or (seconds == 0 and kind == "duration"):
+            what = "a positive duration" if kind == "duration" else "a duration (0 = off)"
+            raise ValueError(f"must be {what} like '3s', got {raw!r}")
         return seconds
     if kind in ("count", "port"):
         if isinstance(raw, bool) or not isinstance(raw, int):

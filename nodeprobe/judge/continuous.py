@@ -23,19 +23,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from statistics import median
 
 from nodeprobe.config import Config
-from nodeprobe.judge import degraded, trend
-from nodeprobe.judge.hysteresis import Counter, step
-from nodeprobe.judge.rules import (
+from nodeprobe.judge import degraded, restarts, trend
+from nodeprobe.judge.attribution import (
     CALLS,
-    LEAK_REASON,
-    SIGNALS,
     Problem,
+    StaleBound,
     attribute,
     problem_of,
-    trend_limits,
+    stale_bound,
 )
+from nodeprobe.judge.hysteresis import Counter, Rule, forgive, step
+from nodeprobe.judge.leaks import LEAK_REASON, SIGNALS, trend_limits
+from nodeprobe.judge.restarts import Restarts
 from nodeprobe.model import (
     HEALTHY_REASON,
     Check,
@@ -48,10 +50,15 @@ from nodeprobe.model import (
     Reason,
     Runtime,
     Status,
+    Value,
 )
 
 Key = tuple[Runtime, Check]
 SeriesKey = tuple[Runtime, Check, str]
+
+_DOWN = (Reason.DOCKERD_DOWN, Reason.CONTAINERD_DOWN)
+_LOOP = {Runtime.DOCKERD: Reason.DOCKERD_RESTART_LOOP,
+         Runtime.CONTAINERD: Reason.CONTAINERD_RESTART_LOOP}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,17 @@ class Judge:
         self._last_problem: dict[Key, Problem] = {}
         self._slow: dict[Key, Counter] = {}
         self._series: dict[SeriesKey, tuple[trend.Sample, ...]] = {}
+        self._long_series: dict[SeriesKey, tuple[trend.Sample, ...]] = {}
+        self._long_verdicts: dict[SeriesKey, trend.TrendVerdict] = {}
+        self._late: dict[Key, tuple[float, float]] = {}
+        """Per check: when its last late answer came, and its latency."""
+        self._hung_run: dict[Key, int] = {}
+        self._slow_latency: dict[Key, tuple[float, bool]] = {}
+        """Per check: the latency that made it slow, and whether it came after the deadline."""
+        self._stamps: dict[Key, tuple[float | None, tuple[float, ...]]] = {}
+        self._restarts: dict[Runtime, Restarts] = {}
+        self._spell_downs: dict[Key, int] = {}
+        """Per check: DOWN results in its runtime's current DOWN spell."""
         self._leak: dict[SeriesKey, Counter] = {}
         self._verdicts: dict[SeriesKey, trend.TrendVerdict] = {}
         self._signatures: dict[ConditionType, frozenset[object]] = {}
@@ -108,7 +126,7 @@ class Judge:
 
     def observe(self, obs: Observation, *, now: float) -> list[Event]:
         """Take one observation; return the Events its transitions call for."""
-        self._record(obs)
+        self._record(obs, now)
         if not self._expected <= self._latest.keys():
             message = self._waiting_message()
             self._conditions = {
@@ -118,13 +136,15 @@ class Judge:
             }
             return []
         wants = {
-            ConditionType.UNAVAILABLE: self._want_health(),
+            ConditionType.UNAVAILABLE: self._want_health(now),
             ConditionType.SLOW: self._want_slow(),
             ConditionType.MEMORY_LEAK: self._want_leak(),
             ConditionType.DEGRADED: self._want_degraded(),
         }
         events: list[Event] = []
         for kind, want in wants.items():
+            if want is None:
+                continue  # hold still
             event = self._apply(kind, want, now=now)
             if event is not None:
                 events.append(event)
@@ -132,42 +152,126 @@ class Judge:
 
     # -- state updates ---------------------------------------------------------------------
 
-    def _record(self, obs: Observation) -> None:
+    def _rule(self) -> Rule:
+        judge = self._config.judge
+        k = max(judge.failures_in_window, judge.raise_after)  # never raise on fewer than in a row
+        return Rule(judge.raise_after, judge.clear_after, judge.window, k)
+
+    def _step_health(self, key: Key, bad: bool) -> None:
+        rule = self._rule()
+        self._health[key] = step(
+            self._health.get(key, Counter()), bad, raise_after=rule.raise_after,
+            clear_after=rule.clear_after, window=rule.window,
+            failures_in_window=rule.failures_in_window,
+        )
+
+    def _step_slow(self, key: Key, slow: bool) -> None:
+        judge = self._config.judge
+        self._slow[key] = step(
+            self._slow.get(key, Counter()), slow,
+            raise_after=judge.slow_raise_after, clear_after=judge.clear_after,
+        )
+
+    def _answers_late(self, key: Key, now: float) -> bool:
+        """This check's last call kept past its deadline answered, within the horizon."""
+        late = self._late.get(key)
+        return late is not None and now - late[0] <= self._config.judge.horizon
+
+    def _record(self, obs: Observation, now: float) -> None:
         key = (obs.runtime, obs.check)
         judge = self._config.judge
+        before = self._restarts.get(obs.runtime, Restarts())
+        after = restarts.observe(before, obs, now=now, settings=judge.restart)
+        self._restarts[obs.runtime] = after
+        if obs.outcome is Outcome.DOWN:
+            self._spell_downs[key] = self._spell_downs.get(key, 0) + 1
+        elif before.down_since is not None and after.down_since is None:
+            self._end_spell(obs.runtime, before.down_for(now) < judge.restart.down_grace)
+        self._record_values(obs)
+        if obs.late:
+            self._record_late(key, obs, now)
+            return
         self._latest[key] = obs
-        health = self._health.get(key, Counter())
-        problem = problem_of(
-            obs,
-            settings=judge,
-            require_network_ready=self._config.containerd.require_network_ready,
-            streak=health.bad_run + 1,
-        )
-        self._health[key] = step(
-            health,
-            problem is not None,
-            raise_after=judge.raise_after,
-            clear_after=judge.clear_after,
-        )
+        forgiven = obs.outcome is Outcome.HUNG and self._answers_late(key, now)
+        problem = None
+        if not forgiven:
+            problem = problem_of(
+                obs,
+                settings=judge,
+                require_network_ready=self._config.containerd.require_network_ready,
+                streak=self._health.get(key, Counter()).bad_run + 1,
+                stale=self._stale_bound(key, obs),
+            )
+        self._step_health(key, problem is not None)
         if problem is not None:
             self._last_problem[key] = problem
-        self._slow[key] = step(
-            self._slow.get(key, Counter()),
-            obs.outcome is Outcome.SLOW,
-            raise_after=judge.slow_raise_after,
-            clear_after=judge.clear_after,
-        )
+        hung = obs.outcome is Outcome.HUNG and not forgiven
+        self._hung_run[key] = self._hung_run.get(key, 0) + 1 if hung else 0
+        self._step_slow(key, obs.outcome is Outcome.SLOW or forgiven)
+        if obs.outcome is Outcome.SLOW:
+            self._slow_latency[key] = (obs.latency_s, False)
+        elif forgiven:
+            self._slow_latency[key] = (self._late[key][1], True)
+
+    def _end_spell(self, runtime: Runtime, quick: bool) -> None:
+        """A DOWN spell ended; a quick one was a restart, so its DOWN results are forgiven."""
+        for key in [k for k in self._spell_downs if k[0] is runtime]:
+            count = self._spell_downs.pop(key)
+            if quick and key in self._health:
+                self._health[key] = forgive(self._health[key], count, rule=self._rule())
+
+    def _record_late(self, key: Key, obs: Observation, now: float) -> None:
+        """The end of a call kept past its deadline: an answer forgives the hangs it explains."""
+        if obs.outcome.failed:
+            self._late.pop(key, None)  # no answer within the horizon: the hangs stand
+            return
+        self._late[key] = (now, obs.latency_s)
+        hung, self._hung_run[key] = self._hung_run.get(key, 0), 0
+        if hung:
+            self._health[key] = forgive(self._health.get(key, Counter()), hung, rule=self._rule())
+        for _ in range(hung + 1):
+            self._step_slow(key, True)
+        self._slow_latency[key] = (obs.latency_s, True)
+
+    def _stale_bound(self, key: Key, obs: Observation) -> StaleBound | None:
+        """Track ImageFsInfo refreshes; the stale bound from the periods seen so far."""
+        stamp = obs.values.get(Value.IMAGE_FS_TIMESTAMP_SECONDS)
+        if stamp is None:
+            return None
+        last, gaps = self._stamps.get(key, (None, ()))
+        if last is not None and stamp > last:
+            gaps = (*gaps, stamp - last)[-5:]
+        self._stamps[key] = (stamp if last is None else max(stamp, last), gaps)
+        return stale_bound(self._config.judge, median(gaps) if gaps else None)
+
+    def _record_values(self, obs: Observation) -> None:
         for value, reading in obs.values.items():
             if (obs.runtime, value) in LEAK_REASON:
                 self._record_sample((obs.runtime, obs.check, value), trend.Sample(obs.at, reading))
 
     def _record_sample(self, skey: SeriesKey, sample: trend.Sample) -> None:
         runtime, _, value = skey
-        limits = trend_limits(self._config, value, node_memory_bytes=self._node_memory)
-        window = trend.slide(self._series.get(skey, ()), sample, window_s=limits.window_s)
-        self._series[skey] = window
         name, unit = SIGNALS[value]
-        verdict = trend.judge(window, limits=limits, label=f"{runtime} {name}", unit=unit)
+        label = f"{runtime} {name}"
+        verdicts = []
+        for long, store in ((False, self._series), (True, self._long_series)):
+            limits = trend_limits(self._config, value, node_memory_bytes=self._node_memory,
+                                  long=long)
+            before = store.get(skey, ())
+            if before and sample.at < before[-1].at:
+                return  # a late answer's reading, older than what the window already holds
+            window = trend.slide(before, sample, window_s=limits.window_s,
+                                 spacing_s=limits.spacing_s)
+            store[skey] = window
+            if long and window == before and skey in self._long_verdicts:
+                verdicts.append(self._long_verdicts[skey])  # thinned: no new sample, same verdict
+                continue
+            verdict = trend.judge(window, limits=limits, label=label, unit=unit)
+            if long:
+                self._long_verdicts[skey] = verdict
+            verdicts.append(verdict)
+        short, longer = verdicts
+        verdict = longer if longer.raised and not short.raised else short
         self._verdicts[skey] = verdict
         self._leak[skey] = step(
             self._leak.get(skey, Counter()),
@@ -183,13 +287,28 @@ class Judge:
         names = ", ".join(f"{runtime} {CALLS[check]}" for runtime, check in missing)
         return f"waiting for the first answer of: {names}" if names else "starting"
 
-    def _want_health(self) -> _Want:
+    def _want_health(self, now: float) -> _Want | None:
+        """None = hold still: a runtime is down, but for less than the restart grace."""
+        settings = self._config.judge.restart
+        for runtime, history in list(self._restarts.items()):
+            self._restarts[runtime] = restarts.settle(history, now=now, settings=settings)
+        if any(h.down_since is not None and h.down_for(now) < settings.down_grace
+               for h in self._restarts.values()):
+            return None
         raised = [key for key, counter in self._health.items() if counter.raised]
+        cause = None
         if raised:
             problems = [self._last_problem[key] for key in raised]
-            cause = attribute(problems, seen={runtime for runtime, _ in self._latest})
-            if cause is not None:
-                return _Want(Status.TRUE, cause.reason, cause.message, frozenset(raised))
+            late = {check for check in Check if self._answers_late((Runtime.DOCKERD, check), now)}
+            cause = attribute(problems, seen={runtime for runtime, _ in self._latest}, late=late)
+        looping = sorted(r for r, h in self._restarts.items() if h.looping)
+        if looping and (cause is None or (cause.runtime in looping and cause.reason in _DOWN)):
+            runtime = cause.runtime if cause is not None else looping[0]
+            message = restarts.describe(self._restarts[runtime], runtime=str(runtime), now=now,
+                                       settings=settings)
+            return _Want(Status.TRUE, _LOOP[runtime], message, frozenset({("loop", runtime)}))
+        if cause is not None:
+            return _Want(Status.TRUE, cause.reason, cause.message, frozenset(raised))
         current = self._conditions[ConditionType.UNAVAILABLE]
         pending = [key for key, counter in self._health.items() if counter.pending]
         undecided = current.status is Status.UNKNOWN or ConditionType.UNAVAILABLE in self._adopted
@@ -206,11 +325,14 @@ class Judge:
             )
         parts = []
         for runtime, check in raised:
-            obs = self._latest[(runtime, check)]
-            objective = self._config.checks.for_check(check).slow
+            latency, late = self._slow_latency.get(
+                (runtime, check), (self._latest[(runtime, check)].latency_s, False)
+            )
+            limits = self._config.checks.for_check(check)
+            after = f" (past its {limits.deadline:.3g}s deadline, not hung)" if late else ""
             parts.append(
-                f"{runtime} {CALLS[check]} answered in {obs.latency_s:.3g}s, above its "
-                f"{objective:.3g}s objective"
+                f"{runtime} {CALLS[check]} answered in {latency:.3g}s{after}, above its "
+                f"{limits.slow:.3g}s objective"
             )
         runtime, check = raised[0]
         if check is Check.CANARY:

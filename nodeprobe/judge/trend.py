@@ -54,6 +54,8 @@ class TrendLimits:
     """Absolute ceiling in the signal's unit; 0 = none."""
     ceiling_note: str = ""
     """Where the ceiling comes from, for messages ("25 % of node memory 8 GiB")."""
+    spacing_s: float = 0.0
+    """Keep at most one sample per this many seconds (long windows); 0 = every sample."""
 
     @classmethod
     def from_settings(
@@ -62,15 +64,32 @@ class TrendLimits:
         signal: LeakSignalSettings,
         *,
         node_memory_bytes: float | None = None,
+        long: bool = False,
     ) -> TrendLimits:
-        """Resolve absolute and percent-of-node-memory ceilings to the lower one."""
+        """Resolve the ceiling: a share of node memory when that is known, else the absolute one.
+
+        A fixed ceiling is wrong both ways: 2 GiB of dockerd is fatal on a 4 GiB node and
+        ordinary on a 64 GiB one that runs hundreds of containers. What a daemon legitimately
+        needs, and what it can take before the node suffers, both grow with the node, so the
+        ceiling does too; the absolute value is the fallback when MemTotal cannot be read.
+        """
         ceiling, note = signal.ceiling, ""
-        percent = getattr(signal, "percent_of_node_memory", 0.0)
-        if isinstance(signal, MemorySignalSettings) and percent and node_memory_bytes:
-            by_node = node_memory_bytes * percent / 100
-            if ceiling == 0 or by_node < ceiling:
-                ceiling = by_node
-                note = f"{percent:g} % of node memory {fmt(node_memory_bytes, Unit.BYTES)}"
+        memory = isinstance(signal, MemorySignalSettings)
+        percent = signal.percent_of_node_memory if isinstance(signal, MemorySignalSettings) else 0
+        if memory and percent and node_memory_bytes:
+            ceiling = node_memory_bytes * percent / 100
+            note = f"{percent:g} % of node memory {fmt(node_memory_bytes, Unit.BYTES)}"
+        if long:
+            return cls(
+                window_s=leak.long_window,
+                min_span_s=leak.long_min_span,
+                min_samples=leak.min_samples,
+                min_growth_per_hour=signal.min_growth_per_hour,
+                min_relative_growth=leak.long_min_relative_growth,
+                ceiling=ceiling,
+                ceiling_note=note,
+                spacing_s=leak.long_window / MAX_POINTS,
+            )
         return cls(
             window_s=leak.window,
             min_span_s=leak.min_span,
@@ -112,10 +131,16 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def slide(samples: tuple[Sample, ...], new: Sample, *, window_s: float) -> tuple[Sample, ...]:
-    """The window after adding `new`: samples older than `window_s` before it are dropped."""
+def slide(
+    samples: tuple[Sample, ...], new: Sample, *, window_s: float, spacing_s: float = 0.0
+) -> tuple[Sample, ...]:
+    """The window after adding `new`: samples older than `window_s` before it are dropped, and
+    `new` is kept only if it comes `spacing_s` or more after the last kept one."""
     start = new.at - window_s
-    return (*(s for s in samples if start <= s.at <= new.at), new)
+    kept = tuple(s for s in samples if start <= s.at <= new.at)
+    if spacing_s and kept and new.at - kept[-1].at < spacing_s:
+        return kept
+    return (*kept, new)
 
 
 def _thin(samples: Sequence[Sample], max_points: int) -> Sequence[Sample]:

@@ -246,6 +246,9 @@ class ProcessProbe:
             return (Outcome.DOWN, f"{self._comm} (pid {found.pid}) exited while being read",
                     {}, {})
         values: dict[str, float] = {str(Value.PID): found.pid}
+        ticks = self._start_ticks(found.pid)
+        if ticks is not None:
+            values[str(Value.PROCESS_START_TICKS)] = ticks
         info = {"found_by": found.found_by}
         if fds is not None:
             values[str(Value.FDS)] = fds
@@ -306,6 +309,13 @@ class ProcessProbe:
             if best is None or key < best:
                 best = key
         return None if best is None else _Found(best[2], "scan")
+
+    def _start_ticks(self, pid: int) -> int | None:
+        """When this pid's process started (with the pid, one incarnation: restarts show)."""
+        try:
+            return parse_start_ticks(_read_text(self._path(pid, "stat")))
+        except OSError:
+            return None
 
     def _cgroup_anon(self, pid_dir: str) -> tuple[str, int] | None:
         """The service cgroup's anonymous memory, when the cgroup fs is there and readable."""

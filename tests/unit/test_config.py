@@ -248,3 +248,33 @@ def test_doc_lists_every_key() -> None:
         "kubernetes.eventAggregation",
     ):
         assert f"| `{key}` |" in table
+
+
+def _leaf_names(cls: type, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted camelCase key, field name) of every leaf of the tree."""
+    import dataclasses
+
+    from nodeprobe.config import camel
+
+    found = []
+    for spec in dataclasses.fields(cls):
+        key = f"{prefix}{camel(spec.name)}"
+        if spec.metadata["kind"] == "section":
+            found += _leaf_names(type(getattr(cls(), spec.name)), key + ".")
+        else:
+            found.append((key, spec.name))
+    return found
+
+
+def test_every_config_key_is_read_by_some_code() -> None:
+    """A documented key that no code reads is a lie: each leaf's field must be read as `.name`
+    somewhere in the package outside the tree and its loader (which only build it)."""
+    import re
+
+    from nodeprobe.config import Config
+
+    package = Path(__file__).resolve().parents[2] / "nodeprobe"
+    skip = {package / "config" / "tree.py", package / "config" / "loader.py"}
+    source = "\n".join(p.read_text() for p in package.rglob("*.py") if p not in skip)
+    unread = [key for key, name in _leaf_names(Config) if not re.search(rf"\.{name}\b", source)]
+    assert unread == [], f"config keys no code reads: {unread}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -9,45 +10,60 @@ from nodeprobe.diagnose import GUARD_MARGIN_S, Limits, run_once
 from nodeprobe.model import Check, Observation, Outcome, Runtime
 
 
-class SleepyProbe:
-    """A stand-in probe whose calls take a set time; `stuck` ones never return (a probe bug)."""
+class MeetingProbe:
+    """Each call waits at a barrier for all the others: only concurrent calls all answer OK."""
 
     runtime = Runtime.DOCKERD
 
-    def __init__(self, checks: tuple[Check, ...], *, took_s: float, stuck: bool = False) -> None:
+    def __init__(self, checks: tuple[Check, ...]) -> None:
         self.checks = checks
-        self.took_s = took_s
-        self.stuck = stuck
+        self.barrier = threading.Barrier(len(checks))
+
+    def run(self, check: Check, *, deadline_s: float, slow_s: float) -> Observation:
+        try:
+            self.barrier.wait(timeout=deadline_s)
+            outcome = Outcome.OK
+        except threading.BrokenBarrierError:
+            outcome = Outcome.ERROR  # the others never came: calls ran one after another
+        return Observation(self.runtime, check, outcome, 0.0, time.time())
+
+    def close(self) -> None:
+        pass
+
+
+class StuckProbe:
+    """A probe whose calls never return (a probe bug) until closed."""
+
+    runtime = Runtime.DOCKERD
+    checks = (Check.DOCKER_PING,)
+
+    def __init__(self) -> None:
         self.release = threading.Event()
 
     def run(self, check: Check, *, deadline_s: float, slow_s: float) -> Observation:
-        if self.stuck:
-            self.release.wait()
-        else:
-            time.sleep(self.took_s)
-        return Observation(self.runtime, check, Outcome.OK, self.took_s, time.time())
+        self.release.wait()
+        return Observation(self.runtime, check, Outcome.OK, 0.0, time.time())
 
     def close(self) -> None:
         self.release.set()
 
 
 def test_calls_run_at_the_same_time():
-    probe = SleepyProbe((Check.DOCKER_PING, Check.DOCKER_VERSION, Check.DOCKER_INFO), took_s=0.3)
-    start = time.monotonic()
-    got = run_once([probe], lambda _: Limits(deadline_s=1.0, slow_s=0.5))
-    assert time.monotonic() - start < 0.6
+    probe = MeetingProbe((Check.DOCKER_PING, Check.DOCKER_VERSION, Check.DOCKER_INFO))
+    got = run_once([probe], lambda _: Limits(deadline_s=30.0, slow_s=0.5))
     assert [o.check for o in got] == list(probe.checks)
-    assert {o.outcome for o in got} == {Outcome.OK}
+    assert [o.outcome for o in got] == [Outcome.OK] * 3
 
 
 def test_a_probe_that_never_returns_is_reported_hung_by_the_guard():
-    stuck = SleepyProbe((Check.DOCKER_PING,), took_s=0, stuck=True)
+    stuck = StuckProbe()
+    ticks = itertools.count()
+    # The guard's clock: the first reading starts the wait, every later one is past the guard.
+    clock = lambda: 0.0 if next(ticks) == 0 else 1e6  # noqa: E731
     try:
-        start = time.monotonic()
-        (obs,) = run_once([stuck], lambda _: Limits(deadline_s=0.2, slow_s=0.1))
-        elapsed = time.monotonic() - start
+        (obs,) = run_once([stuck], lambda _: Limits(deadline_s=0.2, slow_s=0.1), clock=clock)
     finally:
         stuck.close()
     assert obs.outcome is Outcome.HUNG
     assert "did not return" in obs.detail
-    assert elapsed < 0.2 + GUARD_MARGIN_S + 0.3
+    assert obs.latency_s == 0.2 + GUARD_MARGIN_S

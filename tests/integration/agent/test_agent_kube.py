@@ -77,7 +77,7 @@ def test_sigkill_dockerd_is_down_and_clears_after_restart(
 ) -> None:
     c, node = kube_cluster, agent_on_node.name
     runtimes.dockerd.crash()
-    wait_for(lambda: has(c, node, UNHEALTHY, "True", "DockerdDown"), timeout_s=15,
+    wait_for(lambda: has(c, node, UNHEALTHY, "True", "DockerdDown"), timeout_s=25,
              what="DockerdDown on the Node")
     runtimes.heal()
     wait_for(lambda: has(c, node, UNHEALTHY, "False"), timeout_s=20, what="clear after restart")

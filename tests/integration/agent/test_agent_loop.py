@@ -71,8 +71,10 @@ def config_for(sandbox: Sandbox, **extra: object) -> Config:
 
 
 @contextmanager
-def running_agent(config: Config) -> Iterator[tuple[Agent, RecordingSinks, CollectorRegistry]]:
-    sinks = RecordingSinks()
+def running_agent(
+    config: Config, *, sinks: RecordingSinks | None = None
+) -> Iterator[tuple[Agent, RecordingSinks, CollectorRegistry]]:
+    sinks = sinks or RecordingSinks()
     registry = CollectorRegistry()
     probes = build_probes(config, resolve(config))
     agent = Agent(config, probes=probes, metrics=Metrics(registry),
@@ -137,7 +139,7 @@ def test_sigkill_dockerd_is_down_and_clears_when_restarted(runtimes):
                  what="healthy start")
         runtimes.dockerd.crash()
         wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.TRUE, "DockerdDown"),
-                 timeout_s=10, what="DockerdDown")
+                 timeout_s=25, what="DockerdDown (after judge.restart.downGrace, 10s)")
         runtimes.heal()
         wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.FALSE), timeout_s=15,
                  what="clear after restart")

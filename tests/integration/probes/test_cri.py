@@ -49,6 +49,11 @@ def run_all(probe: CriProbe, *, deadline_s: float = DEADLINE) -> dict[Check, Obs
         return {c: f.result() for c, f in futures.items()}
 
 
+def probe_root(probe: CriProbe) -> Path:
+    """The containerd root of the sandbox whose socket this probe talks to."""
+    return Path(probe.socket_path).parent / "root" / "io.containerd.snapshotter.v1.overlayfs"
+
+
 def test_healthy_containerd_every_check_ok(probe: CriProbe) -> None:
     obs = run_all(probe)
     for check, o in obs.items():
@@ -66,7 +71,10 @@ def test_healthy_containerd_every_check_ok(probe: CriProbe) -> None:
     assert "NetworkReady=false (NetworkPluginNotReady" in status.detail
     fs = obs[Check.CRI_IMAGE_FS_INFO]
     assert abs(fs.values[Value.IMAGE_FS_TIMESTAMP_SECONDS] - time.time()) < 60
-    assert fs.values[Value.IMAGE_FS_USED_BYTES] >= 0
+    # the sandbox's own overlayfs snapshotter root, and a byte count that is a whole number
+    assert fs.info["image_fs_mountpoint"].startswith(str(probe_root(probe)))
+    used = fs.values[Value.IMAGE_FS_USED_BYTES]
+    assert used == int(used) and 0 <= used < 2**40
     assert probe.api == "v1"
 
 

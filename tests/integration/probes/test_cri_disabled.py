@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nodeprobe.config import Config
-from nodeprobe.judge.rules import verdict
+from nodeprobe.judge.verdict import verdict
 from nodeprobe.model import Check, Outcome, Runtime, Value
 from nodeprobe.probes.cri import CRI_DISABLED, INFO_CRI_API, CriProbe
 from nodeprobe.probes.process import ProcessProbe

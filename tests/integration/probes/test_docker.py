@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from nodeprobe.model import Check, Outcome, Runtime, Value
@@ -52,9 +53,19 @@ def test_healthy_checks_answer_ok_with_plausible_values(runtimes: Sandbox) -> No
     assert info.info["server_version"] == version.info["version"]
     assert 5 < info.values[Value.GOROUTINES] < 10_000
     assert 3 < info.values[Value.FDS] < 10_000
-    assert info.values[Value.EVENT_LISTENERS] >= 0
     assert info.values[Value.IMAGES] >= 1  # the session imported busybox
-    assert info.values[Value.CONTAINERS] >= 0
+    client = docker.APIClient(base_url=f"unix://{runtimes.dockerd.socket}", version="auto")
+    try:
+        assert info.values[Value.CONTAINERS] == len(client.containers(all=True))
+        listeners = info.values[Value.EVENT_LISTENERS]
+        stream = client.events(decode=True)  # one more listener while it is held
+        try:
+            held = probe.run(Check.DOCKER_INFO, deadline_s=DEADLINE_S, slow_s=DEADLINE_S)
+            assert held.values[Value.EVENT_LISTENERS] == listeners + 1
+        finally:
+            stream.close()
+    finally:
+        client.close()
 
 
 def test_negotiated_version_is_the_daemons(runtimes: Sandbox) -> None:

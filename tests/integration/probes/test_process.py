@@ -63,6 +63,22 @@ def test_crashed_dockerd_is_down(runtimes: Sandbox) -> None:
     assert detail == "no dockerd process found under /proc"
 
 
+def test_start_time_names_the_incarnation_and_changes_on_restart(runtimes: Sandbox) -> None:
+    p = probe(Runtime.DOCKERD, runtimes.dockerd)
+    outcome, before, detail = run(p)
+    assert outcome is Outcome.OK, detail
+    stat = Path(f"/proc/{runtimes.dockerd.pid}/stat").read_text()
+    assert before[Value.PROCESS_START_TICKS] == int(stat.rsplit(")", 1)[1].split()[19])
+    runtimes.dockerd.crash()
+    runtimes.heal()
+    outcome, after, detail = run(p)
+    assert outcome is Outcome.OK, detail
+    assert after[Value.PID] == runtimes.dockerd.pid
+    assert after[Value.PROCESS_START_TICKS] >= before[Value.PROCESS_START_TICKS]
+    assert (after[Value.PID], after[Value.PROCESS_START_TICKS]) != (
+        before[Value.PID], before[Value.PROCESS_START_TICKS])
+
+
 def test_scan_without_a_socket_finds_a_dockerd(runtimes: Sandbox) -> None:
     obs = ProcessProbe(Runtime.DOCKERD, socket_path=None).run(
         Check.PROCESS, deadline_s=DEADLINE_S, slow_s=DEADLINE_S)

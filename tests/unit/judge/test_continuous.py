@@ -90,21 +90,50 @@ def test_dockerd_hang_raises_after_n_and_clears_after_m() -> None:
         assert round_(judge, clock, docker_ping=Outcome.HUNG) == []
     cond = judge.conditions()[UNHEALTHY]
     assert (cond.message, cond.since) == (message, raised_at)
-    assert round_(judge, clock) == [] and round_(judge, clock) == []  # 2 of 3 good
+    # 7 of the last 10 failed: it clears once fewer than 3 of the last 10 did (8 good answers)
+    for _ in range(7):
+        assert round_(judge, clock) == []
     events = round_(judge, clock)
     assert [(e.type, e.reason) for e in events] == [(EventType.NORMAL, Reason.HEALTHY)]
     assert events[0].message == (
-        "containerd and dockerd answer normally again after 16s (was DockerdHung)"
+        "containerd and dockerd answer normally again after 26s (was DockerdHung)"
     )
     assert status(judge) == (Status.FALSE, Reason.HEALTHY)
 
 
-def test_flapping_never_raises() -> None:
+def test_short_hang_clears_after_m() -> None:
     judge, clock = make(), Clock()
+    round_(judge, clock)
+    round_(judge, clock, docker_ping=Outcome.HUNG)
+    round_(judge, clock, docker_ping=Outcome.HUNG)
+    assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
+    assert round_(judge, clock) == [] and round_(judge, clock) == []  # 2 of 3 good
+    assert [e.reason for e in round_(judge, clock)] == [Reason.HEALTHY]
+
+
+def test_alternating_ok_and_hung_raises_once_and_holds() -> None:
+    """Half the calls hang, never two in a row: 3 failures of the last 10 raise, and the good
+    answers in between never reach clearAfter in a row, so it holds instead of flapping."""
+    judge, clock = make(), Clock()
+    events: list[Event] = []
     for i in range(40):
-        events = round_(judge, clock, docker_ping=Outcome.HUNG if i % 2 else Outcome.OK)
-        assert events == []
-    assert status(judge) == (Status.FALSE, Reason.HEALTHY)
+        events += round_(judge, clock, docker_ping=Outcome.HUNG if i % 2 else Outcome.OK)
+    assert [e.reason for e in events] == [Reason.DOCKERD_HUNG]
+    assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
+
+
+def test_alternating_slow_and_hung_raises() -> None:
+    judge, clock = make(), Clock()
+    events: list[Event] = []
+    for i in range(10):
+        events += round_(judge, clock, cri_list_pod_sandbox=Outcome.HUNG if i % 2 else Outcome.SLOW)
+    assert Reason.CONTAINERD_HUNG in [e.reason for e in events]
+
+
+def test_one_failure_in_five_does_not_raise() -> None:
+    judge, clock = make(), Clock()
+    for i in range(50):
+        assert round_(judge, clock, docker_ping=Outcome.HUNG if i % 5 == 4 else Outcome.OK) == []
 
 
 def test_hung_from_the_start_never_shows_healthy() -> None:
@@ -144,7 +173,8 @@ def test_slow_answers_raise_slow_condition() -> None:
 
 
 def test_raise_after_from_config() -> None:
-    judge, clock = make(load(None, overrides={"judge.raiseAfter": 4})), Clock()
+    overrides = {"judge.raiseAfter": 4, "judge.restart.downGrace": 0}
+    judge, clock = make(load(None, overrides=overrides)), Clock()
     round_(judge, clock)
     for _ in range(3):
         round_(judge, clock, docker_ping=Outcome.DOWN)
@@ -213,3 +243,146 @@ def test_slow_clears_after_m_fast_answers() -> None:
     assert round_(judge, clock) == [] and round_(judge, clock) == []
     events = round_(judge, clock)
     assert [(e.type, e.reason) for e in events] == [(EventType.NORMAL, Reason.NOT_SLOW)]
+
+
+# ---- slow is not hung: late answers --------------------------------------------------------
+
+
+def ping(outcome: Outcome, at: float, *, latency: float = 3.0, late: bool = False) -> Observation:
+    return Observation(D, Check.DOCKER_PING, outcome, latency, at, late=late)
+
+
+def test_hang_that_turns_out_slow_becomes_slow_and_never_hung_after_the_late_answer() -> None:
+    """A daemon answering every call in 8s behind a 3s deadline and a 30s horizon."""
+    judge = make(checks=[(D, Check.DOCKER_PING)])
+    now = T0
+    judge.observe(ping(Outcome.OK, now, latency=0.01), now=now)
+    events: list[Event] = []
+    # the first kept call starts at T0+2: HUNG at +5, next call HUNG at +8, late answer at +10
+    now += 5
+    events += judge.observe(ping(Outcome.HUNG, now - 3), now=now)
+    now += 3
+    events += judge.observe(ping(Outcome.HUNG, now - 3), now=now)
+    assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)  # today's time for a dead one
+    now += 2
+    events += judge.observe(ping(Outcome.SLOW, now - 8, latency=8.0, late=True), now=now)
+    assert status(judge) == (Status.FALSE, Reason.HEALTHY)
+    hung_until = len(events)
+    for _ in range(20):  # it stays that slow: every third observation is a late answer
+        for late in (False, False, True):
+            now += 3
+            obs = (ping(Outcome.SLOW, now - 8, latency=8.0, late=True) if late
+                   else ping(Outcome.HUNG, now - 3))
+            events += judge.observe(obs, now=now)
+            assert status(judge)[0] is Status.FALSE
+    assert status(judge, SLOW) == (Status.TRUE, Reason.DOCKERD_API_SLOW)
+    message = judge.conditions()[SLOW].message
+    assert "answered in 8s (past its 3s deadline, not hung)" in message
+    assert [e.reason for e in events[hung_until:]] == [Reason.DOCKERD_API_SLOW]
+
+
+def test_a_call_that_reaches_the_horizon_ends_the_benefit_of_the_doubt() -> None:
+    judge = make(checks=[(D, Check.DOCKER_PING)])
+    now = T0
+    judge.observe(ping(Outcome.OK, now, latency=0.01), now=now)
+    now += 10
+    judge.observe(ping(Outcome.SLOW, now - 8, latency=8.0, late=True), now=now)
+    now += 30  # the next kept call got no answer within the 30s horizon: SIGSTOP
+    judge.observe(ping(Outcome.HUNG, now - 30, latency=30.0, late=True), now=now)
+    for _ in range(2):
+        now += 3
+        judge.observe(ping(Outcome.HUNG, now - 3), now=now)
+    assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
+
+
+def test_a_never_answering_daemon_is_hung_as_fast_as_without_a_horizon() -> None:
+    judge, clock = make(), Clock()
+    round_(judge, clock)
+    round_(judge, clock, docker_ping=Outcome.HUNG)
+    events = round_(judge, clock, docker_ping=Outcome.HUNG)
+    assert [e.reason for e in events] == [Reason.DOCKERD_HUNG]
+
+
+# ---- ImageFsInfo staleness from the refresh period seen ------------------------------------
+
+
+def image_fs(at: float, stamp: float) -> Observation:
+    return Observation(C, Check.CRI_IMAGE_FS_INFO, Outcome.OK, 0.01, at,
+                       values={Value.IMAGE_FS_TIMESTAMP_SECONDS: stamp})
+
+
+def feed_image_fs(judge: Judge, *, period: float, until: float, stuck_after: float = 1e12
+                  ) -> list[Event]:
+    """Polled every 30s; containerd refreshes the stamp every `period` s until `stuck_after`."""
+    events: list[Event] = []
+    at = T0
+    while at < T0 + until:
+        at += 30
+        refreshed = min(at, T0 + stuck_after)
+        stamp = T0 + (refreshed - T0) // period * period
+        events += judge.observe(image_fs(at, stamp), now=at)
+    return events
+
+
+def test_raised_stats_collect_period_is_not_a_stuck_syncer() -> None:
+    judge = make(checks=[(C, Check.CRI_IMAGE_FS_INFO)])
+    assert feed_image_fs(judge, period=300, until=3 * 3600) == []
+    assert status(judge)[0] is Status.FALSE
+
+
+def test_stuck_syncer_is_stale_after_a_few_periods() -> None:
+    judge = make(checks=[(C, Check.CRI_IMAGE_FS_INFO)])
+    events = feed_image_fs(judge, period=10, until=1800, stuck_after=600)
+    assert [e.reason for e in events] == [Reason.IMAGE_FS_STATS_STALE]
+    assert "stale after 120s" in events[0].message
+
+
+def test_stuck_syncer_with_a_long_period_is_stale_after_three_periods() -> None:
+    judge = make(checks=[(C, Check.CRI_IMAGE_FS_INFO)])
+    events = feed_image_fs(judge, period=300, until=4 * 3600, stuck_after=3600)
+    assert [e.reason for e in events] == [Reason.IMAGE_FS_STATS_STALE]
+    assert "stale after 900s, 3 x the refresh period seen, 300s" in events[0].message
+
+
+# ---- slow leaks over the long window; ceilings from the node's memory ----------------------
+
+
+def leak_run(
+    judge: Judge, *, start: float, per_hour: float, hours: float, every: float = 60.0
+) -> list[Event]:
+    """Process samples every `every` s; a final pseudo-event says when the first Event came."""
+    events: list[Event] = []
+    for i in range(int(hours * 3600 / every)):
+        at = T0 + every * i
+        events += judge.observe(process(D, at, start + per_hour * every * i / 3600), now=at)
+        if events:
+            return [*events, Event(EventType.NORMAL, "at", str(at - T0), at)]
+    return events
+
+
+def test_70_mib_per_hour_is_a_leak_within_3_hours() -> None:
+    judge = Judge(Config.defaults(), expected=[(D, Check.PROCESS)], now=T0,
+                  node_memory_bytes=64 * 2**30)
+    events = leak_run(judge, start=800e6, per_hour=70 * 2**20, hours=6)
+    assert events and events[0].reason == Reason.DOCKERD_MEMORY_GROWTH
+    raised_after = float(events[-1].message)
+    assert raised_after <= 3 * 3600, raised_after
+    assert "+70.0 MiB/h" in events[0].message
+
+
+def test_flat_3_gib_on_a_64_gib_node_raises_nothing() -> None:
+    judge = Judge(Config.defaults(), expected=[(D, Check.PROCESS)], now=T0,
+                  node_memory_bytes=64 * 2**30)
+    assert leak_run(judge, start=3 * 2**30, per_hour=0.0, hours=26, every=300) == []
+    assert status(judge, LEAK) == (Status.FALSE, Reason.NO_LEAK)
+
+
+def test_a_late_answers_older_reading_does_not_cut_the_leak_window() -> None:
+    judge = make(checks=[(D, Check.PROCESS)])
+    for i in range(20):
+        judge.observe(process(D, T0 + 15 * i, 1e8), now=T0 + 15 * i)
+    late = Observation(D, Check.PROCESS, Outcome.OK, 9.0, T0 + 15 * 18.5, late=True,
+                       values={Value.RSS_ANON_BYTES: 1e8})
+    judge.observe(late, now=T0 + 15 * 19.1)
+    window = judge._series[(D, Check.PROCESS, Value.RSS_ANON_BYTES)]
+    assert [s.at for s in window] == [T0 + 15 * i for i in range(20)]  # newest kept, in order

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from nodeprobe.config import Config
-from nodeprobe.judge.rules import attribute, problem_of, verdict
+from nodeprobe.judge.attribution import attribute, problem_of
+from nodeprobe.judge.verdict import verdict
 from nodeprobe.model import Check, Observation, Outcome, Reason, Runtime
 
 SETTINGS = Config.defaults().judge

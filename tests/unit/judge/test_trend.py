@@ -118,7 +118,9 @@ def test_percent_of_node_memory_ceiling() -> None:
     assert verdict.finding is Finding.CEILING
     assert "ceiling of 1.0 GiB (25 % of node memory 4.0 GiB)" in verdict.message
     big = TrendLimits.from_settings(LEAK, LEAK.memory, node_memory_bytes=64 * 2**30)
-    assert big.ceiling == 2 * 2**30 and big.ceiling_note == ""
+    assert big.ceiling == 16 * 2**30 and big.ceiling_note == "25 % of node memory 64.0 GiB"
+    unknown = TrendLimits.from_settings(LEAK, LEAK.memory, node_memory_bytes=None)
+    assert unknown.ceiling == 2 * 2**30 and unknown.ceiling_note == ""
 
 
 def test_short_window_never_raises_growth() -> None:

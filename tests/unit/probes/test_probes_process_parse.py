@@ -172,6 +172,7 @@ def test_scan_prefers_the_one_naming_our_socket_then_the_oldest(
     assert outcome is Outcome.OK, detail
     assert values == {
         Value.PID: 12,
+        Value.PROCESS_START_TICKS: 90,  # its incarnation: a restart changes pid or start time
         Value.FDS: 7,
         Value.RSS_ANON_BYTES: 30124 * 1024,
         Value.RSS_BYTES: 81236 * 1024,

@@ -1,4 +1,4 @@
-"""Root-cause attribution and the one-shot verdict of `nodeprobe check`.
+"""Root-cause attribution: which check failed how, and which runtime is the cause.
 
 Facts this rests on (DESIGN 2a): GET /_ping touches no daemon state, so a /_ping failure is
 dockerd itself; GET /version goes through containerd; CRI Version answers even when the List
@@ -11,13 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from nodeprobe.config import Config, JudgeSettings
-from nodeprobe.judge.degraded import findings
-from nodeprobe.judge.trend import TrendLimits, Unit, fmt
+from nodeprobe.config import JudgeSettings
 from nodeprobe.model import Check, Observation, Outcome, Reason, Runtime, Value
-
-SUMMARY_MAX = 200
-"""node-problem-detector shows the first line as the condition message: keep it short."""
 
 CALLS: Mapping[Check, str] = {
     Check.DOCKER_PING: "GET /_ping",
@@ -89,11 +84,42 @@ def _short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+@dataclass(frozen=True, slots=True)
+class StaleBound:
+    """How old ImageFsInfo stats may get, and why (for the message)."""
+
+    seconds: float
+    basis: str
+
+
+def first_stale_bound(settings: JudgeSettings) -> StaleBound:
+    """The bound before any refresh has been seen: a raised stats_collect_period is unknown yet."""
+    bound = settings.image_fs_stale_after * settings.image_fs_stale_factor
+    return StaleBound(bound, "no refresh seen yet")
+
+
+def stale_bound(settings: JudgeSettings, period_s: float | None) -> StaleBound:
+    """`imageFsStaleAfter`, or `imageFsStaleFactor` observed refresh periods if that is longer."""
+    if period_s is None:
+        return first_stale_bound(settings)
+    by_period = settings.image_fs_stale_factor * period_s
+    if by_period > settings.image_fs_stale_after:
+        return StaleBound(by_period, f"{settings.image_fs_stale_factor:g} x the refresh period "
+                                     f"seen, {period_s:.0f}s")
+    return StaleBound(settings.image_fs_stale_after, f"refreshes seen every {period_s:.0f}s")
+
+
 def problem_of(
-    obs: Observation, *, settings: JudgeSettings, require_network_ready: bool, streak: int = 0
+    obs: Observation,
+    *,
+    settings: JudgeSettings,
+    require_network_ready: bool,
+    streak: int = 0,
+    stale: StaleBound | None = None,
 ) -> Problem | None:
     """The problem this observation shows, or None. Reinterprets CRI Status readiness and stale
-    ImageFsInfo stats, which answer 'OK' at the RPC level but mean trouble."""
+    ImageFsInfo stats, which answer 'OK' at the RPC level but mean trouble. `stale` is the
+    bound the caller derived from the refreshes it saw (default: none seen)."""
     if obs.check is Check.CRI_STATUS and obs.outcome in (Outcome.OK, Outcome.SLOW, Outcome.ERROR):
         runtime_ready = obs.values.get(Value.RUNTIME_READY)
         network_ready = obs.values.get(Value.NETWORK_READY)
@@ -126,10 +152,11 @@ def problem_of(
     stamp = obs.values.get(Value.IMAGE_FS_TIMESTAMP_SECONDS)
     if obs.check is Check.CRI_IMAGE_FS_INFO and not obs.outcome.failed and stamp is not None:
         age = obs.at - stamp
-        if age > settings.image_fs_stale_after:
+        bound = stale or first_stale_bound(settings)
+        if age > bound.seconds:
             text = (
-                f"CRI ImageFsInfo stats are {age:.0f}s old (refresh every 10s): "
-                "containerd's stats syncer is stuck"
+                f"CRI ImageFsInfo stats are {age:.0f}s old (stale after {bound.seconds:.0f}s, "
+                f"{bound.basis}): containerd's stats syncer is stuck"
             )
             return Problem(
                 obs.runtime,
@@ -196,10 +223,13 @@ def _describe(runtime: Runtime, problems: Sequence[Problem]) -> tuple[Outcome, s
     return worst, f"{runtime}: {problems[0].text}{_streak(problems)}"
 
 
-def attribute(problems: Sequence[Problem], *, seen: Collection[Runtime]) -> Cause | None:
+def attribute(
+    problems: Sequence[Problem], *, seen: Collection[Runtime], late: Collection[Check] = ()
+) -> Cause | None:
     """The one cause behind these problems, worded for a person; None when there are none.
 
-    `seen` lists the runtimes that were probed at all, so the message can say which answer fine.
+    `seen` lists the runtimes that were probed at all, so the message can say which answer fine;
+    `late` the checks that answer, but only after their deadline (slow, not hung).
     """
     if not problems:
         return None
@@ -231,7 +261,11 @@ def attribute(problems: Sequence[Problem], *, seen: Collection[Runtime]) -> Caus
         worst, text = _describe(Runtime.DOCKERD, docker)
         checks = {p.check for p in docker}
         if Check.DOCKER_PING not in checks and Check.DOCKER_VERSION in checks:
-            text += "; GET /_ping answers, so dockerd runs but its calls into containerd fail"
+            text += (
+                "; GET /_ping answers only after its deadline: dockerd is slow, not hung"
+                if Check.DOCKER_PING in late
+                else "; GET /_ping answers, so dockerd runs but its calls into containerd fail"
+            )
         if cont:
             text += f"; containerd: {cont[0].text}"
         elif Runtime.CONTAINERD in seen:
@@ -239,149 +273,3 @@ def attribute(problems: Sequence[Problem], *, seen: Collection[Runtime]) -> Caus
         return Cause(_OWN_REASON[Runtime.DOCKERD][worst], text, Runtime.DOCKERD)
     first = min(cont, key=lambda p: _SPECIAL_ORDER.index(p.reason))
     return Cause(first.reason, f"containerd: {first.text}{_streak([first])}", Runtime.CONTAINERD)
-
-
-# ---------------------------------------------------------------------------------------------
-# Leak signals and ceilings, shared with the continuous judge.
-
-SIGNALS: Mapping[str, tuple[str, Unit]] = {
-    Value.RSS_ANON_BYTES: ("RssAnon", Unit.BYTES),
-    Value.GOROUTINES: ("goroutines", Unit.COUNT),
-    Value.FDS: ("fds", Unit.COUNT),
-    Value.EVENT_LISTENERS: ("event listeners", Unit.COUNT),
-}
-"""Readings judged for leaks: name in messages and unit."""
-
-LEAK_REASON: Mapping[tuple[Runtime, str], tuple[Reason, Reason]] = {
-    (Runtime.DOCKERD, Value.RSS_ANON_BYTES): (
-        Reason.DOCKERD_MEMORY_GROWTH,
-        Reason.DOCKERD_MEMORY_CEILING,
-    ),
-    (Runtime.DOCKERD, Value.GOROUTINES): (
-        Reason.DOCKERD_GOROUTINE_LEAK,
-        Reason.DOCKERD_GOROUTINE_LEAK,
-    ),
-    (Runtime.DOCKERD, Value.FDS): (Reason.DOCKERD_FD_LEAK, Reason.DOCKERD_FD_LEAK),
-    (Runtime.DOCKERD, Value.EVENT_LISTENERS): (
-        Reason.DOCKERD_EVENT_LISTENER_LEAK,
-        Reason.DOCKERD_EVENT_LISTENER_LEAK,
-    ),
-    (Runtime.CONTAINERD, Value.RSS_ANON_BYTES): (
-        Reason.CONTAINERD_MEMORY_GROWTH,
-        Reason.CONTAINERD_MEMORY_CEILING,
-    ),
-    (Runtime.CONTAINERD, Value.FDS): (Reason.CONTAINERD_FD_LEAK, Reason.CONTAINERD_FD_LEAK),
-}
-"""(growth reason, ceiling reason) per runtime and signal; pairs not listed are not judged."""
-
-
-def trend_limits(config: Config, value: str, *, node_memory_bytes: float | None) -> TrendLimits:
-    leak = config.judge.leak
-    signal = {
-        Value.RSS_ANON_BYTES: leak.memory,
-        Value.GOROUTINES: leak.goroutines,
-        Value.FDS: leak.fds,
-        Value.EVENT_LISTENERS: leak.event_listeners,
-    }[Value(value)]
-    return TrendLimits.from_settings(leak, signal, node_memory_bytes=node_memory_bytes)
-
-
-# ---------------------------------------------------------------------------------------------
-# One-shot verdict.
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    code: int
-    """0 healthy, 1 problem, 2 unknown: node-problem-detector's custom-plugin convention."""
-    reason: str
-    summary: str
-    """One line, at most SUMMARY_MAX characters; the first line `nodeprobe check` prints."""
-
-
-def one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1] + "…"
-
-
-def _ceiling_breach(
-    observations: Sequence[Observation], config: Config, node_memory_bytes: float | None
-) -> Verdict | None:
-    for obs in observations:
-        for value, reading in obs.values.items():
-            reasons = LEAK_REASON.get((obs.runtime, value))
-            if reasons is None:
-                continue
-            limits = trend_limits(config, value, node_memory_bytes=node_memory_bytes)
-            name, unit = SIGNALS[value]
-            if limits.ceiling and reading > limits.ceiling:
-                note = f" ({limits.ceiling_note})" if limits.ceiling_note else ""
-                return Verdict(
-                    1,
-                    reasons[1],
-                    one_line(
-                        f"{obs.runtime} {name} is {fmt(reading, unit)}, above its ceiling of "
-                        f"{fmt(limits.ceiling, unit)}{note}"
-                    ),
-                )
-    return None
-
-
-def verdict(
-    observations: Sequence[Observation],
-    *,
-    config: Config | None = None,
-    node_memory_bytes: float | None = None,
-) -> Verdict:
-    """Judge one round of observations (one per check) for `nodeprobe check`."""
-    config = config or Config.defaults()
-    if not observations:
-        return Verdict(
-            2,
-            Reason.UNKNOWN,
-            "unknown: no container runtime found to probe "
-            "(is dockerd or containerd running? see --docker-socket, "
-            "--containerd-socket)",
-        )
-    problems = [
-        p
-        for obs in observations
-        if (
-            p := problem_of(
-                obs,
-                settings=config.judge,
-                require_network_ready=config.containerd.require_network_ready,
-            )
-        )
-    ]
-    seen = {obs.runtime for obs in observations}
-    cause = attribute(problems, seen=seen)
-    if cause is not None:
-        return Verdict(1, cause.reason, one_line(cause.message))
-    breach = _ceiling_breach(observations, config, node_memory_bytes)
-    if breach is not None:
-        return breach
-    degraded = findings(observations, config)
-    if degraded:
-        return Verdict(1, degraded[0].reason, one_line(degraded[0].message))
-    names = []
-    for runtime in (Runtime.DOCKERD, Runtime.CONTAINERD):
-        if runtime in seen:
-            version = next(
-                (
-                    o.info["version"]
-                    for o in observations
-                    if o.runtime is runtime and "version" in o.info
-                ),
-                "",
-            )
-            names.append(f"{runtime} {version}".strip())
-    verb = "answers" if len(names) == 1 else "answer"
-    text = f"{' and '.join(names)} {verb} normally ({len(observations)} checks)"
-    slow = [o for o in observations if o.outcome is Outcome.SLOW]
-    if slow:
-        worst = max(slow, key=lambda o: o.latency_s)
-        text += (
-            f"; {len(slow)} slow, worst {worst.runtime} {CALLS[worst.check]} {worst.latency_s:.3g}s"
-        )
-    return Verdict(0, Reason.HEALTHY, one_line(text))

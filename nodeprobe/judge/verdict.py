@@ -1,0 +1,113 @@
+"""The one-shot verdict of `nodeprobe check`: one round of observations, no history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nodeprobe.config import Config
+from nodeprobe.judge.attribution import CALLS, attribute, problem_of
+from nodeprobe.judge.degraded import findings
+from nodeprobe.judge.leaks import LEAK_REASON, SIGNALS, trend_limits
+from nodeprobe.judge.trend import fmt
+from nodeprobe.model import Observation, Outcome, Reason, Runtime
+
+SUMMARY_MAX = 200
+"""node-problem-detector shows the first line as the condition message: keep it short."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    code: int
+    """0 healthy, 1 problem, 2 unknown: node-problem-detector's custom-plugin convention."""
+    reason: str
+    summary: str
+    """One line, at most SUMMARY_MAX characters; the first line `nodeprobe check` prints."""
+
+
+def one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1] + "…"
+
+
+def _ceiling_breach(
+    observations: Sequence[Observation], config: Config, node_memory_bytes: float | None
+) -> Verdict | None:
+    for obs in observations:
+        for value, reading in obs.values.items():
+            reasons = LEAK_REASON.get((obs.runtime, value))
+            if reasons is None:
+                continue
+            limits = trend_limits(config, value, node_memory_bytes=node_memory_bytes)
+            name, unit = SIGNALS[value]
+            if limits.ceiling and reading > limits.ceiling:
+                note = f" ({limits.ceiling_note})" if limits.ceiling_note else ""
+                return Verdict(
+                    1,
+                    reasons[1],
+                    one_line(
+                        f"{obs.runtime} {name} is {fmt(reading, unit)}, above its ceiling of "
+                        f"{fmt(limits.ceiling, unit)}{note}"
+                    ),
+                )
+    return None
+
+
+def verdict(
+    observations: Sequence[Observation],
+    *,
+    config: Config | None = None,
+    node_memory_bytes: float | None = None,
+) -> Verdict:
+    """Judge one round of observations (one per check) for `nodeprobe check`."""
+    config = config or Config.defaults()
+    if not observations:
+        return Verdict(
+            2,
+            Reason.UNKNOWN,
+            "unknown: no container runtime found to probe "
+            "(is dockerd or containerd running? see --docker-socket, "
+            "--containerd-socket)",
+        )
+    problems = [
+        p
+        for obs in observations
+        if (
+            p := problem_of(
+                obs,
+                settings=config.judge,
+                require_network_ready=config.containerd.require_network_ready,
+            )
+        )
+    ]
+    seen = {obs.runtime for obs in observations}
+    cause = attribute(problems, seen=seen)
+    if cause is not None:
+        return Verdict(1, cause.reason, one_line(cause.message))
+    breach = _ceiling_breach(observations, config, node_memory_bytes)
+    if breach is not None:
+        return breach
+    degraded = findings(observations, config)
+    if degraded:
+        return Verdict(1, degraded[0].reason, one_line(degraded[0].message))
+    names = []
+    for runtime in (Runtime.DOCKERD, Runtime.CONTAINERD):
+        if runtime in seen:
+            version = next(
+                (
+                    o.info["version"]
+                    for o in observations
+                    if o.runtime is runtime and "version" in o.info
+                ),
+                "",
+            )
+            names.append(f"{runtime} {version}".strip())
+    verb = "answers" if len(names) == 1 else "answer"
+    text = f"{' and '.join(names)} {verb} normally ({len(observations)} checks)"
+    slow = [o for o in observations if o.outcome is Outcome.SLOW]
+    if slow:
+        worst = max(slow, key=lambda o: o.latency_s)
+        text += (
+            f"; {len(slow)} slow, worst {worst.runtime} {CALLS[worst.check]} {worst.latency_s:.3g}s"
+        )
+    return Verdict(0, Reason.HEALTHY, one_line(text))
