@@ -128,13 +128,7 @@ class Judge:
         """Take one observation; return the Events its transitions call for."""
         self._record(obs, now)
         if not self._expected <= self._latest.keys():
-            message = self._waiting_message()
-            self._conditions = {
-                kind: cond if kind in self._adopted
-                else Condition(kind, Status.UNKNOWN, Reason.UNKNOWN, message, cond.since)
-                for kind, cond in self._conditions.items()
-            }
-            return []
+            return []  # still starting: the start-up message stands (one write, not one per answer)
         wants = {
             ConditionType.UNAVAILABLE: self._want_health(now),
             ConditionType.SLOW: self._want_slow(),
@@ -283,9 +277,9 @@ class Judge:
     # -- what each condition should say -----------------------------------------------------
 
     def _waiting_message(self) -> str:
-        missing = sorted(self._expected - self._latest.keys())
-        names = ", ".join(f"{runtime} {CALLS[check]}" for runtime, check in missing)
-        return f"waiting for the first answer of: {names}" if names else "starting"
+        """Fixed for the whole start-up: a message that changed with every first answer would
+        cost a Node write per check (the agent log says which checks answered)."""
+        return f"starting: waiting for the first answer of {len(self._expected)} checks"
 
     def _want_health(self, now: float) -> _Want | None:
         """None = hold still: a runtime is down, but for less than the restart grace."""

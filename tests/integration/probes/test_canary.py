@@ -14,8 +14,8 @@ import pytest
 
 from nodeprobe.cli import main
 from nodeprobe.config import Config, load
-from nodeprobe.judge.continuous import Judge
 from nodeprobe.judge.attribution import problem_of
+from nodeprobe.judge.continuous import Judge
 from nodeprobe.model import Check, ConditionType, Outcome, Reason, Runtime, Status, Value
 from nodeprobe.probes.canary import LABEL, DockerCanary
 from nodeprobe.probes.canary_cri import CriCanary

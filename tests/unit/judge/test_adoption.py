@@ -53,3 +53,13 @@ def test_adopted_false_stays_quiet_on_a_healthy_start() -> None:
 def test_without_adoption_the_start_is_unknown() -> None:
     judge = Judge(Config.defaults(), expected=CHECKS, now=T0)
     assert judge.conditions()[ConditionType.UNAVAILABLE].status is Status.UNKNOWN
+
+
+def test_start_up_message_does_not_change_with_each_first_answer() -> None:
+    from nodeprobe.model import Observation
+
+    judge = Judge(Config.defaults(), expected=CHECKS, now=T0)
+    before = judge.conditions()
+    for runtime, check in CHECKS[:-1]:
+        judge.observe(Observation(runtime, check, Outcome.OK, 0.002, T0 + 1), now=T0 + 1)
+        assert judge.conditions() == before  # nothing new to write while still starting
