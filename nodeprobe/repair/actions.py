@@ -18,42 +18,65 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from nodeprobe.config import Config
 from nodeprobe.model import Runtime
 
 log = logging.getLogger(__name__)
 
 MTIME_SLACK_S = 0.05
 """File mtimes are ns-precise here; a dump older than the signal must not count."""
-_HOST = ("nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--")
 
 
 @dataclass(frozen=True, slots=True)
-class RepairSettings:
-    restart_command: tuple[str, ...] = (*_HOST, "systemctl", "restart", "{unit}")
-    """Run in the host's namespaces (the agent runs with hostPID), as NPD's health-checker does."""
-    restart_commands: Mapping[Runtime, tuple[str, ...]] = field(
-        default_factory=lambda: MappingProxyType({}))
-    """Per-runtime argv that replaces `restart_command` (the agent config's restart_command)."""
-    reboot_command: tuple[str, ...] = (*_HOST, "systemctl", "reboot")
+class ActionSettings:
+    """What the actions need: the agent config's `repair` section made concrete (`from_config`),
+    plus timings the config does not expose. Config-backed fields have no default here, so each
+    default is written once, in the config tree."""
+
+    restart_commands: Mapping[Runtime, tuple[str, ...]]
+    """argv per runtime (`repair.restartCommand`); `{unit}` in an argument becomes the unit."""
+    reboot_command: tuple[str, ...]
+    dockerd_pidfile: Path
+    dockerd_exec_root: Path
+    """dockerd writes goroutine-stacks-<time>.log here on SIGUSR1 (its --exec-root)."""
+    dump_dir: Path | None
+    """Copy dumps here (exec-root is a tmpfs a reboot empties); None keeps them in place."""
+    dockerd_socket: Path
+    containerd_socket: Path
     units: Mapping[Runtime, str] = field(default_factory=lambda: MappingProxyType(
         {Runtime.DOCKERD: "docker", Runtime.CONTAINERD: "containerd"}))
-    """systemd unit per runtime (Debian/Ubuntu names)."""
+    """systemd unit per runtime (Debian/Ubuntu names), for `{unit}`."""
     command_timeout_s: float = 120.0
     """systemctl restart waits for the unit's stop timeout (docker: up to 60 s + start)."""
-    dockerd_pidfile: Path = Path("/var/run/docker.pid")
-    dockerd_exec_root: Path = Path("/var/run/docker")
-    """dockerd writes goroutine-stacks-<time>.log here on SIGUSR1 (its --exec-root)."""
     dump_wait_s: float = 10.0
     """A deadlocked dockerd still dumps within milliseconds; a stopped one never does."""
-    dump_dir: Path | None = None
-    """Copy dumps here (exec-root is a tmpfs a reboot empties); None keeps them in place."""
-    dockerd_socket: Path = Path("/var/run/docker.sock")
-    containerd_socket: Path = Path("/run/containerd/containerd.sock")
     answer_wait_s: float = 60.0
     """After a restart, how long to wait for the runtime to answer before reporting failure."""
     boot_id_path: Path = Path("/proc/sys/kernel/random/boot_id")
     poll_interval_s: float = 5.0
     """How often the executor looks for NodeRemediations addressed to its node."""
+
+    @classmethod
+    def from_config(cls, config: Config) -> ActionSettings:
+        """From the agent's config tree: `repair` and the runtimes' sockets (`auto` resolved)."""
+        from nodeprobe.discovery import AUTO, CONTAINERD_SOCKETS, DOCKER_SOCKETS, find_socket
+
+        repair = config.repair
+
+        def sock(value: str, candidates: tuple[str, ...]) -> Path:
+            return Path((find_socket(candidates) or candidates[0]) if value == AUTO else value)
+
+        return cls(
+            restart_commands=MappingProxyType({
+                Runtime.DOCKERD: tuple(repair.restart_command.docker),
+                Runtime.CONTAINERD: tuple(repair.restart_command.containerd)}),
+            reboot_command=tuple(repair.reboot_command),
+            dump_dir=Path(repair.dump_dir) if repair.dump_dir else None,
+            dockerd_pidfile=Path(repair.dockerd_pidfile),
+            dockerd_exec_root=Path(repair.dockerd_exec_root),
+            dockerd_socket=sock(config.docker.socket, DOCKER_SOCKETS),
+            containerd_socket=sock(config.containerd.socket, CONTAINERD_SOCKETS),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +105,7 @@ def _dumps_since(exec_root: Path, since: float) -> list[Path]:
     return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
-def dump_goroutines(settings: RepairSettings, *, dry_run: bool) -> ActionResult:
+def dump_goroutines(settings: ActionSettings, *, dry_run: bool) -> ActionResult:
     """SIGUSR1 makes dockerd write its goroutine stacks even when its API is hung."""
     try:
         pid = int(settings.dockerd_pidfile.read_text().strip())
@@ -106,13 +129,13 @@ def dump_goroutines(settings: RepairSettings, *, dry_run: bool) -> ActionResult:
                                f"{settings.dockerd_exec_root} within {settings.dump_wait_s:.0f}s")
 
 
-def late_dump(settings: RepairSettings, since: float) -> str | None:
+def late_dump(settings: ActionSettings, since: float) -> str | None:
     """A dump a stopped dockerd wrote only once it was resumed (found after the restart)."""
     found = _dumps_since(settings.dockerd_exec_root, since)
     return str(keep(settings, found[-1])) if found else None
 
 
-def keep(settings: RepairSettings, dump: Path) -> Path:
+def keep(settings: ActionSettings, dump: Path) -> Path:
     """Copy a dump to `dump_dir` when set; on failure the original path is still worth having."""
     if settings.dump_dir is None:
         return dump
@@ -140,7 +163,7 @@ def _run(argv: list[str], *, timeout_s: float) -> tuple[bool, str]:
     return True, f"{' '.join(argv)} succeeded"
 
 
-def answers(runtime: Runtime, settings: RepairSettings) -> bool:
+def answers(runtime: Runtime, settings: ActionSettings) -> bool:
     """The runtime's socket accepts and (dockerd) answers /_ping: enough to call it back up."""
     path = settings.dockerd_socket if runtime is Runtime.DOCKERD else settings.containerd_socket
     try:
@@ -155,9 +178,9 @@ def answers(runtime: Runtime, settings: RepairSettings) -> bool:
         return False
 
 
-def restart_runtime(runtime: Runtime, settings: RepairSettings, *, dry_run: bool) -> ActionResult:
+def restart_runtime(runtime: Runtime, settings: ActionSettings, *, dry_run: bool) -> ActionResult:
     unit = settings.units.get(runtime, runtime.value)
-    template = settings.restart_commands.get(runtime, settings.restart_command)
+    template = settings.restart_commands[runtime]
     argv = [a.replace("{unit}", unit) for a in template]
     if dry_run:
         log.info("dry run: would run %s", argv)
@@ -174,7 +197,7 @@ def restart_runtime(runtime: Runtime, settings: RepairSettings, *, dry_run: bool
                               f"{time.monotonic() - start:.1f}s")
 
 
-def reboot(settings: RepairSettings, *, dry_run: bool) -> ActionResult:
+def reboot(settings: ActionSettings, *, dry_run: bool) -> ActionResult:
     argv = list(settings.reboot_command)
     if dry_run:
         log.info("dry run: would run %s", argv)
@@ -183,7 +206,7 @@ def reboot(settings: RepairSettings, *, dry_run: bool) -> ActionResult:
     return ActionResult(ok, message)
 
 
-def boot_id(settings: RepairSettings) -> str:
+def boot_id(settings: ActionSettings) -> str:
     try:
         return settings.boot_id_path.read_text().strip()
     except OSError:

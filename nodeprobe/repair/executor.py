@@ -8,18 +8,16 @@ the same rung. A reboot is reported Done after the node comes back with a new bo
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Protocol
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from nodeprobe.config import Config
 from nodeprobe.model import (
     NODE_REMEDIATIONS,
     REMEDIATION_GROUP,
@@ -32,7 +30,7 @@ from nodeprobe.model import (
 )
 from nodeprobe.publish.kube import request_json, rfc3339
 from nodeprobe.repair import actions
-from nodeprobe.repair.actions import ActionResult, RepairSettings
+from nodeprobe.repair.actions import ActionResult, ActionSettings
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +72,14 @@ class RepairExecutor:
         self,
         node_name: str,
         api: client.ApiClient | None,
-        settings: RepairSettings | None = None,
+        settings: ActionSettings,
         *,
         dry_run: bool = False,
         now: Callable[[], float] = time.time,
         store: RemediationStore | None = None,
     ) -> None:
         self.node_name = node_name
-        self.settings = settings or RepairSettings()
+        self.settings = settings
         self.dry_run = dry_run
         self.now = now
         if store is None:
@@ -197,36 +195,18 @@ class RepairExecutor:
         self._store.patch_status(name, status)
 
 
-def start_executor(config: Any, *, kubeconfig: str | None = None, dry_run: bool = False,
-                   base: RepairSettings | None = None) -> RepairExecutor:
+def start_executor(config: Config, *, kubeconfig: str | None = None, dry_run: bool = False,
+                   settings: ActionSettings | None = None) -> RepairExecutor:
     """Build and start the executor from the agent's config tree (`config.repair`, sockets).
 
-    Credentials: `kubeconfig` when given, else the pod's service account. `base` supplies what
-    the config tree does not carry yet (dockerd's pidfile and exec-root, timeouts).
+    Credentials: `kubeconfig` when given, else the pod's service account. `settings` replaces
+    what the config gives (tests: sandbox paths, short timings).
     """
-    from nodeprobe.discovery import AUTO, CONTAINERD_SOCKETS, DOCKER_SOCKETS, find_socket
     from nodeprobe.publish.kube import new_api_client
 
-    repair = config.repair
-
-    def sock(value: str, candidates: tuple[str, ...], default: str) -> Path:
-        return Path((find_socket(candidates) or default) if value == AUTO else value)
-
-    settings = dataclasses.replace(
-        base or RepairSettings(),
-        restart_commands=MappingProxyType({
-            Runtime.DOCKERD: tuple(repair.restart_command.docker),
-            Runtime.CONTAINERD: tuple(repair.restart_command.containerd)}),
-        reboot_command=tuple(repair.reboot_command),
-        dump_dir=Path(repair.dump_dir) if repair.dump_dir else None,
-        dockerd_pidfile=Path(repair.dockerd_pidfile),
-        dockerd_exec_root=Path(repair.dockerd_exec_root),
-        dockerd_socket=sock(config.docker.socket, DOCKER_SOCKETS, DOCKER_SOCKETS[0]),
-        containerd_socket=sock(config.containerd.socket, CONTAINERD_SOCKETS,
-                               CONTAINERD_SOCKETS[0]),
-    )
+    settings = settings or ActionSettings.from_config(config)
     api = new_api_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
     executor = RepairExecutor(config.node_name, api, settings,
-                              dry_run=dry_run or repair.dry_run)
+                              dry_run=dry_run or config.repair.dry_run)
     executor.start()
     return executor

@@ -18,8 +18,10 @@ from tests.integration.kube.nodes import AgentNode, agent_node
 
 @pytest.fixture(scope="session")
 def release(kube_cluster: KubeCluster) -> Iterator[Release]:
-    """`helm install` of the chart with default values, into namespace `nodeprobe`."""
-    installed = install(kube_cluster)
+    """`helm install` of the chart into namespace `nodeprobe`, defaults but `agent.repair`: the
+    agent identity then has everything it can have (NodeRemediations too), so every agent test
+    runs with the chart's RBAC and admission policy as a repairing node has them."""
+    installed = install(kube_cluster, values=["agent.repair.enabled=true"])
     try:
         yield installed
     finally:

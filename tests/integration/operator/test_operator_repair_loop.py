@@ -15,7 +15,7 @@ from nodeprobe.model import Runtime
 from nodeprobe.operator.ladder import iso
 from nodeprobe.operator.reconcile import Reconciler
 from nodeprobe.repair import actions
-from nodeprobe.repair.actions import RepairSettings
+from nodeprobe.repair.actions import ActionSettings
 from nodeprobe.repair.executor import RepairExecutor
 from tests.harness.runtimes import Sandbox
 from tests.integration.repair.systemd_stub import Servicer
@@ -39,7 +39,7 @@ class FakeKubeStore:
                           body={"status": dict(status)})
 
 
-def publish_condition(kube: FakeKube, node: str, s: RepairSettings) -> None:
+def publish_condition(kube: FakeKube, node: str, s: ActionSettings) -> None:
     """What the agent's judge + publisher do, reduced to one real probe of dockerd."""
     status = "False" if actions.answers(Runtime.DOCKERD, s) else "True"
     cond = next(c for c in kube.nodes[node]["status"]["conditions"]

@@ -7,25 +7,27 @@ from pathlib import Path
 
 from nodeprobe.model import Runtime
 from nodeprobe.repair import actions
-from nodeprobe.repair.actions import RepairSettings
+from nodeprobe.repair.actions import ActionSettings
 from tests.harness.runtimes import Sandbox
 from tests.integration.repair.systemd_stub import Servicer, command
 
 
-def settings_for(sandbox: Sandbox, spool: Path, **over: object) -> RepairSettings:
+def settings_for(sandbox: Sandbox, spool: Path, **over: object) -> ActionSettings:
     base = sandbox.base
+    stub = command(spool)
     kw: dict[str, object] = {
-        "restart_command": command(spool),
+        "restart_commands": {Runtime.DOCKERD: stub, Runtime.CONTAINERD: stub},
         "reboot_command": ("false",),
         "dockerd_pidfile": base / "docker" / "dockerd.pid",
         "dockerd_exec_root": base / "docker" / "exec",
+        "dump_dir": None,
         "dockerd_socket": sandbox.dockerd.socket,
         "containerd_socket": sandbox.containerd.socket,
         "dump_wait_s": 5.0,
         "answer_wait_s": 60.0,
     }
     kw.update(over)
-    return RepairSettings(**kw)  # type: ignore[arg-type]
+    return ActionSettings(**kw)  # type: ignore[arg-type]
 
 
 def test_sigusr1_dump_from_running_dockerd(runtimes: Sandbox, tmp_path: Path) -> None:
@@ -81,9 +83,10 @@ def test_stopped_dockerd_dumps_once_resumed(runtimes: Sandbox, tmp_path: Path) -
 
 
 def test_failed_restart_command_is_reported(runtimes: Sandbox, tmp_path: Path) -> None:
-    s = settings_for(runtimes, tmp_path, restart_command=("false",))
+    s = settings_for(runtimes, tmp_path, restart_commands={Runtime.CONTAINERD: ("false",)})
     r = actions.restart_runtime(Runtime.CONTAINERD, s, dry_run=False)
     assert not r.ok and "exited 1" in r.message
-    s = settings_for(runtimes, tmp_path, restart_command=("/nonexistent/systemctl",))
+    s = settings_for(runtimes, tmp_path,
+                     restart_commands={Runtime.CONTAINERD: ("/nonexistent/systemctl",)})
     r = actions.restart_runtime(Runtime.CONTAINERD, s, dry_run=False)
     assert not r.ok and "not found" in r.message

@@ -126,6 +126,7 @@ def test_start_executor_from_agent_config_over_http(
 
     from nodeprobe.config import Config
     from nodeprobe.config.tree import RestartCommands
+    from nodeprobe.repair.actions import ActionSettings
     from nodeprobe.repair.executor import start_executor
     from tests.integration.repair.systemd_stub import command
 
@@ -167,7 +168,10 @@ def test_start_executor_from_agent_config_over_http(
             nr = kube_cluster.must("GET", path)
             return ((nr.get("status") or {}).get("agent") or {}).get("state")
 
-        ex = start_executor(cfg, kubeconfig=str(agent_on_node.kubeconfig), base=base)
+        # The config tree decides paths and commands; only the poll interval is the test's.
+        settings = dataclasses.replace(ActionSettings.from_config(cfg), poll_interval_s=0.2)
+        assert settings.dockerd_socket == own_runtimes.dockerd.socket
+        ex = start_executor(cfg, kubeconfig=str(agent_on_node.kubeconfig), settings=settings)
         try:
             with Servicer(own_runtimes, spool) as servicer:
                 wait_for(lambda: agent_state() == "Done", timeout_s=60,

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from nodeprobe.config import Config
 from nodeprobe.model import Runtime
 from nodeprobe.repair import actions
-from nodeprobe.repair.actions import RepairSettings
+from nodeprobe.repair.actions import ActionSettings
 
 
-def test_promised_defaults() -> None:
-    s = RepairSettings()
-    assert s.restart_command == ("nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--",
-                                 "systemctl", "restart", "{unit}")
-    assert s.reboot_command[-2:] == ("systemctl", "reboot")
-    assert dict(s.units) == {Runtime.DOCKERD: "docker", Runtime.CONTAINERD: "containerd"}
+def settings(**over: object) -> ActionSettings:
+    return dataclasses.replace(ActionSettings.from_config(Config.defaults()), **over)  # type: ignore[arg-type]
+
+
+def test_defaults_come_from_the_config_tree() -> None:
+    s = ActionSettings.from_config(Config.defaults())
+    host = ("nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--")
+    assert s.restart_commands[Runtime.DOCKERD] == (*host, "systemctl", "restart", "docker")
+    assert s.restart_commands[Runtime.CONTAINERD] == (*host, "systemctl", "restart", "containerd")
+    assert s.reboot_command == (*host, "systemctl", "reboot")
     assert s.dockerd_exec_root == Path("/var/run/docker")
     assert (s.dump_wait_s, s.command_timeout_s, s.answer_wait_s) == (10.0, 120.0, 60.0)
 
 
 def test_unit_is_substituted_per_argument(tmp_path: Path) -> None:
     out = tmp_path / "argv"
-    s = RepairSettings(restart_command=("sh", "-c", f'echo "$0" > {out}', "{unit}"),
+    cmd = ("sh", "-c", f'echo "$0" > {out}', "{unit}")
+    s = settings(restart_commands={Runtime.CONTAINERD: cmd},
                        containerd_socket=tmp_path / "missing.sock", answer_wait_s=0.3)
     r = actions.restart_runtime(Runtime.CONTAINERD, s, dry_run=False)
     assert out.read_text().strip() == "containerd"
@@ -29,18 +36,18 @@ def test_unit_is_substituted_per_argument(tmp_path: Path) -> None:
 
 
 def test_missing_pidfile_is_a_clear_message(tmp_path: Path) -> None:
-    s = RepairSettings(dockerd_pidfile=tmp_path / "nope.pid")
+    s = settings(dockerd_pidfile=tmp_path / "nope.pid")
     r = actions.dump_goroutines(s, dry_run=False)
     assert not r.ok and "cannot read dockerd's pid from" in r.message
 
 
 def test_command_timeout_is_reported(tmp_path: Path) -> None:
-    s = RepairSettings(reboot_command=("sleep", "5"), command_timeout_s=0.2)
+    s = settings(reboot_command=("sleep", "5"), command_timeout_s=0.2)
     r = actions.reboot(s, dry_run=False)
     assert not r.ok and "did not finish within" in r.message
 
 
 def test_boot_id_read(tmp_path: Path) -> None:
     (tmp_path / "b").write_text("abc\n")
-    assert actions.boot_id(RepairSettings(boot_id_path=tmp_path / "b")) == "abc"
-    assert actions.boot_id(RepairSettings(boot_id_path=tmp_path / "x")) == ""
+    assert actions.boot_id(settings(boot_id_path=tmp_path / "b")) == "abc"
+    assert actions.boot_id(settings(boot_id_path=tmp_path / "x")) == ""
