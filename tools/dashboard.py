@@ -147,6 +147,39 @@ ROWS = (
                   "{{outcome}}", instant=True),),
               kind="bargauge", width=12,
               options={"displayMode": "basic", "orientation": "horizontal"}),
+        Panel("Open episodes by phase",
+              "NodeRemediations that hold their node, by phase. Escalated stays until a person"
+              " releases the node (uncordon, or remove the escalation label).",
+              (_q(f"max by (phase) (nodeprobe_operator_episodes{{{OPERATOR}}})", "{{phase}}"),),
+              width=8, custom={"drawStyle": "bars", "stacking": {"mode": "normal"}}),
+        Panel("Nodes held against the budget",
+              "Nodes held (our episodes, other remediators' Leases) against the cluster budget"
+              " (--max-concurrent). Held at the budget while nodes wait: see the next panel.",
+              (_q(f"max(nodeprobe_operator_nodes_held{{{OPERATOR}}})", "held"),
+               _q(f"max(nodeprobe_operator_budget_nodes{{{OPERATOR}}})", "budget")),
+              width=8),
+        Panel("Why sick nodes wait",
+              "Sick nodes without a NodeRemediation, by reason (budget, maxConcurrent, window,"
+              " minHealthy, paused, ...). The policy's status says the rest:"
+              " `kubectl nodeprobe status`.",
+              (_q(f"max by (reason) (nodeprobe_operator_waiting_nodes{{{OPERATOR}}})",
+                  "{{reason}}"),),
+              width=8, custom={"drawStyle": "bars", "stacking": {"mode": "normal"}}),
+        Panel("Trigger to cordon in range",
+              "Seconds from the trigger condition's lastTransitionTime to the operator's cordon,"
+              " over the episodes of the dashboard's time range: the trigger's `for` plus any"
+              " wait.",
+              tuple(_q(f"""histogram_quantile({pct}, sum by (le) (increase(
+                    nodeprobe_operator_trigger_to_cordon_seconds_bucket{{{OPERATOR}}}[$__range])))""",
+                       f"p{pct[2:]}", instant=True) for pct in ("0.50", "0.90", "0.99")),
+              kind="bargauge", width=12, unit="s",
+              options={"displayMode": "basic", "orientation": "horizontal"}),
+        Panel("Operator pass age",
+              "Seconds since the operator last finished a reconcile pass (every few seconds);"
+              " above 300 s it is stuck (alert NodeprobeOperatorStuck).",
+              (_q(f"""time() - max(
+                    nodeprobe_operator_last_pass_timestamp_seconds{{{OPERATOR}}})""", "age"),),
+              width=12, unit="s", thresholds=((None, "green"), (300, "red"))),
     )),
     Row("Agent health", (
         Panel("Agents up",

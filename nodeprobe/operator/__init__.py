@@ -11,8 +11,11 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nodeprobe.operator.stats import Sink
 
 CRD_DIR = Path(__file__).parent / "crds"
 log = logging.getLogger(__name__)
@@ -89,9 +92,9 @@ def run(
         threading.Thread(target=elector.keep, args=(stop, on_lost), name="leader-lease",
                          daemon=True).start()
     registry = kopf.OperatorRegistry()
-    finished = _start_metrics(metrics_port)
+    sink = _start_metrics(metrics_port)
     nodes = NodeCache(raw)
-    register(registry, reconciler=Reconciler(kube, settings=settings, on_finished=finished),
+    register(registry, reconciler=Reconciler(kube, settings=settings, sink=sink),
              nodes=nodes, api=api)
     nodes.start()
     try:
@@ -107,19 +110,17 @@ def run(
                          "replica restarts as a follower")
 
 
-def _start_metrics(port: int) -> Callable[[str], None] | None:
-    """`nodeprobe_remediations_total{outcome}` on /metrics; every outcome exists from 0."""
-    if not port:
-        return None
-    from prometheus_client import CollectorRegistry, Counter, start_http_server
+def _start_metrics(port: int) -> Sink:
+    """The operator's metrics (`nodeprobe.operator.metrics`) on /metrics; none without a port."""
+    from nodeprobe.operator.stats import NoSink
 
-    from nodeprobe.operator.gates import TERMINAL
+    if not port:
+        return NoSink()
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from nodeprobe.operator.metrics import OperatorMetrics
 
     registry = CollectorRegistry()
-    total = Counter("nodeprobe_remediations_total",
-                    "NodeRemediations that reached a final phase, by outcome.",
-                    ["outcome"], registry=registry)
-    for phase in TERMINAL:
-        total.labels(str(phase.value))
+    sink = OperatorMetrics(registry)
     start_http_server(port, registry=registry)
-    return lambda outcome: total.labels(outcome).inc()
+    return sink

@@ -27,6 +27,7 @@ from nodeprobe.operator.policy import (
     Action,
     Plan,
 )
+from nodeprobe.operator.stats import Sink, cordon_delay
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,12 @@ class Context:
 
 class Episodes:
     def __init__(self, kube: Kube, drainer: Drainer, *, event_namespace: str,
-                 webhook: Callable[[str, Mapping[str, Any]], None],
-                 on_finished: Callable[[str], None] | None) -> None:
+                 webhook: Callable[[str, Mapping[str, Any]], None], sink: Sink) -> None:
         self.kube = kube
         self.drainer = drainer
         self.event_namespace = event_namespace
         self.webhook = webhook
-        self.on_finished = on_finished
+        self.sink = sink
 
     def advance(self, plan: Plan, nr: dict[str, Any], node: NodeView | None, ctx: Context,
                 *, now: float) -> dict[str, Any]:
@@ -84,10 +84,12 @@ class Episodes:
             self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status",
                               body={"status": st.patch}, content_type=MERGE)
             final = st.patch.get("phase")
-            if final in TERMINAL and self.on_finished is not None:
-                self.on_finished(str(final))
+            if final in TERMINAL:
+                self.sink.finished(RemediationPhase(final))
         if ladder.Intent.CORDON in st.intents and node is not None:
             self.apply(ladder.Intent.CORDON, node, name, plan)
+            if (delay := cordon_delay(spec, now=now)) is not None:
+                self.sink.cordoned(delay)
         for kind, reason, message in st.events:
             self.node_event(node, name, kind, reason, message, now)
         status.update(st.patch)

@@ -12,6 +12,7 @@ and an Event (Cluster API #5451: say WHY nothing happens).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,43 @@ TERMINAL = frozenset({RemediationPhase.SUCCEEDED, RemediationPhase.FAILED,
                       RemediationPhase.ESCALATED})
 """The one set of final phases: a NodeRemediation in one of them never changes phase again."""
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+
+
+class Wait(enum.StrEnum):
+    """Why a sick node (its trigger held for its duration) gets no NodeRemediation in a pass:
+    the `reason` label of `nodeprobe_operator_waiting_nodes`. A fixed set, one value per place
+    the decision is made; the policy's status and Events carry the sentence with the details."""
+
+    PAUSED = "paused"
+    """The policy is paused."""
+    DRY_RUN = "dryRun"
+    """The policy is in dry run: the plan is written to its status, nothing else."""
+    WINDOW = "window"
+    """Outside the policy's maintenance windows."""
+    MIN_HEALTHY = "minHealthy"
+    """Fewer matched nodes are healthy than the policy's minHealthy (a storm)."""
+    STORM_COOL_DOWN = "stormCoolDown"
+    """A storm ended less than the policy's storm cool-down ago."""
+    RATE = "rate"
+    """The policy's episodes-per-hour limit is reached."""
+    MAX_CONCURRENT = "maxConcurrent"
+    """The policy's maxConcurrent is reached (nodes it matches that are held)."""
+    BUDGET = "budget"
+    """The cluster budget (`--max-concurrent`, all policies) has no free slot."""
+    ALERT = "alert"
+    """A Prometheus alert the policy names is firing, or Prometheus could not be asked."""
+    BLOCKER = "blocker"
+    """Pods on the node the policy protects (blockers) keep it from starting."""
+    CONTROL_PLANE = "controlPlane"
+    """Another control-plane node is held: one at a time."""
+    LEASE = "lease"
+    """The node's Lease is held by another remediator."""
+    EXCLUDED = "excluded"
+    """The node carries the exclude label."""
+    COOL_DOWN = "coolDown"
+    """The node's cool-down after its last remediation has not passed."""
+    EPISODE_ENDED = "episodeEnded"
+    """This episode already ended (any outcome); a new one needs the condition to clear first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +167,8 @@ class PolicyDecision:
     """Policy-level reasons nothing (more) starts."""
     waiting: dict[str, str] = field(default_factory=dict)
     """Per-node reasons a sick node waits."""
+    reasons: dict[str, Wait] = field(default_factory=dict)
+    """Every sick node that waits, by `Wait` (also those a policy-level block holds back)."""
     matched: int = 0
     sick: int = 0
     storm: bool = False
@@ -194,44 +234,46 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
     out.storm = healthy_pct < policy.min_healthy_pct
     if not out.storm and storm_since is not None:
         storm_ended_at = now  # the storm ends in this very pass
-    candidates = [c for n, since in sick if (c := _candidate(policy, cluster, n, since, held,
-                                                             out.waiting, now=now))]
+    candidates = [c for n, since in sick
+                  if (c := _candidate(policy, cluster, n, since, held, out, now=now))]
     if not candidates:
         return out
     in_policy = len(held & {n.name for n in matched})
     budget = policy.budget(len(matched))
     reason = _policy_blocked(policy, out, len(candidates), healthy_pct, storm_ended_at, now)
     if reason is None and policy.rate_per_hour is not None and started >= policy.rate_per_hour:
-        reason = (f"rate limit: {started} episodes opened in the last hour, limit "
-                  f"{policy.rate_per_hour}")
+        reason = Wait.RATE, (f"rate limit: {started} episodes opened in the last hour, limit "
+                             f"{policy.rate_per_hour}")
     if reason is None and in_policy >= budget:
-        reason = (f"maxConcurrent {budget} reached: {in_policy} matched node(s) held; "
-                  f"{len(candidates)} wait")
+        reason = Wait.MAX_CONCURRENT, (f"maxConcurrent {budget} reached: {in_policy} matched "
+                                       f"node(s) held; {len(candidates)} wait")
     if reason is None and len(held) >= cluster.max_held:
-        reason = (f"cluster budget {cluster.max_held} reached: {len(held)} node(s) held by "
-                  f"nodeprobe or another remediator; {len(candidates)} wait")
-    if reason is None:
-        reason = blockers.cluster(policy)
+        reason = Wait.BUDGET, (f"cluster budget {cluster.max_held} reached: {len(held)} node(s) "
+                               f"held by nodeprobe or another remediator; {len(candidates)} wait")
+    if reason is None and (alert := blockers.cluster(policy)) is not None:
+        reason = Wait.ALERT, alert
     if reason is not None:
-        out.blocked.append(reason)
+        out.blocked.append(reason[1])
+        out.reasons.update((c.node, reason[0]) for c in candidates)
         return out
     taken = set(held)
     for c in candidates:
         node = cluster.nodes[c.node]
-        room = min(budget - in_policy, cluster.max_held - len(taken))
-        if policy.rate_per_hour is not None:
-            room = min(room, policy.rate_per_hour - started - len(out.starts))
-        if room <= 0:
-            out.waiting[c.node] = f"waiting for a free slot (maxConcurrent {budget}, cluster " \
-                                  f"budget {cluster.max_held})"
+        full = _full(cluster.max_held - len(taken), budget - in_policy,
+                     None if policy.rate_per_hour is None
+                     else policy.rate_per_hour - started - len(out.starts))
+        if full is not None:
+            _wait(out, c.node, full, f"waiting for a free slot (maxConcurrent {budget}, cluster "
+                  f"budget {cluster.max_held})")
             continue
         if node.control_plane and any(cluster.nodes[h].control_plane for h in taken
                                       if h in cluster.nodes):
-            out.waiting[c.node] = "another control-plane node is held: one at a time"
+            _wait(out, c.node, Wait.CONTROL_PLANE,
+                  "another control-plane node is held: one at a time")
             continue
         why = blockers.node(policy, c.node)
         if why:
-            out.waiting[c.node] = why
+            _wait(out, c.node, Wait.BLOCKER, why)
             continue
         out.starts.append(c)
         taken.add(c.node)
@@ -239,28 +281,42 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
     return out
 
 
+def _full(cluster_room: int, policy_room: int, rate_room: int | None) -> Wait | None:
+    """Which limit leaves no room for one more start, the cluster budget first; None: room."""
+    if cluster_room <= 0:
+        return Wait.BUDGET
+    if policy_room <= 0:
+        return Wait.MAX_CONCURRENT
+    return Wait.RATE if rate_room is not None and rate_room <= 0 else None
+
+
+def _wait(out: PolicyDecision, node: str, why: Wait, sentence: str) -> None:
+    out.waiting[node] = sentence
+    out.reasons[node] = why
+
+
 def _candidate(policy: Policy, cluster: Cluster, node: NodeView, since: float, held: set[str],
-               waiting: dict[str, str], *, now: float) -> Start | None:
+               out: PolicyDecision, *, now: float) -> Start | None:
     rec = cluster.records.get(node.name, NodeRecord())
     if node.name in held:
         if rec.holder:
-            waiting[node.name] = f"the node's Lease is held by {rec.holder}"
+            _wait(out, node.name, Wait.LEASE, f"the node's Lease is held by {rec.holder}")
         return None
     mine = [r for r in cluster.remediations if r.node == node.name]
     if any(r.active for r in mine):
         return None
     if node.excluded:
-        waiting[node.name] = f"excluded: the node has the {LABEL_EXCLUDE} label"
+        _wait(out, node.name, Wait.EXCLUDED, f"excluded: the node has the {LABEL_EXCLUDE} label")
         return None
     name = remediation_name(node.name, since)
     if rec.last_episode == name or any(r.name == name for r in mine):
-        waiting[node.name] = (f"episode {name} already ended; waiting for the condition to clear "
-                              "before another attempt")
+        _wait(out, node.name, Wait.EPISODE_ENDED, f"episode {name} already ended; waiting for "
+              "the condition to clear before another attempt")
         return None
     ends = [t for t in [rec.finished, *(r.finished for r in mine)] if t is not None]
     if ends and now - max(ends) < policy.cool_down_s:
-        waiting[node.name] = (f"node cool-down until {iso(max(ends) + policy.cool_down_s)} after "
-                              "the last remediation")
+        _wait(out, node.name, Wait.COOL_DOWN, f"node cool-down until "
+              f"{iso(max(ends) + policy.cool_down_s)} after the last remediation")
         return None
     opened = {int(t) for t in rec.episodes} | {int(r.created) for r in mine}
     recent = sum(1 for t in opened if now - t < policy.flap_window_s)
@@ -269,18 +325,22 @@ def _candidate(policy: Policy, cluster: Cluster, node: NodeView, since: float, h
 
 
 def _policy_blocked(policy: Policy, out: PolicyDecision, waiting: int, healthy_pct: float,
-                    storm_ended_at: float | None, now: float) -> str | None:
+                    storm_ended_at: float | None, now: float) -> tuple[Wait, str] | None:
     if policy.paused:
-        return f"policy is paused: {waiting} sick node(s) wait"
+        return Wait.PAUSED, f"policy is paused: {waiting} sick node(s) wait"
     if not policy.window_open(now):
         windows = "; ".join(w.describe() for w in policy.windows)
-        return f"outside the maintenance window ({windows}): {waiting} sick node(s) wait"
+        return Wait.WINDOW, (f"outside the maintenance window ({windows}): {waiting} sick "
+                             "node(s) wait")
     if out.storm:
-        return (f"only {healthy_pct:.0f}% of {out.matched} matched nodes are healthy, below "
-                f"minHealthy {policy.min_healthy_pct:.0f}%: not starting new remediations")
+        return Wait.MIN_HEALTHY, (f"only {healthy_pct:.0f}% of {out.matched} matched nodes are "
+                                  f"healthy, below minHealthy {policy.min_healthy_pct:.0f}%: not "
+                                  "starting new remediations")
     if storm_ended_at is not None and now - storm_ended_at < policy.storm_cool_down_s:
-        return (f"storm cool-down until {iso(storm_ended_at + policy.storm_cool_down_s)}: enough "
-                "nodes are healthy again (minHealthy), waiting for them to settle")
+        return Wait.STORM_COOL_DOWN, (f"storm cool-down until "
+                                      f"{iso(storm_ended_at + policy.storm_cool_down_s)}: enough "
+                                      "nodes are healthy again (minHealthy), waiting for them to "
+                                      "settle")
     return None
 
 

@@ -29,8 +29,10 @@ from nodeprobe.operator.gates import (
     PolicyDecision,
     RemediationView,
     Start,
+    Wait,
     count_recent,
     decide_all,
+    held_nodes,
 )
 from nodeprobe.operator.grammar import iso, parse_iso
 from nodeprobe.operator.kube import MERGE, Kube, KubeError
@@ -51,6 +53,7 @@ from nodeprobe.operator.policy import (
     plan_snapshot,
     validate_policy,
 )
+from nodeprobe.operator.stats import NoSink, Sink, pass_stats
 
 log = logging.getLogger(__name__)
 
@@ -141,16 +144,17 @@ class Reconciler:
         settings: OperatorSettings | None = None,
         clock: Callable[[], float] = time.time,
         webhook: Callable[[str, Mapping[str, Any]], None] = post_webhook,
-        on_finished: Callable[[str], None] | None = None,
+        sink: Sink | None = None,
         alerts: Callable[[str, str], str | None] = firing_alerts,
     ) -> None:
         self.kube = kube
         self.settings = s = settings or OperatorSettings()
         self.clock = clock
         self.alerts = alerts
+        self.sink = sink or NoSink()
         self.drainer = Drainer(kube, clock=clock)
         self.episodes = Episodes(kube, self.drainer, event_namespace=s.event_namespace,
-                                 webhook=webhook, on_finished=on_finished)
+                                 webhook=webhook, sink=self.sink)
         self.leases = NodeLeases(kube, namespace=s.lease_namespace or s.event_namespace,
                                  holder=s.holder)
 
@@ -179,8 +183,10 @@ class Reconciler:
                   for s in states.values()}
         decisions = decide_all(live, cluster, now=now, storms=storms,
                                blockers=Blockers(node=checks.node, cluster=checks.cluster))
-        for st in states.values():
-            self._finish_policy(st, decisions.get(st.name), rviews, views, now)
+        opened = [node for st in states.values()
+                  for node in self._finish_policy(st, decisions.get(st.name), rviews, views, now)]
+        self.sink.passed(pass_stats(rviews, decisions, held=held_nodes(cluster) | set(opened),
+                                    opened=opened, budget=self.settings.max_held, now=now))
 
     # ---- episodes ------------------------------------------------------------------------------
 
@@ -318,7 +324,8 @@ class Reconciler:
 
     def _finish_policy(self, st: PolicyState, d: PolicyDecision | None,
                        rviews: list[RemediationView], views: Mapping[str, NodeView],
-                       now: float) -> None:
+                       now: float) -> list[str]:
+        """Open what the decision starts, write the policy's status; the nodes opened."""
         old = st.obj.get("status") or {}
         live = [r for r in rviews if r.policy == st.name and r.active]
         if st.deleting:
@@ -327,33 +334,35 @@ class Reconciler:
                 finalizers.remove(FINALIZER)
                 self.kube.request("PATCH", f"{API}/{POLICY_PLURAL}/{st.name}", content_type=MERGE,
                                   body={"metadata": {"finalizers": finalizers or None}})
-                return
+                return []
             if live:
                 why = (f"deletion waits for {len(live)} live episode(s) to finish or be aborted: "
                        + ", ".join(r.name for r in live[:5]))
                 self._policy_status(st, old, {"message": why, "deleting": True}, blocked=[why])
-            return
+            return []
         if st.policy is None:
             self._policy_status(st, old, {
                 "valid": False, "problems": st.problems,
                 "message": f"policy rejected: {'; '.join(st.problems)}"}, blocked=st.problems)
-            return
+            return []
         d = d or PolicyDecision()
         plan: list[str] = []
-        opened = 0
+        opened: list[str] = []
         for start in d.starts:
             if st.policy.dry_run:
                 plan.append(self._dry_run_plan(st.policy, start.node))
+                d.reasons[start.node] = Wait.DRY_RUN
             elif self._open(st, start, views[start.node], now):
-                opened += 1
+                opened.append(start.node)
             else:
                 d.waiting[start.node] = "the node's Lease is held by someone else"
+                d.reasons[start.node] = Wait.LEASE
         storm: dict[str, Any] = {}
         if d.storm and not old.get("stormSince"):
             storm = {"stormSince": iso(now), "stormEndedAt": None}
         elif not d.storm and old.get("stormSince"):
             storm = {"stormSince": None, "stormEndedAt": iso(now)}
-        active = len(live) + opened
+        active = len(live) + len(opened)
         message = (d.blocked[0] if d.blocked else
                    f"{d.sick} of {d.matched} matched node(s) sick, {active} in remediation")
         self._policy_status(st, old, {
@@ -361,6 +370,7 @@ class Reconciler:
             "activeRemediations": active, "waiting": d.waiting or None,
             "dryRunPlan": plan or (old.get("dryRunPlan") if st.policy.dry_run else None),
             "message": message, **storm}, blocked=d.blocked, plan=plan)
+        return opened
 
     def _dry_run_plan(self, policy: Policy, node: str) -> str:
         pods = self.drainer.plan(node, policy.plan.drain)

@@ -21,7 +21,8 @@ DOCS = HERE.parents[1] / "docs"
 RULES = h.CHART / "files" / "nodeprobe.rules.yaml"
 ALERTS = ("NodeprobeRuntimeHung", "NodeprobeRuntimeDown", "NodeprobeRuntimeLeaking",
           "NodeprobeAgentNotReporting", "NodeprobeAgentAbsent", "NodeprobeRemediationFailed",
-          "NodeprobeRemediationEscalated")
+          "NodeprobeRemediationEscalated", "NodeprobeOperatorStuck",
+          "NodeprobeNodesWaitingOnBudget")
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from nodeprobe.operator.metrics import OperatorMetrics
 from tools import dashboard as dash
 from tools import helm as h
 
@@ -75,6 +77,17 @@ def test_panels_cover_what_the_issue_asks() -> None:
         assert metric in exprs, metric
     names = {v["name"] for v in dash.dashboard()["templating"]["list"]}
     assert {"datasource", "cluster", "node"} <= names
+
+
+def test_every_operator_metric_has_a_panel() -> None:
+    """A metric the operator exports and no panel reads is a question nobody sees answered."""
+    registry = CollectorRegistry()
+    OperatorMetrics(registry)
+    exprs = " ".join(t["expr"] for p in _panels(dash.dashboard()) for t in p["targets"])
+    names = {m.name for m in registry.collect()}
+    assert len(names) == 7
+    for name in names:  # counters without _total, histograms without _bucket: a prefix
+        assert name in exprs, f"{name}: no panel"
 
 
 def _dashboard_configmaps(values: Path | None) -> list[dict[str, Any]]:
