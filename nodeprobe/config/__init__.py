@@ -5,6 +5,13 @@ every error must name the file and the key path. This package reads no env and n
 entry point turns those into an `overrides` mapping of dotted camelCase keys.
 """
 
+from nodeprobe.config.judge import (
+    JudgeSettings,
+    LeakSettings,
+    LeakSignalSettings,
+    MemorySignalSettings,
+    RestartSettings,
+)
 from nodeprobe.config.loader import (
     ConfigError,
     camel,
@@ -19,16 +26,11 @@ from nodeprobe.config.tree import (
     Config,
     ContainerdSettings,
     DockerSettings,
-    JudgeSettings,
     KubernetesSettings,
-    LeakSettings,
-    LeakSignalSettings,
-    MemorySignalSettings,
     MetricsSettings,
     PathSettings,
     RepairSettings,
     RestartCommands,
-    RestartSettings,
 )
 
 __all__ = [

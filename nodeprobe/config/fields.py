@@ -1,0 +1,22 @@
+"""How a config leaf is declared: its default, YAML kind and doc travel together in `metadata`,
+so the loader and docs/configuration.md are generated from one place."""
+
+from __future__ import annotations
+
+from dataclasses import field
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+def leaf(default: Any, kind: str, doc: str) -> Any:
+    """A leaf setting: its default, its YAML kind (the loader's `_KINDS`) and what it means."""
+    if isinstance(default, list):
+        frozen = tuple(default)
+        return field(default_factory=lambda: frozen, metadata={"kind": kind, "doc": doc})
+    return field(default=default, metadata={"kind": kind, "doc": doc})
+
+
+def section(text: str) -> dict[str, str]:
+    """Metadata of a nested section (use with `field(default_factory=...)`)."""
+    return {"kind": "section", "doc": text}
