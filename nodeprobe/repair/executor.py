@@ -18,9 +18,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from nodeprobe.model import (
     NODE_REMEDIATIONS,
     REMEDIATION_GROUP,
@@ -31,7 +28,7 @@ from nodeprobe.model import (
     RepairState,
     Runtime,
 )
-from nodeprobe.publish.kube import request_json
+from nodeprobe.publish.kubeclient import API_ERRORS, KubeClient, new_client, request_json
 from nodeprobe.repair import actions
 from nodeprobe.repair.actions import ActionResult, RepairSettings
 
@@ -56,7 +53,7 @@ class RemediationStore(Protocol):
 class KubeRemediationStore:
     """NodeRemediations through the Kubernetes API, listed by the node label."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: KubeClient) -> None:
         self._api = api
 
     def for_node(self, node: str) -> list[dict[str, Any]]:
@@ -76,7 +73,7 @@ class RepairExecutor:
     def __init__(
         self,
         node_name: str,
-        api: client.ApiClient | None,
+        api: KubeClient | None,
         settings: RepairSettings | None = None,
         *,
         dry_run: bool = False,
@@ -89,7 +86,7 @@ class RepairExecutor:
         self.now = now
         if store is None:
             if api is None:
-                raise ValueError("RepairExecutor needs an ApiClient or a RemediationStore")
+                raise ValueError("RepairExecutor needs a KubeClient or a RemediationStore")
             store = KubeRemediationStore(api)
         self._store = store
         self._stop = threading.Event()
@@ -115,7 +112,7 @@ class RepairExecutor:
         while not self._stop.is_set():
             try:
                 self.poll_once()
-            except (ApiException, OSError, ValueError) as e:
+            except API_ERRORS as e:
                 log.warning("repair executor: could not read NodeRemediations: %s", e)
             self._stop.wait(self.settings.poll_interval_s)
 
@@ -208,7 +205,6 @@ def start_executor(config: Any, *, kubeconfig: str | None = None, dry_run: bool 
     the config tree does not carry yet (dockerd's pidfile and exec-root, timeouts).
     """
     from nodeprobe.discovery import AUTO, CONTAINERD_SOCKETS, DOCKER_SOCKETS, find_socket
-    from nodeprobe.publish.kube import new_api_client
 
     repair = config.repair
 
@@ -228,7 +224,7 @@ def start_executor(config: Any, *, kubeconfig: str | None = None, dry_run: bool 
         containerd_socket=sock(config.containerd.socket, CONTAINERD_SOCKETS,
                                CONTAINERD_SOCKETS[0]),
     )
-    api = new_api_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
+    api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
     executor = RepairExecutor(config.node_name, api, settings,
                               dry_run=dry_run or repair.dry_run)
     executor.start()

@@ -15,7 +15,7 @@ import pytest
 from nodeprobe.model import Condition, ConditionType, Event, EventType, Reason, Status
 from nodeprobe.publish.conditions import ConditionSettings, ConditionWriter
 from nodeprobe.publish.events import EventRecorder, EventSettings
-from nodeprobe.publish.kube import SMP, new_api_client
+from nodeprobe.publish.kubeclient import SMP, new_client
 from tests.kube.double import KubeDouble
 from tests.kube.objects import KUBELET_TIME, kubelet_node
 
@@ -77,12 +77,12 @@ def node(kube: KubeDouble) -> KubeDouble:
 
 
 def writer_for(kube: KubeDouble, clock: Clock, **kw: Any) -> ConditionWriter:
-    api = new_api_client(kubeconfig=str(kube.kubeconfig))
+    api = new_client(kubeconfig=str(kube.kubeconfig))
     return ConditionWriter(NODE, api, now=clock, **kw)
 
 
 def recorder_for(kube: KubeDouble, clock: Clock, **kw: Any) -> EventRecorder:
-    api = new_api_client(kubeconfig=str(kube.kubeconfig))
+    api = new_client(kubeconfig=str(kube.kubeconfig))
     return EventRecorder(NODE, api, now=clock, **kw)
 
 
