@@ -18,8 +18,10 @@ STEPS = (
     ("docker probe (requests, urllib3, docker.transport)", "import nodeprobe.probes.docker"),
     ("CRI probe (grpc, protobuf, generated stubs)", "import nodeprobe.probes.cri"),
     ("process probe", "import nodeprobe.probes.process"),
-    ("kubernetes client (publish.kube, conditions, events)",
-     "import nodeprobe.publish.kube, nodeprobe.publish.conditions, nodeprobe.publish.events"),
+    ("Kubernetes client (publish.kubeclient, conditions, events, repair executor)",
+     "import nodeprobe.publish.kubeclient, nodeprobe.publish.conditions, "
+     "nodeprobe.publish.events, nodeprobe.repair.executor"),
+    ("for comparison: the `kubernetes` package the agent no longer imports", "import kubernetes"),
 )
 
 CHILD = """
