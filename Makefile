@@ -32,6 +32,11 @@ typecheck: deps
 bench: deps
 	$(PY) -m benchmarks.run $(BENCH)
 
+# nodeprobe beside node-problem-detector + health-checker + crictl (built here from the Go module
+# proxy by tools/go/build npd crictl); prints the side-by-side table. PEER="INJECTIONS STEADY_S LOAD_S".
+bench-peer: deps
+	$(PY) -m benchmarks.peer $(PEER)
+
 stubs: deps
 	$(PY) -m nodeprobe.cri.regenerate
 
