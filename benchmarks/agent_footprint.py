@@ -4,8 +4,8 @@
 same sandbox runtimes and API double). After a 30 s warm-up, every 5 s: VmRSS / RssAnon per agent;
 CPU is utime+stime over the window. Then, per agent: smaps grouped by mapping (anon heap vs each
 shared library), and threads by name. The floor is the same interpreter importing only what the
-default agent cannot do without (prometheus_client, yaml, the docker stack, grpc + stubs, ssl),
-idle, measured the same way.
+default agent cannot do without (prometheus_client, yaml, grpc + stubs, ssl, http.server),
+idle, measured the same way (the Docker probe needs only the standard library).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ PERIOD_S = 5.0
 FLOOR = """
 import prometheus_client, yaml, ssl, http.server, logging, threading
 import nodeprobe.cri.runtime_v1_pb2_grpc, grpc
-import docker.transport.unixconn, requests
 import time
 print('ready', flush=True)
 time.sleep(3600)

@@ -15,7 +15,7 @@ STEPS = (
     ("prometheus_client, yaml, nodeprobe.config/agent/metrics",
      "import prometheus_client, yaml, nodeprobe.config, nodeprobe.agent, "
      "nodeprobe.publish.metrics, nodeprobe.publish.server, nodeprobe.commands.agent"),
-    ("docker probe (requests, urllib3, docker.transport)", "import nodeprobe.probes.docker"),
+    ("docker probe (http.client on the unix socket)", "import nodeprobe.probes.docker"),
     ("CRI probe (grpc, protobuf, generated stubs)", "import nodeprobe.probes.cri"),
     ("process probe", "import nodeprobe.probes.process"),
     ("Kubernetes client (publish.kubeclient, conditions, events, repair executor)",

@@ -1,5 +1,5 @@
-"""What the agent imports: no `kubernetes` package at all, and a runtime's client library only
-when that runtime is probed. Each case runs in a fresh interpreter (sys.modules is global)."""
+"""What the agent imports: no `kubernetes`, docker SDK or requests at all, and grpc only when
+containerd is probed. Each case runs in a fresh interpreter (sys.modules is global)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-HEAVY = ("kubernetes", "pydantic", "docker", "requests", "grpc")
+HEAVY = ("kubernetes", "pydantic", "docker", "requests", "urllib3", "grpc")
 
 AGENT_IMPORTS = """
 import json, sys
@@ -42,8 +42,8 @@ def test_agent_modules_import_no_client_library() -> None:
 
 @pytest.mark.parametrize(("runtimes", "expected"), [
     (["CONTAINERD"], ["grpc"]),
-    (["DOCKERD"], ["docker", "requests"]),
-    (["DOCKERD", "CONTAINERD"], ["docker", "grpc", "requests"]),
+    (["DOCKERD"], []),  # the Docker probe is http.client on the unix socket
+    (["DOCKERD", "CONTAINERD"], ["grpc"]),
 ])
 def test_build_probes_imports_only_the_probed_runtimes_clients(runtimes: list[str],
                                                                expected: list[str]) -> None:
