@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEBS   := docker.io containerd runc busybox-static prometheus debootstrap git util-linux \
           libsystemd-dev pkg-config systemd-journal-remote
 
-.PHONY: demo test tools deps deps-system lint typecheck bench stubs manifests clean
+.PHONY: demo test tools deps deps-system lint typecheck bench bench-peer stubs manifests clean
 
 demo: deps
 	$(PY) -m tests.harness.demo
@@ -16,8 +16,9 @@ demo: deps
 test: deps tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The Go tools the suite runs (kube-apiserver, kube-controller-manager, kubectl, etcd, helm), built
-# from the Go module proxy once per machine into a cache outside the tree (tools/go/build).
+# The Go tools the suite runs (kube-apiserver, kube-controller-manager, kubectl, etcd, helm, and
+# containerd 2.x beside Debian's 1.6), built from the Go module proxy once per machine into a cache
+# outside the tree (tools/go/build).
 tools:
 	tools/go/build
 
@@ -30,6 +31,11 @@ typecheck: deps
 
 bench: deps
 	$(PY) -m benchmarks.run $(BENCH)
+
+# nodeprobe beside node-problem-detector + health-checker + crictl (built here from the Go module
+# proxy by tools/go/build npd crictl); prints the side-by-side table. PEER="INJECTIONS STEADY_S LOAD_S".
+bench-peer: deps
+	$(PY) -m benchmarks.peer $(PEER)
 
 stubs: deps
 	$(PY) -m nodeprobe.cri.regenerate

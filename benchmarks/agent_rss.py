@@ -15,11 +15,13 @@ STEPS = (
     ("prometheus_client, yaml, nodeprobe.config/agent/metrics",
      "import prometheus_client, yaml, nodeprobe.config, nodeprobe.agent, "
      "nodeprobe.publish.metrics, nodeprobe.publish.server, nodeprobe.commands.agent"),
-    ("docker probe (requests, urllib3, docker.transport)", "import nodeprobe.probes.docker"),
+    ("docker probe (http.client on the unix socket)", "import nodeprobe.probes.docker"),
     ("CRI probe (grpc, protobuf, generated stubs)", "import nodeprobe.probes.cri"),
     ("process probe", "import nodeprobe.probes.process"),
-    ("kubernetes client (publish.kube, conditions, events)",
-     "import nodeprobe.publish.kube, nodeprobe.publish.conditions, nodeprobe.publish.events"),
+    ("Kubernetes client (publish.kubeclient, conditions, events, repair executor)",
+     "import nodeprobe.publish.kubeclient, nodeprobe.publish.conditions, "
+     "nodeprobe.publish.events, nodeprobe.repair.executor"),
+    ("for comparison: the `kubernetes` package the agent no longer imports", "import kubernetes"),
 )
 
 CHILD = """

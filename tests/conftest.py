@@ -1,9 +1,20 @@
-"""Shared fixtures: one real containerd + dockerd per test session, healed after every test."""
+"""Shared fixtures: one real containerd + dockerd per test session and containerd version,
+healed after every test.
+
+The probe and agent integration tests run against every containerd in `CONTAINERDS` (Debian's
+1.6 and 2.x from the Go module proxy); `--containerd 1.6` narrows the run, and a test marked
+`@pytest.mark.containerd("1.6")` runs against the named ones only. Every other test that
+uses the runtimes runs against 1.6. Each test records the versions it ran against in its
+`user_properties` (JUnit XML: <property>), and the summary counts tests per version.
+"""
 
 from __future__ import annotations
 
+import functools
 import shutil
+import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,13 +23,81 @@ import pytest
 from tests.harness.gotools import kube_versions
 from tests.harness.kubecluster import KubeCluster, TestKubelet, running_cluster
 from tests.harness.runtimes import Sandbox
+from tests.harness.runtimes import (
+    CONTAINERD_16,
+    CONTAINERDS,
+    HarnessError,
+    Sandbox,
+    containerd_build,
+    which,
+)
+
+MATRIX_DIRS = ("tests/integration/probes", "tests/integration/agent")
+"""Tests under these directories run against every containerd."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--containerd", action="append", choices=CONTAINERDS, default=None,
+        help="containerd(s) the probe and agent integration tests run against "
+             f"(repeatable; default: all of {', '.join(CONTAINERDS)})")
+
+
+def _in_matrix(path: Path, rootdir: Path) -> bool:
+    rel = path.resolve().relative_to(rootdir.resolve()).as_posix()
+    return rel.startswith(MATRIX_DIRS)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "containerd" not in metafunc.fixturenames:
+        return
+    labels = [CONTAINERD_16]
+    if _in_matrix(metafunc.definition.path, metafunc.config.rootpath):
+        labels = metafunc.config.getoption("containerd") or list(CONTAINERDS)
+        only = metafunc.definition.get_closest_marker("containerd")
+        if only is not None:
+            labels = [label for label in labels if label in only.args]
+    metafunc.parametrize("containerd", labels, indirect=True, scope="session",
+                         ids=[f"containerd-{label}" for label in labels])
+
+
+@functools.cache
+def _versions(label: str) -> tuple[tuple[str, str], ...]:
+    """The versions a sandbox with containerd `label` runs (for reports)."""
+    try:
+        containerd = containerd_build(label).version()
+    except (HarnessError, OSError, subprocess.SubprocessError) as e:
+        containerd = f"unavailable ({e})"
+    docker = subprocess.run([which("dockerd"), "--version"], capture_output=True, text=True,
+                            timeout=30).stdout.split()
+    runc = subprocess.run([which("runc"), "--version"], capture_output=True, text=True,
+                          timeout=30).stdout.split()
+    return (("containerd", containerd),
+            ("dockerd", docker[2].rstrip(",") if len(docker) > 2 else "?"),
+            ("runc", runc[2] if len(runc) > 2 else "?"))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    labels = config.getoption("containerd") or list(CONTAINERDS)
+    return [kube_versions()] + [
+        f"runtimes [{label}]: " + ", ".join(f"{k} {v}" for k, v in _versions(label))
+        for label in labels]
 
 SERVED_VERSION = pytest.StashKey[str]()
 """kube-apiserver's /version gitVersion, once the session's control plane has started."""
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [kube_versions()]
+@pytest.fixture(scope="session")
+def containerd(request: pytest.FixtureRequest) -> str:
+    """The containerd this test runs against (a label of CONTAINERDS)."""
+    return str(getattr(request, "param", CONTAINERD_16))
+
+
+@pytest.fixture(autouse=True)
+def _record_runtime_versions(request: pytest.FixtureRequest) -> None:
+    if "containerd" in request.fixturenames:
+        label = request.getfixturevalue("containerd")
+        request.node.user_properties.extend(_versions(label))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
@@ -26,12 +105,25 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
     served = config.stash.get(SERVED_VERSION, None)
     if served is not None:
         terminalreporter.write_line(f"kube-apiserver /version: {served}")
+    counts: Counter[str] = Counter()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            props = dict(getattr(report, "user_properties", ()))
+            if "containerd" in props:
+                counts[f"containerd {props['containerd']} + dockerd {props['dockerd']} "
+                       f"+ runc {props['runc']}: {report.outcome}"] += 1
+    if counts:
+        terminalreporter.section("runtime versions per test")
+        for line, n in sorted(counts.items()):
+            terminalreporter.write_line(f"{n:4d} {line}")
 
 
 @pytest.fixture(scope="session")
-def _session_sandbox() -> Iterator[Sandbox]:
+def _session_sandbox(containerd: str) -> Iterator[Sandbox]:
     base = Path(tempfile.mkdtemp(prefix="np-", dir="/tmp"))
-    sandbox = Sandbox(base)
+    sandbox = Sandbox(base, containerd=containerd)
     try:
         sandbox.start()
         sandbox.import_busybox()
@@ -50,10 +142,10 @@ def runtimes(_session_sandbox: Sandbox) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def own_runtimes() -> Iterator[Sandbox]:
+def own_runtimes(containerd: str) -> Iterator[Sandbox]:
     """A private pair of runtimes for tests that must not share (restarts, leaks, soaks)."""
     base = Path(tempfile.mkdtemp(prefix="np-", dir="/tmp"))
-    sandbox = Sandbox(base)
+    sandbox = Sandbox(base, containerd=containerd)
     try:
         sandbox.start()
         yield sandbox

@@ -51,9 +51,9 @@ def in_cluster() -> bool:
 def _kube_publishers(config: Config, kubeconfig: str | None, metrics: Metrics) -> Publishers:
     from nodeprobe.publish.conditions import ConditionSettings, ConditionWriter
     from nodeprobe.publish.events import EventRecorder, EventSettings
-    from nodeprobe.publish.kube import new_api_client
+    from nodeprobe.publish.kubeclient import new_client
 
-    api = new_api_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
+    api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
     kube = config.kubernetes
     writer = ConditionWriter(
         config.node_name, api,
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if standalone:
         log.info("standalone mode: no Kubernetes API; transitions go to this log")
     else:
-        from nodeprobe.publish.kube import KubeConfigError
+        from nodeprobe.publish.kubeclient import KubeConfigError
 
         try:
             publishers = _kube_publishers(config, args.kubeconfig, metrics)

@@ -20,14 +20,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client as k8s
-
 from nodeprobe.model import COMPONENT, Condition, ConditionType, Status
-from nodeprobe.publish.kube import (
+from nodeprobe.publish.kubeclient import (
     API_ERRORS,
     REQUEST_TIMEOUT_S,
     SMP,
     Backoff,
+    KubeClient,
     RetrySettings,
     describe_error,
     parse_rfc3339,
@@ -147,7 +146,7 @@ class ConditionWriter:
     def __init__(
         self,
         node: str,
-        api_client: k8s.ApiClient,
+        api_client: KubeClient,
         *,
         now: Callable[[], float] = time.time,
         settings: ConditionSettings | None = None,

@@ -21,15 +21,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-
 from nodeprobe.model import COMPONENT, Event, EventType
-from nodeprobe.publish.kube import (
+from nodeprobe.publish.kubeclient import (
     API_ERRORS,
     REQUEST_TIMEOUT_S,
     SMP,
     Backoff,
+    KubeClient,
+    KubeError,
     RetrySettings,
     describe_error,
     request_json,
@@ -189,7 +188,7 @@ class EventRecorder:
     def __init__(
         self,
         node: str,
-        api_client: k8s.ApiClient,
+        api_client: KubeClient,
         *,
         now: Callable[[], float] = time.time,
         settings: EventSettings | None = None,
@@ -234,7 +233,7 @@ class EventRecorder:
                     break
                 try:
                     self._write(rec, now)
-                except ApiException as e:
+                except KubeError as e:
                     if e.status in _REJECTED:
                         self._rejected(e, rec)
                         continue
@@ -259,7 +258,7 @@ class EventRecorder:
         if rec.created:
             try:
                 self._patch(rec)
-            except ApiException as e:
+            except KubeError as e:
                 if e.status != 404:
                     raise
                 log.info("event %s is gone (expired?); creating it again", rec.name)
@@ -269,7 +268,7 @@ class EventRecorder:
                 rec.name = self._new_name(rec.first_at)
             try:
                 self._create(rec, rec.name)
-            except ApiException as e:
+            except KubeError as e:
                 if e.status != 409:
                     raise
                 self._patch(rec)  # an earlier create landed; its reply was lost
@@ -326,7 +325,7 @@ class EventRecorder:
             try:
                 obj = request_json(self._api, "GET", f"/api/v1/nodes/{self._node}",
                                    timeout=self._settings.request_timeout_s)
-            except ApiException as e:
+            except KubeError as e:
                 what = f"GET nodes/{self._node}"
                 log.warning("%s; Events name the node by name", describe_error(e, what=what))
                 self._uid = self._node
@@ -340,7 +339,7 @@ class EventRecorder:
         self._last_nanos = nanos
         return f"{self._node}.{nanos:x}"
 
-    def _rejected(self, e: ApiException, rec: EventRecord) -> None:
+    def _rejected(self, e: KubeError, rec: EventRecord) -> None:
         """The server will never take this one (invalid): drop it rather than block the rest."""
         rec.written_count = rec.count
         msg = describe_error(e, what=f"write Event {rec.reason} about node {self._node}")

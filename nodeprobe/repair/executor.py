@@ -14,9 +14,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from nodeprobe.config import Config
 from nodeprobe.model import (
     NODE_REMEDIATIONS,
@@ -28,7 +25,13 @@ from nodeprobe.model import (
     RepairState,
     Runtime,
 )
-from nodeprobe.publish.kube import request_json, rfc3339
+from nodeprobe.publish.kubeclient import (
+    API_ERRORS,
+    KubeClient,
+    new_client,
+    request_json,
+    rfc3339,
+)
 from nodeprobe.repair import actions
 from nodeprobe.repair.actions import ActionResult, ActionSettings
 
@@ -51,7 +54,7 @@ class RemediationStore(Protocol):
 class KubeRemediationStore:
     """NodeRemediations through the Kubernetes API, listed by the node label."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: KubeClient) -> None:
         self._api = api
 
     def for_node(self, node: str) -> list[dict[str, Any]]:
@@ -71,7 +74,7 @@ class RepairExecutor:
     def __init__(
         self,
         node_name: str,
-        api: client.ApiClient | None,
+        api: KubeClient | None,
         settings: ActionSettings,
         *,
         dry_run: bool = False,
@@ -84,7 +87,7 @@ class RepairExecutor:
         self.now = now
         if store is None:
             if api is None:
-                raise ValueError("RepairExecutor needs an ApiClient or a RemediationStore")
+                raise ValueError("RepairExecutor needs a KubeClient or a RemediationStore")
             store = KubeRemediationStore(api)
         self._store = store
         self._stop = threading.Event()
@@ -110,7 +113,7 @@ class RepairExecutor:
         while not self._stop.is_set():
             try:
                 self.poll_once()
-            except (ApiException, OSError, ValueError) as e:
+            except API_ERRORS as e:
                 log.warning("repair executor: could not read NodeRemediations: %s", e)
             self._stop.wait(self.settings.poll_interval_s)
 
@@ -202,10 +205,8 @@ def start_executor(config: Config, *, kubeconfig: str | None = None, dry_run: bo
     Credentials: `kubeconfig` when given, else the pod's service account. `settings` replaces
     what the config gives (tests: sandbox paths, short timings).
     """
-    from nodeprobe.publish.kube import new_api_client
-
     settings = settings or ActionSettings.from_config(config)
-    api = new_api_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
+    api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
     executor = RepairExecutor(config.node_name, api, settings,
                               dry_run=dry_run or config.repair.dry_run)
     executor.start()

@@ -1,5 +1,9 @@
 """Real containerd and dockerd on private sockets under a temp dir, with fault injectors.
 
+Two containerds: Debian's 1.6 (`CONTAINERD_16`) and 2.x built from the published
+`github.com/containerd/containerd/v2` module by tools/go/build (`CONTAINERD_2`, with its own runc
+shim; Debian's runc 1.1 runs its containers). `Sandbox(base, containerd=...)` starts either.
+
 Used by the test suite (through fixtures in tests/conftest.py), by `make demo` and by the
 benchmarks. Nothing here touches the host's own sockets or data roots: every path lives under
 the directory the caller passes in. Faults are real signals: SIGSTOP hangs a daemon (its socket
@@ -23,6 +27,14 @@ from pathlib import Path
 
 BUSYBOX_IMAGE = "nodeprobe-test/busybox:latest"
 START_TIMEOUT_S = 60.0
+ROOT = Path(__file__).resolve().parents[2]
+GO_BUILD = ROOT / "tools" / "go" / "build"
+GO_VERSIONS = ROOT / "tools" / "go" / "versions.env"
+CONTAINERD_16 = "1.6"
+"""Debian's containerd (1.6.x): CRI v1 and v1alpha2."""
+CONTAINERD_2 = "2.x"
+"""containerd 2.x from the Go module proxy (version in tools/go/versions.env): CRI v1 only."""
+CONTAINERDS = (CONTAINERD_16, CONTAINERD_2)
 
 
 class HarnessError(RuntimeError):
@@ -64,6 +76,7 @@ class Daemon:
     argv: list[str]
     socket: Path
     log: Path
+    env: dict[str, str] | None = field(default=None, repr=False)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     stopped: bool = False
 
@@ -83,6 +96,7 @@ class Daemon:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env=self.env,
         )
         logf.close()
         self.stopped = False
@@ -209,12 +223,57 @@ def cri_runc_config(runc: Path | None) -> list[str]:
     ]
 
 
-def _containerd_config(root: Path, runc: Path | None = None) -> str:
+@dataclass(frozen=True)
+class ContainerdBuild:
+    """Which containerd a sandbox runs: its binary, and the PATH its shims come from."""
+
+    label: str
+    binary: str
+    env: dict[str, str] | None = None
+
+    def version(self) -> str:
+        """What the binary says it is (`containerd --version`, third field)."""
+        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True,
+                             timeout=30, check=True, env=self.env).stdout.split()
+        return out[2] if len(out) > 2 else " ".join(out)
+
+
+def go_versions() -> dict[str, str]:
+    """tools/go/versions.env as a dict: the one place the Go tools' versions are written."""
+    pairs = (line.split("=", 1) for line in GO_VERSIONS.read_text().splitlines()
+             if "=" in line and not line.lstrip().startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def tools_cache() -> Path:
+    return Path(os.environ.get("NODEPROBE_TOOLS_CACHE", "/var/cache/nodeprobe/tools"))
+
+
+def containerd_build(label: str = CONTAINERD_16) -> ContainerdBuild:
+    """The containerd for `label`; a missing 2.x build says how to make it (never a skip)."""
+    if label == CONTAINERD_16:
+        return ContainerdBuild(label, which("containerd"))
+    if label != CONTAINERD_2:
+        raise HarnessError(f"unknown containerd {label!r}: one of {', '.join(CONTAINERDS)}")
+    directory = tools_cache() / f"containerd-{go_versions()['CONTAINERD']}"
+    binary = directory / "containerd"
+    if not (binary.exists() and (directory / "containerd-shim-runc-v2").exists()):
+        raise HarnessError(f"{binary} is not built: run `{GO_BUILD} containerd` (make test does)")
+    # containerd finds its shim on PATH: put the matching 2.x shim before Debian's 1.6 one.
+    path = f"{directory}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+    return ContainerdBuild(label, str(binary), {**os.environ, "PATH": path})
+
+
+def containerd_config(root: Path, *, sandbox_image: str = BUSYBOX_IMAGE,
+                      runc: Path | None = None) -> str:
+    """A config.toml (version 2: 1.6 reads it, 2.x migrates it) keeping every path under root."""
     return "\n".join(
         [
             "version = 2",
             f'root = "{root / "root"}"',
             f'state = "{root / "state"}"',
+            # 1.7+/2.x: NRI would listen on the host's /var/run/nri/nri.sock; keep off it.
+            'disabled_plugins = ["io.containerd.nri.v1.nri"]',
             "[grpc]",
             f'  address = "{root / "containerd.sock"}"',
             "[ttrpc]",
@@ -224,7 +283,7 @@ def _containerd_config(root: Path, runc: Path | None = None) -> str:
             '  level = "info"',
             "[plugins]",
             '  [plugins."io.containerd.grpc.v1.cri"]',
-            f'    sandbox_image = "{BUSYBOX_IMAGE}"',
+            f'    sandbox_image = "{sandbox_image}"',
             # Root here lacks CAP_SYS_RESOURCE: CRI's oom_score_adj of -998 would make runc fail.
             "    restrict_oom_score_adj = true",
             '    [plugins."io.containerd.grpc.v1.cri".cni]',
@@ -243,22 +302,25 @@ class Sandbox:
     the runc binary both daemons use (e.g. a `slow_runc` wrapper).
     """
 
-    def __init__(self, base: Path, *, runc: Path | None = None) -> None:
+    def __init__(self, base: Path, *, containerd: str = CONTAINERD_16,
+                 runc: Path | None = None) -> None:
         self.base = base
+        self.containerd_build = containerd_build(containerd)
         cd = base / "containerd"
         dk = base / "docker"
         for d in (cd / "root", cd / "state", cd / "cni-bin", cd / "cni-conf", dk / "root",
                   dk / "exec"):
             d.mkdir(parents=True, exist_ok=True)
         config = cd / "config.toml"
-        config.write_text(_containerd_config(cd, runc))
+        config.write_text(containerd_config(cd, runc=runc))
         runtime_flags = [] if runc is None else [
             "--add-runtime", f"nodeprobe-test={runc}", "--default-runtime", "nodeprobe-test"]
         self.containerd = Containerd(
             name="containerd",
-            argv=[which("containerd"), "--config", str(config)],
+            argv=[self.containerd_build.binary, "--config", str(config)],
             socket=cd / "containerd.sock",
             log=base / "containerd.log",
+            env=self.containerd_build.env,
         )
         self.dockerd = Dockerd(
             name="dockerd",

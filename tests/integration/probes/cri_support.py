@@ -33,10 +33,11 @@ from nodeprobe.cri import (
 )
 from tests.harness.runtimes import (
     Containerd,
+    ContainerdBuild,
     busybox_rootfs_tar,
-    cri_runc_config,
+    containerd_build,
+    containerd_config,
     reap_shims,
-    which,
 )
 
 NAMESPACE_NODE = 2
@@ -151,40 +152,24 @@ class CriClient:
 
 
 @contextlib.contextmanager
-def cri_containerd(*, sandbox_image: str, runc: Path | None = None) -> Iterator[Containerd]:
-    """A private containerd whose CRI can run pods on this VM.
+def cri_containerd(*, sandbox_image: str, build: ContainerdBuild | None = None,
+                   runc: Path | None = None) -> Iterator[Containerd]:
+    """A private containerd (`build`: 1.6 or 2.x) whose CRI can run pods on this VM.
 
     The CRI gives every sandbox oom_score_adj -998; lowering it needs CAP_SYS_RESOURCE, which
     root lacks here, so runc fails ("can't get final child's PID from pipe"). containerd's
-    `restrict_oom_score_adj` clamps it to our own score instead. The session's containerd does
-    not set it, hence a private one for the tests that run pods.
+    `restrict_oom_score_adj` clamps it to our own score instead (the harness config sets it).
+    A private one, so the pods these tests run never meet the session's dockerd.
     """
     base = Path(tempfile.mkdtemp(prefix="np-cri-", dir="/tmp"))
     for d in ("root", "state", "cni-bin", "cni-conf"):
         (base / d).mkdir()
     config = base / "config.toml"
-    config.write_text("\n".join([
-        "version = 2",
-        f'root = "{base / "root"}"',
-        f'state = "{base / "state"}"',
-        "[grpc]",
-        f'  address = "{base / "containerd.sock"}"',
-        "[ttrpc]",
-        f'  address = "{base / "containerd.sock.ttrpc"}"',
-        "[debug]",
-        f'  address = "{base / "debug.sock"}"',
-        "[plugins]",
-        '  [plugins."io.containerd.grpc.v1.cri"]',
-        f'    sandbox_image = "{sandbox_image}"',
-        "    restrict_oom_score_adj = true",
-        '    [plugins."io.containerd.grpc.v1.cri".cni]',
-        f'      bin_dir = "{base / "cni-bin"}"',
-        f'      conf_dir = "{base / "cni-conf"}"',
-        *cri_runc_config(runc),
-        "",
-    ]))
-    daemon = Containerd(name="containerd-cri", argv=[which("containerd"), "--config", str(config)],
-                        socket=base / "containerd.sock", log=base / "containerd.log")
+    build = build or containerd_build()
+    config.write_text(containerd_config(base, sandbox_image=sandbox_image, runc=runc))
+    daemon = Containerd(name="containerd-cri", argv=[build.binary, "--config", str(config)],
+                        socket=base / "containerd.sock", log=base / "containerd.log",
+                        env=build.env)
     try:
         daemon.start()
         yield daemon

@@ -1,5 +1,5 @@
-"""CriProbe against the real containerd 1.6 of the harness, and against fake CRI servers for the
-v1alpha2 fallback and for sockets that do not speak gRPC."""
+"""CriProbe against the harness's real containerd (1.6 and 2.x), and against fake CRI servers
+for the v1alpha2 fallback and for sockets that do not speak gRPC."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def probe_root(probe: CriProbe) -> Path:
     return Path(probe.socket_path).parent / "root" / "io.containerd.snapshotter.v1.overlayfs"
 
 
-def test_healthy_containerd_every_check_ok(probe: CriProbe) -> None:
+def test_healthy_containerd_every_check_ok(probe: CriProbe, runtimes: Sandbox) -> None:
     obs = run_all(probe)
     for check, o in obs.items():
         assert o.outcome in (Outcome.OK, Outcome.SLOW), (check, o.detail)
@@ -62,7 +62,7 @@ def test_healthy_containerd_every_check_ok(probe: CriProbe) -> None:
         assert o.info[INFO_CRI_API] == "v1"
     version = obs[Check.CRI_VERSION].info
     assert version["runtime_name"] == "containerd"
-    assert version["runtime_version"].startswith("1.6.")
+    assert version["runtime_version"] == runtimes.containerd_build.version()
     assert version["runtime_api_version"] == "v1"
     status = obs[Check.CRI_STATUS]
     assert status.values[Value.RUNTIME_READY] == 1.0
@@ -93,7 +93,7 @@ def test_network_not_ready_is_an_error_when_required(runtimes: Sandbox) -> None:
 def test_wire_compatible_with_containerd_replies(runtimes: Sandbox, tmp_path: Path) -> None:
     """A real pod made through CRI comes back field for field: our field numbers are right."""
     image = f"docker.io/{BUSYBOX_IMAGE}"
-    with cri_containerd(sandbox_image=image) as containerd:
+    with cri_containerd(sandbox_image=image, build=runtimes.containerd_build) as containerd:
         import_image_for_cri(docker_socket=runtimes.dockerd.socket,
                              containerd_socket=containerd.socket, tmp=tmp_path, cri_name=image)
         client = CriClient(containerd.socket)

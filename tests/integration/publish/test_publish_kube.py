@@ -16,7 +16,7 @@ from typing import Any
 from nodeprobe.model import Condition, ConditionType, Event, EventType, Reason, Status
 from nodeprobe.publish.conditions import ConditionSettings, ConditionWriter
 from nodeprobe.publish.events import EventRecorder, EventSettings
-from nodeprobe.publish.kube import SMP, new_api_client
+from nodeprobe.publish.kubeclient import SMP, new_client
 from tests.harness.kubecluster import KubeCluster
 from tests.integration.kube.chart import kubectl
 from tests.integration.kube.nodes import AgentNode, conditions, node_events, summary
@@ -58,13 +58,13 @@ def hung(since: float) -> Condition:
 
 def writer_for(node: AgentNode, clock: Clock, *, name: str | None = None,
                **kw: Any) -> ConditionWriter:
-    api = new_api_client(kubeconfig=str(node.kubeconfig))
+    api = new_client(kubeconfig=str(node.kubeconfig))
     return ConditionWriter(name or node.name, api, now=clock, **kw)
 
 
 def recorder_for(node: AgentNode, clock: Clock, *, name: str | None = None,
                  **kw: Any) -> EventRecorder:
-    api = new_api_client(kubeconfig=str(node.kubeconfig))
+    api = new_client(kubeconfig=str(node.kubeconfig))
     return EventRecorder(name or node.name, api, now=clock, **kw)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nodeprobe.model import Condition, ConditionType, Reason, Status
 from nodeprobe.publish.conditions import ConditionSettings, Written, changed, patch_body, plan
-from nodeprobe.publish.kube import Backoff, RetrySettings, rfc3339
+from nodeprobe.publish.kubeclient import Backoff, RetrySettings, rfc3339
 
 T0 = 1_800_000_000.0
 

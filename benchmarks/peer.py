@@ -1,0 +1,395 @@
+"""nodeprobe beside node-problem-detector, on the same runtimes and the same faults.
+
+`make bench-peer` (or `python -m benchmarks.peer [INJECTIONS] [STEADY_S] [LOAD_S]`) builds NPD,
+its health-checker and crictl from the Go module proxy (tools/go/build npd crictl, cached outside
+the tree), then runs three watchers at once against ONE sandbox (dockerd 20.10 on containerd 1.6),
+each writing to its own Kubernetes API double, so conditions and API writes are per tool:
+
+- `npd`: node-problem-detector with its shipped `health-checker-docker.json` and
+  `health-checker-containerd.json`, changed only where this machine needs it: the health-checker
+  path, `--enable-repair=false` (its repair runs `systemctl kill` on the host), crictl's path and
+  the sandbox's CRI socket; `DOCKER_HOST` points `docker ps` at the sandbox. Condition
+  `ContainerRuntimeUnhealthy`.
+- `nodeprobe`: `nodeprobe agent` at its defaults. Condition `ContainerRuntimeUnavailable`.
+- `npd+check`: node-problem-detector running `nodeprobe check` through deploy/npd/ (sockets added
+  to the args). Conditions `DockerdUnhealthy` / `ContainerdUnhealthy`.
+
+Per fault and injection (random phase: 0-10 s after the previous one healed): time from the fault
+to each tool's condition True on its Node, and from the repair to False again (capped). Steady:
+RSS of each tool's process tree (children included, sampled every 0.5 s, mean of the sums), CPU of
+the tree (utime+stime+cutime+cstime), API writes per hour over the healthy windows. Load: healthy
+`docker run` workers; any True is a false raise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.agent_load import CLK_TCK, DefaultAgent, Load
+from benchmarks.stats import summarize
+from tests.harness.runtimes import GO_BUILD, ROOT, Sandbox, go_versions, tools_cache
+from tests.integration.agent.agent_process import NODE, free_port, terminate
+from tests.kube.fixtures import kube_double
+from tests.kube.objects import kubelet_node
+
+DETECT_CAP_S = 120.0
+"""Longest wait for a tool to raise (NPD's shipped docker check times out `docker ps` at 60 s)."""
+CLEAR_CAP_S = 90.0
+POLL_S = 0.1
+
+
+def build_peer() -> dict[str, Path]:
+    subprocess.run([str(GO_BUILD), "npd", "crictl"], check=True)
+    v = go_versions()
+    cache = tools_cache()
+    return {"npd": cache / f"npd-{v['NPD']}" / "node-problem-detector",
+            "health-checker": cache / f"npd-{v['NPD']}" / "health-checker",
+            "crictl": cache / f"crictl-{v['CRI_TOOLS']}" / "crictl"}
+
+
+def shipped_configs() -> Path:
+    """NPD's own config/ directory from the module cache (`go mod download` puts it there)."""
+    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
+    go = "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else "go"
+    out = subprocess.run([go, "mod", "download", "-json",
+                          f"k8s.io/node-problem-detector@{go_versions()['NPD']}"],
+                         cwd=ROOT / "tools" / "go" / "npd", env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return Path(json.loads(out)["Dir"]) / "config"
+
+
+@dataclass
+class Tool:
+    name: str
+    conditions: tuple[str, ...]
+    kube: Any
+    proc: subprocess.Popen[bytes] | None = None
+    agent: DefaultAgent | None = None
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        if self.agent is not None:
+            return self.agent.proc.pid
+        assert self.proc is not None
+        return self.proc.pid
+
+    def raised(self) -> bool:
+        node = self.kube.get("nodes", NODE) or {}
+        return any(c["type"] in self.conditions and c["status"] == "True"
+                   for c in node.get("status", {}).get("conditions") or [])
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.stop()
+        if self.proc is not None:
+            terminate(self.proc)
+
+
+def _server(kubeconfig: Path) -> str:
+    return str(yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"])
+
+
+def start_npd(name: str, monitors: list[Path], kube: Any, sandbox: Sandbox, bins: dict[str, Path],
+              base: Path, conditions: tuple[str, ...]) -> Tool:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sandbox.dockerd.socket}", "NODE_NAME": NODE}
+    argv = [str(bins["npd"]), "--config.custom-plugin-monitor=" + ",".join(map(str, monitors)),
+            f"--apiserver-override={_server(kube.kubeconfig)}?inClusterConfig=false"
+            f"&auth={kube.kubeconfig}",
+            f"--hostname-override={NODE}", f"--port={free_port()}", "--prometheus-port=0",
+            "--logtostderr"]
+    with (base / f"{name}.log").open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return Tool(name, conditions, kube, proc=proc)
+
+
+def npd_monitors(base: Path, sandbox: Sandbox, bins: dict[str, Path]) -> list[Path]:
+    shipped = shipped_configs()
+    out = []
+    for name, extra in (("health-checker-docker.json", []),
+                        ("health-checker-containerd.json",
+                         [f"--cri-socket-path=unix://{sandbox.containerd.socket}",
+                          f"--crictl-path={bins['crictl']}"])):
+        body = json.loads((shipped / name).read_text())
+        for rule in body["rules"]:
+            rule["path"] = str(bins["health-checker"])
+            rule["args"] = [a.replace("--enable-repair=true", "--enable-repair=false")
+                            for a in rule["args"]] + extra
+        path = base / f"npd-{name}"
+        path.write_text(json.dumps(body, indent=2))
+        out.append(path)
+    return out
+
+
+def check_monitor(base: Path, sandbox: Sandbox) -> list[Path]:
+    body = json.loads((ROOT / "deploy" / "npd" / "nodeprobe-plugin-monitor.json").read_text())
+    nodeprobe = str(Path(sys.executable).with_name("nodeprobe"))
+    for rule in body["rules"]:
+        rule["path"] = nodeprobe
+        rule["args"] = [*rule["args"], "--docker-socket", str(sandbox.dockerd.socket),
+                        "--containerd-socket", str(sandbox.containerd.socket)]
+    path = base / "npd-nodeprobe-check.json"
+    path.write_text(json.dumps(body, indent=2))
+    return [path]
+
+
+# ---- process-tree accounting ------------------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+    return kids
+
+
+def tree_rss(pid: int, kids: dict[int, list[int]]) -> float:
+    total, stack = 0.0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+        stack.extend(kids.get(p, []))
+    return total
+
+
+def tree_cpu_s(pid: int) -> float:
+    """utime+stime of the process and of every child it has reaped (cutime+cstime)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in f[11:15]) / CLK_TCK
+
+
+@contextmanager
+def sampling(tools: list[Tool]) -> Iterator[None]:
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            kids = _children()
+            for t in tools:
+                t.samples.append(tree_rss(t.pid, kids))
+            stop.wait(0.5)
+
+    for t in tools:
+        t.samples.clear()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+# ---- faults -----------------------------------------------------------------------------------
+
+
+def watch(tools: list[Tool], want: bool, since: float, cap_s: float,
+          during: Callable[[], None] | None = None) -> dict[str, float | None]:
+    """Seconds from `since` until each tool's raised() == want (None: not within cap_s)."""
+    got: dict[str, float | None] = {t.name: None for t in tools}
+    while time.monotonic() - since < cap_s and any(v is None for v in got.values()):
+        for t in tools:
+            if got[t.name] is None and t.raised() == want:
+                got[t.name] = time.monotonic() - since
+        if during is not None:
+            during()
+        time.sleep(POLL_S)  # polling real state at 10 Hz, not synchronization
+    return got
+
+
+class CrashLoop:
+    """dockerd killed every ~5 s and restarted 1 s later, as systemd's Restart= would do."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox, self.next_at, self.down = sandbox, time.monotonic(), False
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now < self.next_at:
+            return
+        d = self.sandbox.dockerd
+        if self.down:
+            d.proc = None
+            d.start()
+            self.down, self.next_at = False, now + 5.0
+        else:
+            d.crash()
+            self.down, self.next_at = True, now + 1.0
+
+
+FAULTS: dict[str, tuple[Callable[[Sandbox], Any], Callable[[Sandbox], None]]] = {
+    "dockerd hung (SIGSTOP)": (lambda s: s.dockerd.hang(), lambda s: s.dockerd.resume()),
+    "containerd hung (SIGSTOP)": (lambda s: s.containerd.hang(), lambda s: s.containerd.resume()),
+    "dockerd killed (SIGKILL)": (lambda s: s.dockerd.crash(), lambda s: s.heal()),
+    "containerd killed (SIGKILL)": (lambda s: s.containerd.crash(), lambda s: s.heal()),
+    "dockerd crash-looping (killed every 5 s, back after 1 s)": (CrashLoop, lambda s: s.heal()),
+}
+
+
+def run_faults(tools: list[Tool], sandbox: Sandbox, injections: int,
+               rng: random.Random) -> dict[str, dict[str, tuple[list[float], int, list[float]]]]:
+    """{fault: {tool: (detection times, misses, clear times)}}."""
+    results: dict[str, dict[str, tuple[list[float], int, list[float]]]] = {}
+    for fault, (inject, heal) in FAULTS.items():
+        per = {t.name: ([], 0, []) for t in tools}  # type: ignore[var-annotated]
+        for i in range(injections):
+            time.sleep(rng.uniform(0, 10))  # random phase against every tool's interval
+            t0 = time.monotonic()
+            effect = inject(sandbox)
+            during = effect if callable(effect) else None
+            try:
+                raised = watch(tools, True, t0, DETECT_CAP_S, during)
+            finally:
+                heal(sandbox)
+            t1 = time.monotonic()
+            cleared = watch(tools, False, t1, CLEAR_CAP_S)
+            for name, seconds in raised.items():
+                det, miss, clr = per[name]
+                if seconds is None:
+                    per[name] = (det, miss + 1, clr)
+                else:
+                    det.append(seconds)
+                    if cleared[name] is not None:
+                        clr.append(cleared[name])  # type: ignore[arg-type]
+            print(f"{fault} #{i + 1}: raised {raised}, cleared {cleared}", file=sys.stderr,
+                  flush=True)
+        results[fault] = per
+    return results
+
+
+def _cell(values: list[float], misses: int, n: int) -> str:
+    if not values:
+        return f"not detected (0/{n} within {DETECT_CAP_S:g} s)"
+    s = summarize(values)
+    miss = f", {misses}/{n} missed" if misses else ""
+    return f"{s.median:.1f} / {s.p95:.1f} s{miss}"
+
+
+def _ratio(a: list[float], b: list[float]) -> str:
+    if not a or not b:
+        return "—"
+    return f"{summarize(a).p95 / summarize(b).p95:.1f}x"
+
+
+def report(tools: list[Tool], faults: dict[str, Any], steady: dict[str, dict[str, float]],
+           load: dict[str, Any], injections: int) -> str:
+    names = [t.name for t in tools]
+    head = "| fault: p50 / p95 to the Node condition (clear) | " + " | ".join(names) + \
+        " | p95 ratio npd / nodeprobe |"
+    lines = [head, "|---" * (len(names) + 2) + "|"]
+    for fault, per in faults.items():
+        cells = []
+        for name in names:
+            det, miss, clr = per[name]
+            cell = _cell(det, miss, injections)
+            if clr:
+                c = summarize(clr)
+                cell += f" (clear {c.median:.1f} / {c.p95:.1f} s)"
+            cells.append(cell)
+        lines.append(f"| {fault} | " + " | ".join(cells) + " | "
+                     + _ratio(per["npd"][0], per["nodeprobe"][0]) + " |")
+    for label, key, fmt in (("steady RSS, process + children (MiB, mean of sums)", "rss", "{:.1f}"),
+                            ("CPU, process + children (% of a core)", "cpu", "{:.2f}"),
+                            ("API writes per hour (healthy windows)", "writes", "{:.0f}")):
+        vals = [steady[n][key] for n in names]
+        ratio = f"{vals[0] / vals[1]:.1f}x" if vals[1] else "—"
+        lines.append(f"| {label} | " + " | ".join(fmt.format(v) for v in vals) + f" | {ratio} |")
+    lines.append(f"| false raises under load ({load['seconds']:g} s: {load['runs']} docker runs, "
+                 f"{load['imports']} imports) | " + " | ".join(str(load[n]) for n in names)
+                 + " | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argv if argv is not None else sys.argv[1:]
+    injections = int(args[0]) if args else 10
+    steady_s = float(args[1]) if len(args) > 1 else 300.0
+    load_s = float(args[2]) if len(args) > 2 else 600.0
+    rng = random.Random(12)
+    bins = build_peer()
+    base = Path(tempfile.mkdtemp(prefix="np-peer-", dir="/tmp"))
+    sandbox = Sandbox(base)
+    tools: list[Tool] = []
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, base, ignore_errors=True)
+        stack.callback(sandbox.stop)
+        kubes = [stack.enter_context(kube_double()) for _ in range(3)]
+        for kube in kubes:
+            kube.put_object(kubelet_node(NODE))
+        sandbox.start()
+        sandbox.import_busybox()
+        tools = [
+            start_npd("npd", npd_monitors(base, sandbox, bins), kubes[0], sandbox, bins, base,
+                      ("ContainerRuntimeUnhealthy",)),
+            Tool("nodeprobe", ("ContainerRuntimeUnavailable",), kubes[1],
+                 agent=DefaultAgent(sandbox, base, kubeconfig=kubes[1].kubeconfig)),
+            start_npd("npd+check", check_monitor(base, sandbox), kubes[2], sandbox, bins, base,
+                      ("DockerdUnhealthy", "ContainerdUnhealthy")),
+        ]
+        for t in tools:
+            stack.callback(t.stop)
+        started = watch(tools, False, time.monotonic(), 60)
+        assert all(v is not None for v in started.values()), f"not healthy at start: {started}"
+        time.sleep(20)  # warm-up of a measurement: every tool has run its checks
+        for kube in kubes:
+            kube.reset_counters()
+        cpu0 = {t.name: tree_cpu_s(t.pid) for t in tools}
+        t0 = time.monotonic()
+        with sampling(tools):
+            time.sleep(steady_s)  # the steady window itself
+        wall = time.monotonic() - t0
+        steady = {t.name: {"rss": sum(t.samples) / len(t.samples) / 2**20,
+                           "cpu": 100 * (tree_cpu_s(t.pid) - cpu0[t.name]) / wall}
+                  for t in tools}
+        load_runner = Load(sandbox)
+        load_runner.start()
+        raises = {t.name: 0 for t in tools}
+        t_load = time.monotonic()
+        was = {t.name: False for t in tools}
+        while time.monotonic() - t_load < load_s:
+            for t in tools:
+                now = t.raised()
+                raises[t.name] += int(now and not was[t.name])
+                was[t.name] = now
+            time.sleep(0.5)  # polling real state
+        load_runner.stop()
+        healthy_s = wall + (time.monotonic() - t_load)
+        for t, kube in zip(tools, kubes, strict=True):
+            steady[t.name]["writes"] = kube.writes() * 3600 / healthy_s
+        load = {"seconds": load_s, "runs": load_runner.runs, "imports": load_runner.imports,
+                **raises}
+        faults = run_faults(tools, sandbox, injections, rng)
+    v = go_versions()
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; node-problem-detector "
+          f"{v['NPD']}, crictl {v['CRI_TOOLS']}, dockerd 20.10 + containerd 1.6 (Debian); "
+          f"{injections} injections per fault; steady {steady_s:g} s, load {load_s:g} s")
+    print(report(tools, faults, steady, load, injections))
+
+
+if __name__ == "__main__":
+    main()
