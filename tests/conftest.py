@@ -22,7 +22,6 @@ import pytest
 
 from tests.harness.gotools import kube_versions
 from tests.harness.kubecluster import KubeCluster, TestKubelet, running_cluster
-from tests.harness.runtimes import Sandbox
 from tests.harness.runtimes import (
     CONTAINERD_16,
     CONTAINERDS,

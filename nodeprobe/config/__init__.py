@@ -16,7 +16,6 @@ from nodeprobe.config.loader import (
     ConfigError,
     camel,
     load,
-    parse_duration,
     read_yaml,
     reference_table,
 )
@@ -32,6 +31,7 @@ from nodeprobe.config.tree import (
     RepairSettings,
     RestartCommands,
 )
+from nodeprobe.durations import parse_duration
 
 __all__ = [
     "CheckSettings",

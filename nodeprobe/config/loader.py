@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 from nodeprobe.config.tree import Config
+from nodeprobe.durations import parse_duration
 
 _T = TypeVar("_T")
 
@@ -27,8 +28,6 @@ def camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|k|M|G|T)?\s*$")
 _SIZE_UNITS = {
     None: 1,
@@ -41,18 +40,6 @@ _SIZE_UNITS = {
     "Gi": 2**30,
     "Ti": 2**40,
 }
-
-
-def parse_duration(raw: object) -> float:
-    """'3s', '500ms', '5m', '1h' or a number of seconds -> seconds; ValueError otherwise."""
-    if isinstance(raw, bool):
-        raise ValueError("not a duration")
-    if isinstance(raw, int | float):
-        return float(raw)
-    match = _DURATION.match(raw) if isinstance(raw, str) else None
-    if not match:
-        raise ValueError("not a duration")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
 def _number(raw: object) -> float:

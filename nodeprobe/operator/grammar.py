@@ -6,17 +6,15 @@ Purely data-manipulative: no I/O, time is a parameter. Every error names the fie
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from nodeprobe import durations
 from nodeprobe.publish.kube import rfc3339
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SELECTOR_OPS = {"In", "NotIn", "Exists", "DoesNotExist"}
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -44,31 +42,11 @@ class PolicyError(ValueError):
 
 
 def parse_duration(value: object, *, where: str) -> float:
-    """Go-style durations ("90s", "1h30m", "500ms", plus "d" for days) or plain seconds; never
-    negative. The one duration grammar of policies."""
-    if isinstance(value, bool):
-        raise PolicyError(f"{where}: expected a duration like '90s' or '5m', got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.startswith("-"):
-            raise PolicyError(f"{where}: duration must not be negative, got {value!r}")
-        pos, seconds = 0, 0.0
-        for m in _DURATION.finditer(text):
-            if m.start() != pos:
-                break
-            scale = _UNITS[m.group(2)]
-            seconds += float(m.group(1)) * scale
-            pos = m.end()
-        if not text or pos != len(text):
-            raise PolicyError(f"{where}: expected a duration like '90s', '5m' or '1h30m', "
-                              f"got {value!r}")
-    else:
-        raise PolicyError(f"{where}: expected a duration like '90s' or '5m', got {value!r}")
-    if seconds < 0 or not math.isfinite(seconds):
-        raise PolicyError(f"{where}: duration must not be negative, got {value!r}")
-    return seconds
+    """`nodeprobe.durations.parse_duration`, the one duration grammar, naming the field."""
+    try:
+        return durations.parse_duration(value)
+    except ValueError as e:
+        raise PolicyError(f"{where}: {e}") from e
 
 
 def parse_percent(value: object, *, where: str) -> float:

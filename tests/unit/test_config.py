@@ -278,3 +278,15 @@ def test_every_config_key_is_read_by_some_code() -> None:
     source = "\n".join(p.read_text() for p in package.rglob("*.py") if p not in skip)
     unread = [key for key, name in _leaf_names(Config) if not re.search(rf"\.{name}\b", source)]
     assert unread == [], f"config keys no code reads: {unread}"
+
+
+def test_config_and_policies_share_one_duration_grammar() -> None:
+    from nodeprobe.operator.grammar import PolicyError
+    from nodeprobe.operator.grammar import parse_duration as policy_duration
+
+    assert parse_duration("1h30m") == policy_duration("1h30m", where="x") == 5400.0
+    assert parse_duration("2d") == 172800.0
+    with pytest.raises(ValueError, match="negative"):
+        parse_duration("-3s")
+    with pytest.raises(PolicyError, match="^spec.for: expected a duration"):
+        policy_duration("3 parsecs", where="spec.for")
