@@ -12,6 +12,8 @@ import pytest
 from tests.harness.gotools import kube_versions
 from tests.harness.kubecluster import KubeCluster, TestKubelet, running_cluster
 from tests.harness.runtimes import Sandbox
+from tests.integration.kube.chart import Release, helm, install
+from tests.integration.kube.nodes import AgentNode, agent_node
 
 SERVED_VERSION = pytest.StashKey[str]()
 """kube-apiserver's /version gitVersion, once the session's control plane has started."""
@@ -89,4 +91,19 @@ def test_kubelet(kube_cluster: KubeCluster) -> Iterator[TestKubelet]:
         kubelet.stop()
 
 
-from tests.kube.fixtures import kube  # noqa: E402,F401  (a private Kubernetes API double per test)
+@pytest.fixture(scope="session")
+def release(kube_cluster: KubeCluster) -> Iterator[Release]:
+    """`helm install` of the chart with default values, into namespace `nodeprobe`."""
+    installed = install(kube_cluster)
+    try:
+        yield installed
+    finally:
+        helm(kube_cluster, "uninstall", installed.name, "-n", installed.namespace)
+
+
+@pytest.fixture
+def agent_on_node(kube_cluster: KubeCluster, test_kubelet: TestKubelet, release: Release,
+                  tmp_path: Path) -> Iterator[AgentNode]:
+    """A fresh Node with the release's agent pod, and the agent's token bound to that pod."""
+    with agent_node(kube_cluster, test_kubelet, release, tmp_path) as node:
+        yield node
