@@ -288,8 +288,10 @@ class CordonWatch(threading.Thread):
 
     def run(self) -> None:
         c = self.fleet.cluster
-        rv = c.must("GET", f"/api/v1/nodes?labelSelector={self.selector}")["metadata"][
-            "resourceVersion"]
+        listed = c.must("GET", f"/api/v1/nodes?labelSelector={self.selector}")
+        for obj in listed["items"]:
+            self._see("ADDED", obj)
+        rv = listed["metadata"]["resourceVersion"]
         while not self.done.is_set():
             with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
                 rv = self._watch(rv)
@@ -309,13 +311,15 @@ class CordonWatch(threading.Thread):
             if event["type"] == "ERROR":
                 raise ValueError(obj)
             rv = obj["metadata"]["resourceVersion"]
-            name = self.fleet.short(obj["metadata"]["name"])
-            self.state[name] = bool(obj["spec"].get("unschedulable")) and \
-                event["type"] != "DELETED"
-            if self.state[name]:
-                self.ever.add(name)
-            self.peak = max(self.peak, sum(self.state.values()))
+            self._see(event["type"], obj)
         return rv
+
+    def _see(self, kind: str, obj: dict[str, Any]) -> None:
+        name = self.fleet.short(obj["metadata"]["name"])
+        self.state[name] = bool(obj["spec"].get("unschedulable")) and kind != "DELETED"
+        if self.state[name]:
+            self.ever.add(name)
+        self.peak = max(self.peak, sum(self.state.values()))
 
     def stop(self) -> tuple[int, set[str]]:
         self.done.set()
