@@ -7,10 +7,11 @@ of the benchmarked identity per (verb, resource) since a mark.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,14 @@ class BenchKube:
         return out
 
 
-@contextmanager
+@contextlib.contextmanager
 def real_kube(node: str) -> Iterator[BenchKube]:
     """A control plane, a test kubelet keeping `node` Ready, and a cluster-admin ServiceAccount
     (the benchmark measures load, not RBAC) whose token kubeconfig the agent uses."""
     base = Path(tempfile.mkdtemp(prefix="np-bench-k8s-", dir="/tmp"))
-    with running_cluster(base) as cluster:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, base, ignore_errors=True)
+        cluster = cleanup.enter_context(running_cluster(base))
         kubelet = TestKubelet(cluster).start()
         try:
             kubelet.register(node)
