@@ -1,13 +1,14 @@
-"""`nodeprobe agent` at its DEFAULT config against real runtimes and the Kubernetes API double.
+"""`nodeprobe agent` at its DEFAULT config against real runtimes and the real control plane.
 
 Run with `python -m benchmarks.agent_bench [--steady-s S] [--injections N] [--load-s S]
 [--workers W]`; prints a Markdown section and writes it to benchmarks/out/agent.md.
 
 Phases, one agent process throughout (intervals 2 s, deadline 3 s, raiseAfter 2, clearAfter 3,
 heartbeat 5 min, as shipped):
-1. steady: healthy runtimes, idle; RSS/CPU of the agent from /proc and writes seen by the double;
+1. steady: healthy runtimes, idle; RSS/CPU of the agent from /proc; its requests from the API
+   server's audit log;
 2. detection: SIGSTOP dockerd at a random moment -> ContainerRuntimeUnavailable=True on the Node
-   (the double polled every 50 ms), SIGCONT -> False again; N times;
+   (the Node polled every 50 ms), SIGCONT -> False again; N times;
 3. load: parallel `docker run --rm --network none busybox true` and repeated image imports;
    any condition that turns True is a false raise.
 """
@@ -26,11 +27,10 @@ from typing import Any
 
 from benchmarks.agent_load import DefaultAgent, Load, histogram_p95
 from benchmarks.agent_rss import table as rss_table
+from benchmarks.real_kube import real_kube
 from benchmarks.stats import machine, summarize
 from tests.harness.runtimes import Sandbox
 from tests.integration.agent.agent_process import NODE, wait_for
-from tests.kube.fixtures import kube_double
-from tests.kube.objects import kubelet_node
 
 UNHEALTHY = "ContainerRuntimeUnavailable"
 OURS = ("ContainerRuntimeUnavailable", "ContainerRuntimeMemoryLeak", "ContainerRuntimeSlow")
@@ -145,7 +145,7 @@ def detection(kube: Any, sandbox: Sandbox, injections: int, lines: list[str]) ->
     lines += [
         f"#### Detection: SIGSTOP dockerd -> {UNHEALTHY}=True on the Node ({injections} "
         "injections)", "",
-        "Injection moment uniform within one 2 s interval; the double polled every 50 ms "
+        "Injection moment uniform within one 2 s interval; the Node polled every 50 ms "
         "(adds <= 50 ms). Reason(s): " + ", ".join(sorted(reasons)) + ".", "",
         "| measure | p50 | p95 | min | max | goal |", "|---|---|---|---|---|---|",
         f"| detection | {d.median:.2f} s | {d.p95:.2f} s | {d.minimum:.2f} s | {d.maximum:.2f} s "
@@ -223,8 +223,7 @@ def main(argv: list[str] | None = None) -> None:
              "running at the same time: CPU and latency figures include that contention.", ""]
     agent = None
     try:
-        with kube_double() as kube:
-            kube.put_object(kubelet_node(NODE))
+        with real_kube(NODE) as kube:
             sandbox.start()
             sandbox.import_busybox()
             agent = DefaultAgent(sandbox, base, kubeconfig=kube.kubeconfig)

@@ -64,10 +64,9 @@ def arenas(seconds: float = 120.0) -> str:
     from pathlib import Path
 
     from benchmarks.agent_load import DefaultAgent
+    from benchmarks.real_kube import real_kube
     from tests.harness.runtimes import Sandbox
     from tests.integration.agent.agent_process import NODE
-    from tests.kube.fixtures import kube_double
-    from tests.kube.objects import kubelet_node
 
     base = Path(tempfile.mkdtemp(prefix="np-ar-", dir="/tmp"))
     sandbox = Sandbox(base)
@@ -75,8 +74,7 @@ def arenas(seconds: float = 120.0) -> str:
     rows = [f"| agent environment (both at once, {seconds:g} s, default config) | RSS | RssAnon "
             "| VmHWM | threads |", "|---|---|---|---|---|"]
     try:
-        with kube_double() as kube:
-            kube.put_object(kubelet_node(NODE))
+        with real_kube(NODE) as kube:
             sandbox.start()
             for label, env in (("default glibc arenas", {}),
                                ("MALLOC_ARENA_MAX=2", {"MALLOC_ARENA_MAX": "2"})):

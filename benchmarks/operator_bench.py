@@ -33,12 +33,12 @@ from typing import Any
 
 import yaml
 
+from benchmarks.apidouble.double import KubeDouble
+from benchmarks.apidouble.objects import KUBELET_TIME, kubelet_node
+from benchmarks.apidouble.operator import GROUP, UNHEALTHY, Operator, add_policy, remediations
+from benchmarks.apidouble.server import Request
 from benchmarks.stats import machine, summarize
 from nodeprobe.operator import CRD_DIR
-from tests.integration.operator.cluster import GROUP, UNHEALTHY, Operator, add_policy, remediations
-from tests.kube.double import KubeDouble
-from tests.kube.objects import KUBELET_TIME, kubelet_node
-from tests.kube.server import Request
 
 OUT = Path(__file__).with_name("out") / "operator.md"
 MIB = 2**20
@@ -374,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Load average start -> end: {load_start} -> {load_end}.",
         "",
         f"Setup: `nodeprobe.operator.run(standalone=True, tick_s={args.tick_s:g})` in its own "
-        f"process (tick {tick_note}) against the API double (`tests/kube`); {args.nodes:,} Nodes "
+        f"process (tick {tick_note}) against the API double (`benchmarks/apidouble`); "
+        f"{args.nodes:,} Nodes "
         f"from `objects.kubelet_node` (+ our condition"
         + (f", {args.images} status.images entries each" if args.images else
            ", no status.images, so smaller than real Nodes")

@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
+from benchmarks.apidouble.operator import UNHEALTHY, Operator, add_policy, remediations
+from benchmarks.apidouble.server import Request
 from benchmarks.stats import machine, summarize
 from nodeprobe.operator import CRD_DIR
-from tests.integration.operator.cluster import UNHEALTHY, Operator, add_policy, remediations
-from tests.kube.server import Request
 
 OUT = Path(__file__).with_name("out") / "operator_budget.md"
 MIB = 2**20

@@ -30,6 +30,8 @@ from tests.harness.runtimes import (
     containerd_build,
     which,
 )
+from tests.integration.kube.chart import Release, helm, install
+from tests.integration.kube.nodes import AgentNode, agent_node
 
 MATRIX_DIRS = ("tests/integration/probes", "tests/integration/agent")
 """Tests under these directories run against every containerd."""
@@ -180,4 +182,21 @@ def test_kubelet(kube_cluster: KubeCluster) -> Iterator[TestKubelet]:
         kubelet.stop()
 
 
-from tests.kube.fixtures import kube  # noqa: E402,F401  (a private Kubernetes API double per test)
+@pytest.fixture(scope="session")
+def release(kube_cluster: KubeCluster) -> Iterator[Release]:
+    """`helm install` of the chart into namespace `nodeprobe`, defaults but `agent.repair`: the
+    agent identity then has everything it can have (NodeRemediations too), so every agent test
+    runs with the chart's RBAC and admission policy as a repairing node has them."""
+    installed = install(kube_cluster, values=["agent.repair.enabled=true"])
+    try:
+        yield installed
+    finally:
+        helm(kube_cluster, "uninstall", installed.name, "-n", installed.namespace)
+
+
+@pytest.fixture
+def agent_on_node(kube_cluster: KubeCluster, test_kubelet: TestKubelet, release: Release,
+                  tmp_path: Path) -> Iterator[AgentNode]:
+    """A fresh Node with the release's agent pod, and the agent's token bound to that pod."""
+    with agent_node(kube_cluster, test_kubelet, release, tmp_path) as node:
+        yield node

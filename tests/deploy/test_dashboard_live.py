@@ -1,10 +1,11 @@
 """Every dashboard query against a real Prometheus scraping a live agent and a live operator.
 
 A real `prometheus` scrapes `nodeprobe agent` (watching the sandbox's dockerd and containerd,
-publishing to the Kubernetes API double) and `nodeprobe operator` (its /metrics, reconciling the
-same double). dockerd is hung with SIGSTOP; then every panel's query is evaluated through the
-Prometheus HTTP API as Grafana would (range queries over the test's window, instant queries for
-tables and stats) and must return data; the sick-nodes table must show the hung node.
+publishing to the real API server with the chart's agent identity on a Node of its own) and
+`nodeprobe operator` (its /metrics, reconciling as the chart's operator identity). dockerd is
+hung with SIGSTOP; then every panel's query is evaluated through the Prometheus HTTP API as
+Grafana would (range queries over the test's window, instant queries for tables and stats) and
+must return data; the sick-nodes table must show the hung node.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any
 
 import pytest
 
+from tests.harness.kubecluster import KubeCluster, TestKubelet
 from tests.harness.prometheus import Prometheus
-from tests.integration.agent.agent_process import NODE, AgentProcess
-from tests.integration.operator.cluster import add_policy, cluster
-from tests.integration.operator.operator_process import OperatorProcess
-from tests.kube.objects import kubelet_node
+from tests.integration.agent.agent_process import AgentProcess, free_port
+from tests.integration.kube.chart import Release
+from tests.integration.kube.nodes import AgentNode
+from tests.integration.operator.cluster import Fleet, Operator
 from tools import dashboard as dash
 
 SCRAPE_S = 1.0
@@ -58,46 +60,49 @@ def has_values(result: list[dict[str, Any]]) -> bool:
 
 
 @pytest.fixture
-def stack(runtimes: Any, tmp_path: Path) -> Iterator[tuple[Any, AgentProcess, Prometheus]]:
-    with cluster() as kube:
-        kube.put_object(kubelet_node(NODE))
-        # One rung, escalate: an episode that ends without the agent repairing anything.
-        add_policy(kube, ladder=[{"action": "escalate"}])
-        operator = OperatorProcess(kube.kubeconfig, tmp_path)
-        agent = AgentProcess(runtimes, tmp_path, kubeconfig=kube.kubeconfig)
-        prom = Prometheus(tmp_path, scrape_interval_s=SCRAPE_S, jobs={
-            AGENT_JOB: [(f"127.0.0.1:{agent.port}", {"node": NODE})],
-            OPERATOR_JOB: [(f"127.0.0.1:{operator.port}", {})],
-        })
-        try:
-            prom.start()
-            yield kube, agent, prom
-        finally:
-            prom.stop()
-            agent.stop()
-            operator.stop()
+def stack(runtimes: Any, kube_cluster: KubeCluster, test_kubelet: TestKubelet,
+          release: Release, agent_on_node: AgentNode, tmp_path: Path
+          ) -> Iterator[tuple[str, AgentProcess, Prometheus]]:
+    fleet = Fleet(kube_cluster, test_kubelet, release, tmp_path)
+    node = fleet.adopt("a", agent_on_node.name)
+    # One rung, escalate: an episode that ends without the agent repairing anything.
+    fleet.add_policy(ladder=[{"action": "escalate"}])
+    operator = Operator(fleet, metrics_port=free_port())
+    agent = AgentProcess(runtimes, tmp_path, kubeconfig=agent_on_node.kubeconfig, node=node)
+    prom = Prometheus(tmp_path, scrape_interval_s=SCRAPE_S, jobs={
+        AGENT_JOB: [(f"127.0.0.1:{agent.port}", {"node": node})],
+        OPERATOR_JOB: [(f"127.0.0.1:{operator.port}", {})],
+    })
+    try:
+        prom.start()
+        yield node, agent, prom
+    finally:
+        prom.stop()
+        agent.stop()
+        operator.stop()
+        fleet.delete()
 
 
 def test_every_panel_returns_data_and_the_sick_table_shows_the_hung_node(
-        runtimes: Any, stack: tuple[Any, AgentProcess, Prometheus]) -> None:
-    _, agent, prom = stack
+        runtimes: Any, stack: tuple[str, AgentProcess, Prometheus]) -> None:
+    node, agent, prom = stack
     t0 = time.time()
     prom.wait_up(timeout_s=60)
     table = next(p for p in panels() if p["title"] == SICK_TABLE)
     table_expr = table["targets"][0]["expr"]
     # The agent has judged every check once: the fleet is healthy and the table is empty.
-    prom.wait_for(f'nodeprobe_condition_last_transition_timestamp_seconds{{node="{NODE}"}}',
+    prom.wait_for(f'nodeprobe_condition_last_transition_timestamp_seconds{{node="{node}"}}',
                   timeout_s=60, what="the agent's first judgement scraped")
     prom.wait_for("count(rate(nodeprobe_probe_duration_seconds_count{job=~\"nodeprobe-agent\"}"
                   "[4s]) > 0) >= 5", timeout_s=60, what="probe rates")
     assert prom.query(substitute(table_expr, window_s=time.time() - t0)) == []
 
     with runtimes.dockerd.hung():
-        prom.wait_for(f'nodeprobe_condition_status{{node="{NODE}", condition="{UNAVAILABLE}",'
+        prom.wait_for(f'nodeprobe_condition_status{{node="{node}", condition="{UNAVAILABLE}",'
                       ' reason="DockerdHung"} == 1', timeout_s=60, what="DockerdHung scraped")
         prom.wait_for('nodeprobe_remediations_total{outcome="Escalated"} > 0', timeout_s=90,
                       what="the operator's escalated episode scraped")
-        prom.wait_for(f'nodeprobe_probe_outcomes_total{{node="{NODE}", outcome="HUNG"}} > 0',
+        prom.wait_for(f'nodeprobe_probe_outcomes_total{{node="{node}", outcome="HUNG"}} > 0',
                       timeout_s=30, what="HUNG probe calls scraped")
         now = time.time()
         empty = []
@@ -114,11 +119,11 @@ def test_every_panel_returns_data_and_the_sick_table_shows_the_hung_node(
 
         rows = prom.query(substitute(table_expr, window_s=time.time() - t0))
         assert [(r["metric"]["node"], r["metric"]["condition"], r["metric"]["reason"])
-                for r in rows] == [(NODE, UNAVAILABLE, "DockerdHung")]
+                for r in rows] == [(node, UNAVAILABLE, "DockerdHung")]
         sick_for = float(rows[0]["value"][1])
         assert 0 <= sick_for < time.time() - t0, sick_for
 
-    prom.wait_for(f'absent(nodeprobe_condition_status{{node="{NODE}"}} == 1)', timeout_s=60,
+    prom.wait_for(f'absent(nodeprobe_condition_status{{node="{node}"}} == 1)', timeout_s=60,
                   what="the condition clearing after SIGCONT")
     assert prom.query(substitute(table_expr, window_s=time.time() - t0)) == []
     assert agent.proc.poll() is None

@@ -288,5 +288,5 @@ def test_config_and_policies_share_one_duration_grammar() -> None:
     assert parse_duration("2d") == 172800.0
     with pytest.raises(ValueError, match="negative"):
         parse_duration("-3s")
-    with pytest.raises(PolicyError, match="^spec.for: expected a duration"):
+    with pytest.raises(PolicyError, match=r"^spec\.for: expected a duration"):
         policy_duration("3 parsecs", where="spec.for")

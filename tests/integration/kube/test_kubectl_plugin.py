@@ -13,12 +13,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+
 from nodeprobe import kubectl as plugin
 from tests.harness.gotools import tool
 from tests.harness.kubecluster import KubeCluster, TestKubelet
 from tests.harness.runtimes import Sandbox
 from tests.integration.agent.agent_process import AgentProcess, wait_for
 from tests.integration.kube.chart import CHART, Release, helm, kubectl
+from tests.integration.kube.nodes import AgentNode
+from tests.integration.operator.cluster import Fleet, Operator
 
 UNAVAILABLE = "ContainerRuntimeUnavailable"
 AGENT_INTERVAL_S = 2.0
@@ -108,3 +113,90 @@ def test_the_dashboard_configmap_is_accepted_by_the_api_server(kube_cluster: Kub
     done = kubectl(kube_cluster, "apply", "--dry-run=server", "-f", str(manifest))
     assert done.returncode == 0, done.stderr
     assert "configmap/nodeprobe-dashboard created (server dry run)" in done.stdout
+
+
+def test_status_and_describe_show_an_open_remediation_and_the_budget(
+    kube_cluster: KubeCluster, test_kubelet: TestKubelet, release: Release, tmp_path: Path,
+) -> None:
+    """The operator (chart identity) holds node a in ActionRequested: a ladder whose first rung
+    waits for an agent that never answers. Node b stays healthy."""
+    fleet = Fleet(kube_cluster, test_kubelet, release, tmp_path)
+    operator = None
+    try:
+        a = fleet.add_node("a", sick=True)
+        fleet.add_node("b")
+        policy = fleet.add_policy(ladder=[
+            {"action": "restart-runtime", "runtime": "docker", "timeout": "5m"},
+            {"action": "escalate"}])
+        operator = Operator(fleet)
+        wait_for(lambda: fleet.phases().get("a") == "ActionRequested", timeout_s=90,
+                 what=f"the operator asking a's agent for a restart\n{operator.text()}")
+        done = kubectl_nodeprobe(kube_cluster, "status")
+        assert done.returncode == 0, done.stderr
+        [line] = listed(done.stdout, a)
+        assert line.split()[1:4] == [UNAVAILABLE, "True", "DockerdHung"], done.stdout
+        assert listed(done.stdout, fleet.node("b")) == []
+        [row] = [ln for ln in done.stdout.splitlines() if ln.startswith(f"{a}-")]
+        assert row.split()[1:5] == [a, policy, "ActionRequested", "0"], done.stdout
+        [budget] = listed(done.stdout, policy)
+        assert budget.split()[1:3] == ["1/1", "1/2"], done.stdout  # held/max, sick/matched
+
+        done = kubectl_nodeprobe(kube_cluster, "describe", a)
+        assert done.returncode == 0, done.stderr
+        assert "ActionRequested" in done.stdout.split("Remediations:")[1]
+    finally:
+        if operator is not None:
+            operator.stop()
+        fleet.delete()
+
+
+def test_clear_errors_and_kubectls_kubeconfig_rules(kube_cluster: KubeCluster,
+                                                    agent_on_node: AgentNode,
+                                                    tmp_path: Path) -> None:
+    done = kubectl_nodeprobe(kube_cluster, "describe", "nope")
+    assert done.returncode == 1
+    assert 'node "nope" not found' in done.stdout
+    done = kubectl_nodeprobe(kube_cluster, "check", "nope")
+    assert done.returncode == 1
+    assert "no running nodeprobe agent pod on node nope" in done.stderr
+    kube = plugin.connect(str(kube_cluster.admin_kubeconfig), None)
+    with pytest.raises(LookupError, match="in namespace kube-system"):
+        plugin.agent_pod(kube, "nope", "kube-system")
+    # Run without kubectl (the script called directly): a clear error, not a traceback.
+    admin = str(kube_cluster.admin_kubeconfig)
+    wait_for(lambda: (kube_cluster.must("GET", f"/api/v1/namespaces/nodeprobe/pods/"
+                                               f"{agent_on_node.pod}").get("status") or {})
+             .get("phase") == "Running", timeout_s=60, what="the agent pod Running")
+    done = subprocess.run([str(BIN / "kubectl-nodeprobe"), "--kubeconfig", admin, "check",
+                           agent_on_node.name], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": str(BIN)}, check=False)
+    assert done.returncode == 1
+    assert "no kubectl is on PATH" in done.stderr, done.stderr
+
+    # --kubeconfig beats $KUBECONFIG, a `:` list is merged, --context picks a context.
+    config = yaml.safe_load(kube_cluster.admin_kubeconfig.read_text())
+    config["clusters"].append({"name": "dead", "cluster": {"server": "https://127.0.0.1:1"}})
+    config["contexts"].append({"name": "dead", "context": {"cluster": "dead", "user": "user"}})
+    context = config["current-context"]
+    config["current-context"] = "dead"
+    two = tmp_path / "two-contexts.yaml"
+    two.write_text(yaml.safe_dump(config))
+
+    def run(*args: str, env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(tool("kubectl")), "nodeprobe", *args], capture_output=True, text=True,
+            timeout=60, check=False,
+            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "KUBECONFIG": env,
+                 "HOME": str(tmp_path)})
+
+    done = run("status", env=str(two))
+    assert done.returncode == 1
+    assert "cannot reach the Kubernetes API at https://127.0.0.1:1" in done.stderr
+    done = run("--context", context, "status", env=str(two))
+    assert done.returncode == 0, done.stderr
+    done = run("status", "--kubeconfig", admin, env=str(two))
+    assert done.returncode == 0, done.stderr
+    done = run("status", env=f"{tmp_path / 'missing.yaml'}:{admin}")
+    assert done.returncode == 0, done.stderr
+    done = run("status", "--kubeconfig", str(tmp_path / "missing.yaml"), env=admin)
+    assert done.returncode == 1 and "cannot load kubeconfig" in done.stderr

@@ -1,7 +1,8 @@
 """An in-memory stand-in for the few API paths the reconciler uses, with write counters.
 
-Only for unit tests of the reconciler's wiring; the integration tests use the team's API double
-(tests/kube). Merge-patch semantics as the API server applies them (None deletes a key).
+Only for unit tests of the reconciler's wiring; the integration tests use the real control plane
+(tests/integration/operator). Merge-patch semantics as the API server applies them (None deletes
+a key).
 """
 
 from __future__ import annotations

@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tests.kube.errors import bad_request
-from tests.kube.resources import ResourceType
-from tests.kube.store import Change, Obj
+from benchmarks.apidouble.errors import bad_request
+from benchmarks.apidouble.resources import ResourceType
+from benchmarks.apidouble.store import Change, Obj
 
 if TYPE_CHECKING:
-    from tests.kube.server import Handler
+    from benchmarks.apidouble.server import Handler
 
 Match = Callable[[Mapping[str, Any]], bool]
 DEFAULT_TIMEOUT = 1800.0

@@ -12,8 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tests.kube.resources import ALL_VERBS, Registry, ResourceType
-from tests.kube.store import Obj
+from benchmarks.apidouble.resources import ALL_VERBS, Registry, ResourceType
+from benchmarks.apidouble.store import Obj
 
 VERSION = {
     "major": "1", "minor": "32", "gitVersion": "v1.32.0", "gitCommit": "0" * 40,

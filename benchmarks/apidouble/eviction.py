@@ -10,10 +10,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from tests.kube.api import Api, rfc3339
-from tests.kube.errors import ApiError, bad_request
-from tests.kube.resources import ResourceType
-from tests.kube.store import Obj
+from benchmarks.apidouble.api import Api, rfc3339
+from benchmarks.apidouble.errors import ApiError, bad_request
+from benchmarks.apidouble.resources import ResourceType
+from benchmarks.apidouble.store import Obj
 
 _IGNORE_PDB_PHASES = ("Succeeded", "Failed", "Pending")
 

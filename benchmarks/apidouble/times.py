@@ -13,8 +13,8 @@ import re
 import time
 from typing import Any
 
-from tests.kube.errors import bad_request
-from tests.kube.resources import ResourceType
+from benchmarks.apidouble.errors import bad_request
+from benchmarks.apidouble.resources import ResourceType
 
 MICRO_FIELDS = frozenset({"eventTime", "lastObservedTime", "acquireTime", "renewTime"})
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")

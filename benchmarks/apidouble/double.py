@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from tests.kube.api import Api
-from tests.kube.resources import Registry, ResourceType, builtin_types
-from tests.kube.server import Request, Server
-from tests.kube.store import Obj, Store
+from benchmarks.apidouble.api import Api
+from benchmarks.apidouble.resources import Registry, ResourceType, builtin_types
+from benchmarks.apidouble.server import Request, Server
+from benchmarks.apidouble.store import Obj, Store
 
 KUBECTL = "/usr/bin/kubectl"
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")

@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tests.kube import patch as patches
-from tests.kube import times
-from tests.kube.errors import (
+from benchmarks.apidouble import patch as patches
+from benchmarks.apidouble import times
+from benchmarks.apidouble.errors import (
     ApiError,
     already_exists,
     bad_request,
@@ -24,9 +24,9 @@ from tests.kube.errors import (
     invalid,
     not_found,
 )
-from tests.kube.resources import Registry, ResourceType, crd_types, validate_crd
-from tests.kube.selectors import Predicate
-from tests.kube.store import Obj, Store
+from benchmarks.apidouble.resources import Registry, ResourceType, crd_types, validate_crd
+from benchmarks.apidouble.selectors import Predicate
+from benchmarks.apidouble.store import Obj, Store
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _GENERATION = {("apps", "daemonsets"), ("policy", "poddisruptionbudgets"),

@@ -17,15 +17,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.kube import discovery, eviction, watch
-from tests.kube.api import JSON_PATCH, MERGE, STRATEGIC
-from tests.kube.errors import ApiError, bad_request, resource_not_found
-from tests.kube.resources import ResourceType
-from tests.kube.selectors import SelectorError, field_selector, label_selector
-from tests.kube.store import Obj
+from benchmarks.apidouble import discovery, eviction, watch
+from benchmarks.apidouble.api import JSON_PATCH, MERGE, STRATEGIC
+from benchmarks.apidouble.errors import ApiError, bad_request, resource_not_found
+from benchmarks.apidouble.resources import ResourceType
+from benchmarks.apidouble.selectors import SelectorError, field_selector, label_selector
+from benchmarks.apidouble.store import Obj
 
 if TYPE_CHECKING:
-    from tests.kube.double import KubeDouble
+    from benchmarks.apidouble.double import KubeDouble
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 _REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found",
