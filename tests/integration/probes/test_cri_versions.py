@@ -83,14 +83,16 @@ def containerd_2_without_cri() -> Iterator[Containerd]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_containerd_2_without_cri_is_an_error_naming_both_apis(
+def test_containerd_2_without_cri_is_recognised_not_an_error(
         containerd_2_without_cri: Containerd) -> None:
+    """Neither runtime.v1 nor v1alpha2 answers: the CRI plugin is off (Docker 23+ hosts). That is
+    a set-up, not a fault: CRI is skipped with a note and containerd's own Version is asked."""
     probe = CriProbe(str(containerd_2_without_cri.socket))
     try:
         o = probe.run(Check.CRI_VERSION, deadline_s=DEADLINE, slow_s=DEADLINE)
     finally:
         probe.close()
-    assert o.outcome is Outcome.ERROR, o.detail
-    assert "neither runtime.v1 nor runtime.v1alpha2 (UNIMPLEMENTED)" in o.detail
-    assert "CRI plugin is disabled" in o.detail
-    assert probe.api is None
+    assert o.outcome is Outcome.OK, o.detail
+    assert o.info["cri_api"] == "disabled"
+    assert "CRI plugin disabled" in o.detail and "containerd's own Version answers" in o.detail
+    assert o.info["version"].startswith("2.")
