@@ -95,15 +95,15 @@ def run(
     sink = _start_metrics(metrics_port)
     nodes = NodeCache(raw)
     register(registry, reconciler=Reconciler(kube, settings=settings, sink=sink),
-             nodes=nodes, api=api)
+             nodes=nodes, api=api, stop=stop)
     nodes.start()
     try:
         kopf.run(registry=registry, clusterwide=True, standalone=True,
                  liveness_endpoint=liveness_endpoint, stop_flag=stop)
     finally:
+        stop.set()
         nodes.stop()
         if elector is not None and not lost.is_set():
-            stop.set()
             elector.release()
     if lost.is_set():
         raise SystemExit("nodeprobe operator: lost the leader Lease; exiting so that this "

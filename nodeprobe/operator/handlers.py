@@ -59,8 +59,13 @@ class PassLoop:
 
 
 def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler, nodes: NodeCache,
-             api: client.ApiClient) -> PassLoop:
-    """Attach the operator's handlers to `registry` (kopf's decorators with an explicit one)."""
+             api: client.ApiClient, stop: threading.Event) -> PassLoop:
+    """Attach the operator's handlers to `registry` (kopf's decorators with an explicit one).
+
+    `stop` is kopf's stop flag: kopf waits on it in an executor thread, which its own shutdown
+    then joins. A SIGTERM stops kopf without setting it, so cleanup sets it, or the process
+    would hang until the kubelet's SIGKILL.
+    """
     loop = PassLoop(reconciler, nodes)
 
     @kopf.on.login(registry=registry)
@@ -76,6 +81,7 @@ def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler, nodes: 
     @kopf.on.cleanup(registry=registry)
     def cleanup(**_: Any) -> None:
         loop.close()
+        stop.set()
 
     return loop
 

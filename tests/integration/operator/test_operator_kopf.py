@@ -217,3 +217,30 @@ def test_printer_columns_and_the_garbage_collector_takes_them_with_the_node(
     fleet.cluster.must("DELETE", f"/api/v1/nodes/{node}")  # the node leaves the cluster
     wait_for(lambda: fleet.cluster.request("GET", f"{API}/noderemediations/{name}")[0] == 404,
              timeout_s=90, what="the garbage collector to delete the NodeRemediation")
+
+
+def test_sigterm_stops_the_leader_at_once_and_gives_the_lease_back(
+        fleet: Fleet, operators: OperatorFactory) -> None:
+    """A rollout sends SIGTERM: the leader exits well within a Pod's 30 s grace period (it used
+    to hang until SIGKILL, kopf's stop flag left waiting in an executor thread) and releases the
+    Lease, so the new replica leads at once instead of after the lease expires."""
+    import signal
+    import time
+
+    lease = (f"/apis/coordination.k8s.io/v1/namespaces/{fleet.release.namespace}/leases/"
+             "nodeprobe-operator")
+
+    def holder() -> str:
+        status, obj = fleet.cluster.request("GET", lease)
+        return str((obj.get("spec") or {}).get("holderIdentity") or "") if status == 200 else ""
+
+    op = operators(standalone=False)
+    wait_for(lambda: holder().endswith(f"-{op.proc.pid}"), timeout_s=60,
+             what=f"the replica to lead\n{op.text()}")
+    started = time.monotonic()
+    op.proc.send_signal(signal.SIGTERM)
+    code = op.proc.wait(30)
+    took = time.monotonic() - started
+    assert code == 0, op.text()
+    assert took < 10, f"took {took:.1f}s to stop\n{op.text()}"
+    assert holder() == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import kopf
@@ -20,7 +21,7 @@ def test_kopf_watches_nothing_and_one_loop_reconciles() -> None:
     api = client.ApiClient()
     loop = register(registry, reconciler=Reconciler(FakeKube(),
                                                     settings=OperatorSettings(tick_s=3)),
-                    nodes=NodeCache(FakeKube()), api=api)
+                    nodes=NodeCache(FakeKube()), api=api, stop=threading.Event())
     # no resource handler at all: kopf writes no annotation, finalizer or status anywhere
     assert list(registry._indexing.get_all_handlers()) == []
     assert list(registry._changing.get_all_handlers()) == []
