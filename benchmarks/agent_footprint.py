@@ -21,11 +21,10 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks.agent_load import CLK_TCK, DefaultAgent
+from benchmarks.real_kube import real_kube
 from benchmarks.stats import summarize
 from tests.harness.runtimes import Sandbox
 from tests.integration.agent.agent_process import NODE
-from tests.kube.fixtures import kube_double
-from tests.kube.objects import kubelet_node
 
 WARMUP_S = 30.0
 PERIOD_S = 5.0
@@ -103,8 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"agents: {count} at once, default config, window {seconds:g} s after {WARMUP_S:g} s "
              f"warm-up, samples every {PERIOD_S:g} s; load {os.getloadavg()[0]:.1f}"]
     try:
-        with kube_double() as kube:
-            kube.put_object(kubelet_node(NODE))
+        with real_kube(NODE) as kube:
             sandbox.start()
             agents = [DefaultAgent(sandbox, base, kubeconfig=kube.kubeconfig)
                       for _ in range(count)]

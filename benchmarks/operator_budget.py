@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -61,59 +61,157 @@ def breakdown(entries: list[tuple[float, Request]]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+class Backend(Protocol):
+    """Where the scenario runs: the API double, or a real API server (benchmarks/operator_real)."""
+
+    where: str
+    """How the report names the API server and the operator's credentials."""
+
+    def load(self, nodes: list[dict[str, Any]]) -> None: ...
+    def add_policy(self, name: str, spec: dict[str, Any]) -> None: ...
+    def start_operator(self, budget: int, tick_s: float) -> int: ...
+    def operator_alive(self) -> bool: ...
+    def matched(self, policy: str) -> bool: ...
+    def remediations(self) -> list[dict[str, Any]]: ...
+    def set_condition(self, node: str, sick: bool, since: str) -> None: ...
+    def agent_done(self, nr: dict[str, Any]) -> None: ...
+    def log(self, start: float, end: float) -> list[tuple[float, Request]]:
+        """The operator's requests answered in [start, end], stamped with the answer's time."""
+        ...
+    def close(self) -> None: ...
+
+
+POLICIES = ("all", "pool-a", "same-trigger")
+
+
+def _policies(args: Any) -> dict[str, dict[str, Any]]:
+    common = {"triggers": [{"type": UNHEALTHY, "status": "True", "for": f"{args.for_s}s"}],
+              "ladder": [{"action": "restart-runtime", "runtime": "docker",
+                          "timeout": "300s"}, {"action": "escalate"}],
+              "maxConcurrent": args.budget, "minHealthy": "0%", "coolDown": "0s",
+              "settleWindow": "0s", "drain": {"timeout": "60s"}}
+    return {"all": dict(common),
+            "pool-a": {"nodeSelector": {"matchLabels": {"pool": "a"}}, **common},
+            "same-trigger": dict(common)}
+
+
 def run_budget(args: Any, *, timed_double: Any, make_node: Any, set_condition: Any,
                proc_status: Any, wait_for: Any, iso: Any, loadavg: Any) -> str:
-    directory = Path(tempfile.mkdtemp(prefix="np-opbudget-", dir="/tmp"))
-    (directory / "op").mkdir()
-    kube = timed_double(directory=directory / "kube", history=400_000)
-    kube.start()
-    op = None
+    """The scenario against the API double (`operator_bench --budget B`)."""
+    backend = DoubleBackend(timed_double, set_condition, iso)
+    return run_scenario(backend, args, make_node=make_node, proc_status=proc_status,
+                        wait_for=wait_for, iso=iso, loadavg=loadavg, out=OUT)
+
+
+class DoubleBackend:
+    where = "the API double (benchmarks/apidouble), operator with the double's kubeconfig"
+
+    def __init__(self, timed_double: Any, set_condition: Any, iso: Any) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="np-opbudget-", dir="/tmp"))
+        (self.directory / "op").mkdir()
+        self.kube = timed_double(directory=self.directory / "kube", history=400_000)
+        self.kube.start()
+        self._set_condition, self._iso = set_condition, iso
+        self.op: Operator | None = None
+        for f in sorted(CRD_DIR.glob("*.yaml")):
+            self.kube.put_object(yaml.safe_load(f.read_text()))
+
+    def load(self, nodes: list[dict[str, Any]]) -> None:
+        for node in nodes:
+            self.kube.put_object(node)
+
+    def add_policy(self, name: str, spec: dict[str, Any]) -> None:
+        add_policy(self.kube, name, **spec)
+
+    def start_operator(self, budget: int, tick_s: float) -> int:
+        self.op = Operator(self.kube, self.directory / "op", name="operator", standalone=False,
+                           tick_s=tick_s, max_concurrent=budget, lease=(15, 10, 2))
+        return int(self.op.proc.pid)
+
+    def operator_alive(self) -> bool:
+        return self.op is not None and self.op.proc.poll() is None
+
+    def matched(self, policy: str) -> bool:
+        obj = self.kube.get("remediationpolicies", policy, group="nodeprobe.io") or {}
+        return bool((obj.get("status") or {}).get("matchedNodes"))
+
+    def remediations(self) -> list[dict[str, Any]]:
+        return remediations(self.kube)
+
+    def set_condition(self, node: str, sick: bool, since: str) -> None:
+        self._set_condition(self.kube, node, sick, since)
+
+    def agent_done(self, nr: dict[str, Any]) -> None:
+        st = nr.setdefault("status", {})
+        st["agent"] = {"rung": nr["spec"].get("rung", 0), "state": "Done",
+                       "message": "restarted"}
+        self.kube.put_object(nr)
+
+    def log(self, start: float, end: float) -> list[tuple[float, Request]]:
+        return list(self.kube.since(start, end))
+
+    def close(self) -> None:
+        if self.op is not None:
+            self.op.stop()
+        self.kube.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def run_scenario(backend: Backend, args: Any, *, make_node: Any, proc_status: Any,
+                 wait_for: Any, iso: Any, loadavg: Any, out: Path) -> str:
     reps: list[dict[str, Any]] = []
     load0 = loadavg()
+    idle: dict[str, Any] = {}
     try:
-        for f in sorted(CRD_DIR.glob("*.yaml")):
-            kube.put_object(yaml.safe_load(f.read_text()))
+        nodes = []
         for i in range(args.nodes):
             node = make_node(f"node-{i:05d}", args.images)
             node["metadata"]["labels"]["pool"] = "ab"[i % 2]
-            kube.put_object(node)
-        common = {"triggers": [{"type": UNHEALTHY, "status": "True", "for": f"{args.for_s}s"}],
-                  "ladder": [{"action": "restart-runtime", "runtime": "docker",
-                              "timeout": "300s"}, {"action": "escalate"}],
-                  "maxConcurrent": args.budget, "coolDown": "0s", "settleWindow": "0s"}
-        add_policy(kube, "all", **common)
-        add_policy(kube, "pool-a", nodeSelector={"matchLabels": {"pool": "a"}}, **common)
-        add_policy(kube, "same-trigger", **common)
-        op = Operator(kube, directory / "op", name="operator", standalone=False,
-                      tick_s=args.tick_s, max_concurrent=args.budget, lease=(15, 10, 2))
-        pid = op.proc.pid
-        wait_for(lambda: all((kube.get("remediationpolicies", p, group="nodeprobe.io") or {})
-                             .get("status", {}).get("matchedNodes") for p in
-                             ("all", "pool-a", "same-trigger")),
-                 timeout_s=args.startup_timeout_s, what="the first full pass")
+            nodes.append(node)
+        t0 = time.monotonic()
+        backend.load(nodes)
+        load_s = time.monotonic() - t0
+        del nodes
+        print(f"{args.nodes} nodes created in {load_s:.1f} s", flush=True)
+        for name, spec in _policies(args).items():
+            backend.add_policy(name, spec)
+        started = time.time()
+        pid = backend.start_operator(args.budget, args.tick_s)
+        ready = wait_for(lambda: all(backend.matched(p) for p in POLICIES),
+                         timeout_s=args.startup_timeout_s, what="the first full pass")
+        startup_s = ready - started
         time.sleep(max(3 * args.tick_s, 5.0))
+        print(f"operator ready in {startup_s:.1f} s; idle {args.idle_s:.0f} s", flush=True)
+        w0, samples = time.time(), []
+        while time.time() < w0 + args.idle_s:
+            samples.append(proc_status(pid)["VmRSS"] / MIB)
+            time.sleep(1.0)
+        w1 = time.time()
+        quiet = backend.log(w0, w1)
+        writes = [r for _, r in quiet if r.write]
+        idle = {"s": w1 - w0, "req": len(quiet), "writes": len(writes),
+                "node_writes": sum(1 for r in writes if r.resource == "nodes"),
+                "rss": summarize(samples), "what": breakdown(quiet)}
         for rep in range(args.reps):
             names = {f"node-{(rep * args.sick + i) % args.nodes:05d}" for i in range(args.sick)}
             since = math.floor(time.time())
             elapse = since + args.for_s
             for n in sorted(names):
-                set_condition(kube, n, True, iso(since))
+                backend.set_condition(n, True, iso(since))
 
             def pending(names: set[str] = names, since: float = since) -> dict[str, str]:
                 return {nr["spec"]["nodeName"]: (nr.get("status") or {}).get("phase", "")
-                        for nr in remediations(kube) if nr["spec"]["nodeName"] in names
+                        for nr in backend.remediations() if nr["spec"]["nodeName"] in names
                         and nr["spec"].get("episodeStart") == iso(since)}
 
             def agents(names: set[str] = names) -> None:
-                for nr in remediations(kube):
+                for nr in backend.remediations():
                     st = nr.get("status") or {}
                     node = nr["spec"]["nodeName"]
                     if node in names and st.get("phase") == "ActionRequested" \
                             and "agent" not in st:
-                        st["agent"] = {"rung": nr["spec"].get("rung", 0), "state": "Done",
-                                       "message": "restarted"}
-                        kube.put_object(nr)
-                        set_condition(kube, node, False, iso(time.time()))
+                        backend.agent_done(nr)
+                        backend.set_condition(node, False, iso(time.time()))
 
             def finished(names: set[str] = names) -> bool:
                 ph = pending()
@@ -122,12 +220,12 @@ def run_budget(args: Any, *, timed_double: Any, make_node: Any, set_condition: A
             done = wait_for(finished,
                             timeout_s=args.for_s + 60 + 30 * args.sick / args.budget,
                             what="every episode Succeeded", every=agents)
-            time.sleep(0.5)
-            log = kube.since(elapse - 1.0, math.inf)
+            time.sleep(1.0)
+            log = backend.log(elapse - 1.0, math.inf)
             cordons = sorted(t for t, r in log if r.resource == "nodes" and r.verb == "patch"
                              and isinstance(r.body, dict)
                              and (r.body.get("spec") or {}).get("unschedulable") is True)
-            peak_c, peak_l = _held_peaks(kube.since(0, math.inf))
+            peak_c, peak_l = _held_peaks(backend.log(0, math.inf))
             window = [(t, r) for t, r in log if t <= done + 0.5]
             reps.append({
                 "first": cordons[0] - elapse if cordons else float("nan"),
@@ -139,31 +237,32 @@ def run_budget(args: Any, *, timed_double: Any, make_node: Any, set_condition: A
             print(f"rep {rep + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in reps[-1].items()
                                                  if k != "window"), flush=True)
         hwm = proc_status(pid)["VmHWM"] / MIB
-        alive = op.proc.poll() is None
+        alive = backend.operator_alive()
     finally:
-        if op is not None:
-            op.stop()
-        kube.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        backend.close()
     first = summarize([r["first"] for r in reps])
     every = summarize([r["all"] for r in reps])
     req = summarize([r["req"] for r in reps])
     wr = summarize([r["writes"] for r in reps])
     rss = summarize([r["rss"] for r in reps])
+    per_hour = idle["writes"] / idle["s"] * 3600 / args.nodes
+    node_per_hour = idle["node_writes"] / idle["s"] * 3600 / args.nodes
     lines = [
-        f"### Issue 10: one budget, {args.nodes:,} nodes, {args.sick} sick under 3 overlapping "
+        f"### One budget, {args.nodes:,} nodes, {args.sick} sick under 3 overlapping "
         f"policies ({machine()}, shared; load {load0} -> {loadavg()})",
         "",
-        f"`nodeprobe.operator.run(standalone=False, max_concurrent={args.budget}, "
-        f"tick_s={args.tick_s:g})` (leader election on, Lease timings as shipped: 15 s / 10 s / "
-        "2 s) in its own process against the API "
-        f"double; policies `all` (every node), `pool-a` (half) and `same-trigger` (every node, "
-        f"the same trigger), each maxConcurrent {args.budget}; {args.sick} nodes turn sick at "
-        f"once, {len(reps)} repetition(s); agents simulated. Times from the trigger's duration "
+        f"Against {backend.where}. Cluster budget (`--max-concurrent`) {args.budget}, tick "
+        f"{args.tick_s:g} s, leader election on; policies `all` (every node), `pool-a` (half) "
+        f"and `same-trigger` (every node, the same trigger), each maxConcurrent {args.budget}; "
+        f"{args.images} status.images per node; {args.sick} nodes turn sick at once, "
+        f"{len(reps)} repetition(s); agents simulated. Times from the trigger's duration "
         "elapsing.",
         "",
         "| measure | median | min | max | n |",
         "|---|---|---|---|---|",
+        f"| {args.nodes:,} Nodes created | {load_s:.1f} s | | | 1 |",
+        f"| operator start -> first full pass (every policy's status matched) | "
+        f"{startup_s:.1f} s | | | 1 |",
         f"| **time to first cordon** | **{first.median:.2f} s** | {first.minimum:.2f} | "
         f"{first.maximum:.2f} | {first.n} |",
         f"| all {args.sick} episodes Succeeded | {every.median:.1f} s | {every.minimum:.1f} | "
@@ -172,19 +271,26 @@ def run_budget(args: Any, *, timed_double: Any, make_node: Any, set_condition: A
         f"| **{req.median:.1f}** | {req.minimum:.1f} | {req.maximum:.1f} | {req.n} |",
         f"| API writes per episode | {wr.median:.1f} | {wr.minimum:.1f} | {wr.maximum:.1f} | "
         f"{wr.n} |",
+        f"| operator VmRSS, steady (1 s samples, idle window) | {idle['rss'].median:.1f} MiB | "
+        f"{idle['rss'].minimum:.1f} | {idle['rss'].maximum:.1f} | {idle['rss'].n} |",
         f"| operator VmRSS after each repetition | {rss.median:.1f} MiB | {rss.minimum:.1f} | "
         f"{rss.maximum:.1f} | {rss.n} |",
+        f"| **writes per healthy node per hour** (idle {idle['s']:.0f} s: {idle['writes']} "
+        f"writes, {idle['node_writes']} to Nodes) | **{per_hour:.2g}** (to Nodes "
+        f"{node_per_hour:.2g}) | | | 1 |",
         "",
-        f"Peak nodes held at one instant, replayed from every write the double answered "
+        f"Peak nodes held at one instant, replayed from every write the server answered "
         f"(budget {args.budget}): cordoned "
         + ", ".join(str(r["peak_c"]) for r in reps) + "; node Leases held "
         + ", ".join(str(r["peak_l"]) for r in reps)
         + f". 409 answers: {sum(r['conflicts'] for r in reps)}. VmHWM {hwm:.1f} MiB. "
         f"Operator alive at the end: {'yes' if alive else 'NO'}.",
         "",
+        f"Idle window requests: {idle['what'] or 'none'}.",
+        "",
         f"Requests in repetition 1 ({args.sick} episodes): {breakdown(reps[0]['window'])}.",
         ""]
     text = "\n".join(lines)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
     return text

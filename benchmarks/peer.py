@@ -41,11 +41,11 @@ from typing import Any
 import yaml
 
 from benchmarks.agent_load import CLK_TCK, DefaultAgent, Load
+from benchmarks.apidouble.fixtures import kube_double
+from benchmarks.apidouble.objects import kubelet_node
 from benchmarks.stats import summarize
 from tests.harness.runtimes import GO_BUILD, ROOT, Sandbox, go_versions, tools_cache
 from tests.integration.agent.agent_process import NODE, free_port, terminate
-from tests.kube.fixtures import kube_double
-from tests.kube.objects import kubelet_node
 
 DETECT_CAP_S = 120.0
 """Longest wait for a tool to raise (NPD's shipped docker check times out `docker ps` at 60 s)."""

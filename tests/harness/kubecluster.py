@@ -171,6 +171,9 @@ class Process:
 class KubeCluster:
     """etcd + kube-apiserver + kube-controller-manager under `base`, on loopback ports."""
 
+    audit_policy = AUDIT_POLICY
+    """What the audit log keeps (a benchmark that needs request bodies raises the level)."""
+
     def __init__(self, base: Path) -> None:
         self.base = base
         self.pki = base / "pki"
@@ -236,7 +239,7 @@ class KubeCluster:
     def start(self, *, controllers: bool = True) -> KubeCluster:
         self._etcd.argv, self._apiserver.argv = self._etcd_argv(), self._apiserver_argv()
         make_pki(self.pki)
-        (self.base / "audit-policy.yaml").write_text(AUDIT_POLICY)
+        (self.base / "audit-policy.yaml").write_text(self.audit_policy)
         self._write_kubeconfig(self.admin_kubeconfig, {
             "client-certificate": str(self.pki / "admin.crt"),
             "client-key": str(self.pki / "admin.key")})
