@@ -110,17 +110,21 @@ def test_sigkilled_mid_drain_resumes_the_same_remediation(
     assert fleet.cordoned() == set()
 
 
+def leader(fleet: Fleet) -> str:
+    """The holder of the operator's leader Lease in the release namespace ("" when none)."""
+    lease = (f"/apis/coordination.k8s.io/v1/namespaces/{fleet.release.namespace}/leases/"
+             "nodeprobe-operator")
+    status, obj = fleet.cluster.request("GET", lease)
+    return str((obj.get("spec") or {}).get("holderIdentity") or "") if status == 200 else ""
+
+
 def test_two_replicas_one_leads_by_lease_and_the_other_takes_over(
         fleet: Fleet, operators: OperatorFactory) -> None:
     """A default install: two replicas, no extra CRD; a real Lease elects the one that acts."""
     fleet.add_node("a")
     fleet.add_node("b")
-    lease = (f"/apis/coordination.k8s.io/v1/namespaces/{fleet.release.namespace}/leases/"
-             "nodeprobe-operator")
-
     def holder() -> str:
-        status, obj = fleet.cluster.request("GET", lease)
-        return str((obj.get("spec") or {}).get("holderIdentity") or "") if status == 200 else ""
+        return leader(fleet)
 
     first = operators(standalone=False)
     wait_for(lambda: holder().endswith(f"-{first.proc.pid}"), timeout_s=60,
@@ -227,12 +231,8 @@ def test_sigterm_stops_the_leader_at_once_and_gives_the_lease_back(
     import signal
     import time
 
-    lease = (f"/apis/coordination.k8s.io/v1/namespaces/{fleet.release.namespace}/leases/"
-             "nodeprobe-operator")
-
     def holder() -> str:
-        status, obj = fleet.cluster.request("GET", lease)
-        return str((obj.get("spec") or {}).get("holderIdentity") or "") if status == 200 else ""
+        return leader(fleet)
 
     op = operators(standalone=False)
     wait_for(lambda: holder().endswith(f"-{op.proc.pid}"), timeout_s=60,
