@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from nodeprobe.model import ConditionType, Reason, Status
 from tests.harness.delay_proxy import DelayProxy
 from tests.integration.agent.test_agent_loop import config_for, running_agent, wait_for
@@ -14,6 +16,7 @@ from tests.integration.agent.test_agent_restart_loop import TransitionSinks
 WATCH_S = 20.0
 
 
+@pytest.mark.containerd("1.6")  # dockerd behind a proxy: containerd's version is beside it
 def test_every_second_call_hung_raises_once_and_holds(runtimes):
     proxy_path = runtimes.base / "flaky-docker.sock"
     with DelayProxy(proxy_path, runtimes.dockerd.socket, delay_s=600.0, every=2):

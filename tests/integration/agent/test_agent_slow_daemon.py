@@ -7,6 +7,8 @@ import itertools
 import threading
 import time
 
+import pytest
+
 from nodeprobe.model import ConditionType, Reason, Status
 from tests.harness.delay_proxy import DelayProxy
 from tests.integration.agent.test_agent_loop import config_for, running_agent, wait_for
@@ -17,6 +19,7 @@ WATCH_S = 60.0
 """How long the slow daemon is watched after the first late answer."""
 
 
+@pytest.mark.containerd("1.6")  # dockerd behind a proxy: containerd's version is beside it
 def test_dockerd_answering_in_8s_is_slow_not_hung(runtimes):
     proxy_path = runtimes.base / "slow-docker.sock"
     with DelayProxy(proxy_path, runtimes.dockerd.socket, delay_s=DELAY_S):
