@@ -18,6 +18,9 @@ from tests.integration.agent.agent_process import AgentProcess, wait_for
 from tests.integration.kube.chart import Release, kubectl
 from tests.integration.kube.nodes import AgentNode, agent_node, condition, has, node_events
 
+# Kubernetes-side behaviour: the same whichever containerd runs.
+pytestmark = pytest.mark.containerd("1.6")
+
 UNHEALTHY = "ContainerRuntimeUnavailable"
 
 

@@ -16,6 +16,9 @@ from tests.harness.runtimes import Sandbox
 from tests.integration.agent.agent_process import AgentProcess, wait_for
 from tests.integration.kube.nodes import AgentNode, condition, has
 
+# Leak judgement over minutes: the same on 2.x, and CI time matters.
+pytestmark = pytest.mark.containerd("1.6")
+
 LEAK = "ContainerRuntimeMemoryLeak"
 SHORT_WINDOW = {"leak": {"window": "60s", "minSpan": "8s", "minSamples": 6}}
 MAX_STREAMS = 400
@@ -103,7 +106,6 @@ def test_flat_but_high_series_does_not_raise(runtimes, tmp_path, streams):
 
 @pytest.mark.slow
 @pytest.mark.timeout(480)
-@pytest.mark.containerd("1.6")  # the agent's own flatness over 5 min; 2.x would add 5 min to CI
 def test_five_minute_hang_agent_stays_flat_and_keeps_heartbeating(
     runtimes: Sandbox, kube_cluster: KubeCluster, agent_on_node: AgentNode, tmp_path: Path
 ) -> None:
