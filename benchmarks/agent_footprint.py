@@ -2,10 +2,11 @@
 
 `python -m benchmarks.agent_footprint [SECONDS] [AGENTS]` (defaults 180 s, 3 agents at once on the
 same sandbox runtimes and the test control plane). After a 30 s warm-up, every 5 s: VmRSS /
-RssAnon per agent; CPU is utime+stime over the window. Then, per agent: smaps grouped by mapping (anon heap vs each
-shared library), and threads by name. The floor is the same interpreter importing only what the
-default agent cannot do without (prometheus_client, yaml, grpc + stubs, ssl, http.server),
-idle, measured the same way (the Docker probe needs only the standard library).
+RssAnon per agent; CPU is utime+stime over the window. Then, per agent: smaps grouped by
+mapping (anon heap vs each shared library), and threads by name. The floor is the same
+interpreter importing only what the default agent cannot do without (prometheus_client, yaml,
+grpc + stubs, ssl, http.server), idle, measured the same way (the Docker probe needs only the
+standard library).
 """
 
 from __future__ import annotations
