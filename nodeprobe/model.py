@@ -246,6 +246,9 @@ class Reason(enum.StrEnum):
     """The runtime's journal shows `no space left on device` or `too many open files`."""
     RUNTIME_SHIM_ERRORS = "RuntimeShimErrors"
     """The runtime's journal shows shim or task failures (shim disconnected, task not found)."""
+    RUNTIME_FDS_NEAR_LIMIT = "RuntimeFdsNearLimit"
+    """A runtime holds `judge.fdLimitPercent` of its own `Max open files`: before the limit, not
+    after `too many open files` reaches its log."""
 
     DOCKERD_API_SLOW = "DockerdAPISlow"
     CONTAINERD_API_SLOW = "ContainerdAPISlow"
@@ -309,6 +312,7 @@ REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
             Reason.RUNTIME_STORAGE_CORRUPT,
             Reason.RUNTIME_RESOURCES_EXHAUSTED,
             Reason.RUNTIME_SHIM_ERRORS,
+            Reason.RUNTIME_FDS_NEAR_LIMIT,
         ),
     }
 )

@@ -156,6 +156,13 @@ class JudgeSettings:
         "positive",
         "How many observed refresh periods ImageFsInfo stats may age before they are stale.",
     )
+    fd_limit_percent: float = _leaf(
+        80.0,
+        "percent",
+        "Raise ContainerRuntimeDegraded (RuntimeFdsNearLimit) when a runtime holds this share of "
+        "its own `Max open files` (/proc/<pid>/limits): at 100% its accept() and open() fail and "
+        "every container operation with them. Above what a busy node reaches in normal use.",
+    )
     leak: LeakSettings = field(
         default_factory=LeakSettings, metadata=_doc("Leak detection: robust slope over a window.")
     )

@@ -1,4 +1,4 @@
-"""ContainerRuntimeDegraded: pure judgement of the disk and runtime-log readings.
+"""ContainerRuntimeDegraded: pure judgement of the disk, runtime-log and fd-limit readings.
 
 The readings are levels, not events: free space is what statvfs says now, and the log probe
 already counts matches over its window, so each verdict needs only the latest observation of each
@@ -80,6 +80,21 @@ def disk_finding(obs: Observation, config: Config) -> Finding | None:
     return Finding(_DISK_REASON[obs.runtime], text, obs.runtime)
 
 
+def fd_finding(obs: Observation, config: Config) -> Finding | None:
+    """The process check's open fds against the daemon's own soft limit (unknown: no finding)."""
+    fds, limit = obs.values.get(Value.FDS), obs.values.get(Value.FD_LIMIT)
+    if fds is None or not limit:
+        return None
+    share = 100.0 * fds / limit
+    if share < config.judge.fd_limit_percent:
+        return None
+    text = (f"{obs.runtime} holds {fds:.0f} open fds, {share:.0f}% of its own limit of "
+            f"{limit:.0f} (Max open files): at the limit it cannot accept connections or open "
+            "files; find what holds them (ls -l /proc/$(pidof "
+            f"{obs.runtime})/fd | sort | uniq -c) or raise LimitNOFILE of the unit")
+    return Finding(Reason.RUNTIME_FDS_NEAR_LIMIT, text, obs.runtime)
+
+
 def log_finding(obs: Observation, config: Config) -> Finding | None:
     threshold = config.runtime_log.threshold
     window = config.runtime_log.window
@@ -95,18 +110,21 @@ def log_finding(obs: Observation, config: Config) -> Finding | None:
 
 
 _ORDER = (Reason.RUNTIME_STORAGE_CORRUPT, Reason.RUNTIME_RESOURCES_EXHAUSTED,
-          Reason.DOCKER_ROOT_DISK_LOW, Reason.CONTAINERD_ROOT_DISK_LOW,
-          Reason.RUNTIME_SHIM_ERRORS)
+          Reason.RUNTIME_FDS_NEAR_LIMIT, Reason.DOCKER_ROOT_DISK_LOW,
+          Reason.CONTAINERD_ROOT_DISK_LOW, Reason.RUNTIME_SHIM_ERRORS)
 
 
 def findings(observations: Iterable[Observation], config: Config) -> list[Finding]:
-    """Every finding in the latest observations of the disk and log checks, worst first."""
+    """Every finding in the latest observations of the disk, log and process checks, worst
+    first."""
     found = []
     for obs in observations:
         if obs.check is Check.DISK:
             finding = disk_finding(obs, config)
         elif obs.check is Check.RUNTIME_LOG:
             finding = log_finding(obs, config)
+        elif obs.check is Check.PROCESS:
+            finding = fd_finding(obs, config)
         else:
             continue
         if finding is not None:
