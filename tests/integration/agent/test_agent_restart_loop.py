@@ -8,30 +8,37 @@ grace), except a 60 s quiet period so the test also sees the clear. containerd l
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
 import pytest
 
+from nodeprobe.config import Config
 from nodeprobe.model import Condition, ConditionType, Event, Reason, Status
 from tests.integration.agent.test_agent_loop import (
+    FAST,
     RecordingSinks,
     config_for,
     running_agent,
     wait_for,
 )
 
-SHIPPED = {  # the shipped docker/CRI timing, undoing test_agent_loop's 200 ms / 1 s ones
-    "checks.dockerPing.interval": "2s", "checks.dockerPing.deadline": "3s",
-    "checks.dockerVersion.interval": "5s", "checks.dockerVersion.deadline": "3s",
-    "checks.dockerInfo.interval": "30s", "checks.dockerInfo.deadline": "5s",
-    "checks.criVersion.interval": "10s", "checks.criVersion.deadline": "3s",
-    "checks.criStatus.interval": "5s", "checks.criStatus.deadline": "3s",
-    "checks.criListPodSandbox.interval": "2s", "checks.criListPodSandbox.deadline": "3s",
-    "checks.criListContainers.interval": "2s", "checks.criListContainers.deadline": "3s",
-    "checks.criImageFsInfo.interval": "30s", "checks.criImageFsInfo.deadline": "3s",
-    "checks.process.interval": "15s",
-}
+
+def _shipped() -> dict[str, float]:
+    """The shipped value of every check key test_agent_loop's FAST overrides: read from the
+    config tree, where defaults are written once."""
+    checks = Config.defaults().checks
+    out = {}
+    for key in FAST:
+        _, check, leaf = key.split(".")
+        settings = getattr(checks, re.sub(r"(?<!^)(?=[A-Z])", "_", check).lower())
+        out[key] = float(getattr(settings, leaf))
+    return out
+
+
+SHIPPED = _shipped()
+"""The shipped docker/CRI timing, undoing test_agent_loop's 200 ms / 1 s ones."""
 CYCLE_S = 30.0
 RUN_S = 300.0
 QUIET_S = 60.0
