@@ -94,8 +94,16 @@ class Value(enum.StrEnum):
     CGROUP_ANON_BYTES = "cgroup_anon_bytes"
     SHIMS = "shims"
     """containerd shims (containerd-shim*) serving this containerd's socket."""
+    SHIMS_K8S = "shims_k8s_io"
+    """Those of namespace `k8s.io` (CRI): one per pod sandbox, its containers share it."""
+    SHIMS_MOBY = "shims_moby"
+    """Those of namespace `moby` (dockerd): one per running or paused container."""
+    SHIM_SURPLUS = "shim_surplus"
+    """Shims beyond what the pods and containers account for (judged, never probed)."""
     FD_LIMIT = "fd_limit"
     """The daemon's own soft `Max open files` (/proc/<pid>/limits); absent when unlimited."""
+    CONTAINERS_PAUSED = "containers_paused"
+    """Docker GET /info `ContainersPaused`: frozen, but each still holds its shim."""
     CONTAINERS_RUNNING = "containers_running"
     """Running containers: Docker GET /info `ContainersRunning`; CRI ListContainers in state
     CONTAINER_RUNNING. With `POD_SANDBOXES_READY`, what the shims should add up to."""
@@ -232,6 +240,9 @@ class Reason(enum.StrEnum):
     CONTAINERD_MEMORY_GROWTH = "ContainerdMemoryGrowth"
     CONTAINERD_FD_LEAK = "ContainerdFdLeak"
     CONTAINERD_MEMORY_CEILING = "ContainerdMemoryCeiling"
+    CONTAINERD_SHIM_LEAK = "ContainerdShimLeak"
+    """Shims beyond the pods and containers containerd knows grow sustainedly: shims left behind
+    by removed containers (`judge.leak.shims`)."""
 
     DOCKER_ROOT_DISK_LOW = "DockerRootDiskLow"
     """Free space or inodes under dockerd's root are below `disk.minFreePercent` /
@@ -249,6 +260,9 @@ class Reason(enum.StrEnum):
     RUNTIME_FDS_NEAR_LIMIT = "RuntimeFdsNearLimit"
     """A runtime holds `judge.fdLimitPercent` of its own `Max open files`: before the limit, not
     after `too many open files` reaches its log."""
+    CONTAINERD_ORPHANED_SHIMS = "ContainerdOrphanedShims"
+    """More shims than containerd's pods and containers, for `judge.orphanedShimChecks` process
+    checks in a row: shims orphaned by a containerd crash that lost its state."""
 
     DOCKERD_API_SLOW = "DockerdAPISlow"
     CONTAINERD_API_SLOW = "ContainerdAPISlow"
@@ -296,6 +310,7 @@ REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
             Reason.CONTAINERD_MEMORY_GROWTH,
             Reason.CONTAINERD_FD_LEAK,
             Reason.CONTAINERD_MEMORY_CEILING,
+            Reason.CONTAINERD_SHIM_LEAK,
         ),
         ConditionType.SLOW: (
             Reason.NOT_SLOW,
@@ -313,6 +328,7 @@ REASONS: Mapping[ConditionType, tuple[Reason, ...]] = MappingProxyType(
             Reason.RUNTIME_RESOURCES_EXHAUSTED,
             Reason.RUNTIME_SHIM_ERRORS,
             Reason.RUNTIME_FDS_NEAR_LIMIT,
+            Reason.CONTAINERD_ORPHANED_SHIMS,
         ),
     }
 )

@@ -83,6 +83,13 @@ class LeakSettings:
         metadata=_doc("dockerd's event stream subscribers (GET /info NEventsListener); a "
                       "handful is normal (cri-dockerd, monitoring)."),
     )
+    shims: LeakSignalSettings = field(
+        default_factory=lambda: LeakSignalSettings(min_growth_per_hour=2.0),
+        metadata=_doc("containerd shims beyond its pods and containers (k8s.io: one per ready "
+                      "sandbox; moby: one per running or paused container): 0 on a healthy "
+                      "node, so more pods never look like a leak; no ceiling, "
+                      "`judge.orphanedShimChecks` judges the level."),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +169,13 @@ class JudgeSettings:
         "Raise ContainerRuntimeDegraded (RuntimeFdsNearLimit) when a runtime holds this share of "
         "its own `Max open files` (/proc/<pid>/limits): at 100% its accept() and open() fail and "
         "every container operation with them. Above what a busy node reaches in normal use.",
+    )
+    orphaned_shim_checks: int = _leaf(
+        4,
+        "count",
+        "Containerd process checks in a row (15 s apart) that must see more shims than pods and "
+        "containers before ContainerdOrphanedShims is raised: a container starting or stopping "
+        "between the counts, or a canary run, lasts one check, not four.",
     )
     leak: LeakSettings = field(
         default_factory=LeakSettings, metadata=_doc("Leak detection: robust slope over a window.")

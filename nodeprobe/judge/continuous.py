@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from statistics import median
 
 from nodeprobe.config import Config
-from nodeprobe.judge import degraded, restarts, trend
+from nodeprobe.judge import degraded, restarts, shims, trend
 from nodeprobe.judge.attribution import (
     CALLS,
     Problem,
@@ -110,6 +110,7 @@ class Judge:
         self._spell_downs: dict[Key, int] = {}
         """Per check: DOWN results in its runtime's current DOWN spell."""
         self._leak: dict[SeriesKey, Counter] = {}
+        self._orphans = shims.Orphans()
         self._verdicts: dict[SeriesKey, trend.TrendVerdict] = {}
         self._signatures: dict[ConditionType, frozenset[object]] = {}
         waiting = self._waiting_message()
@@ -186,6 +187,11 @@ class Judge:
             self._record_late(key, obs, now)
             return
         self._latest[key] = obs
+        if key == (Runtime.CONTAINERD, Check.PROCESS):
+            self._orphans, surplus = shims.observe(self._orphans, self._latest.values(),
+                                                   self._config)
+            if surplus is not None:
+                self._record_sample((*key, Value.SHIM_SURPLUS), trend.Sample(obs.at, surplus))
         forgiven = obs.outcome is Outcome.HUNG and self._answers_late(key, now)
         problem = None
         if not forgiven:
@@ -363,7 +369,9 @@ class Judge:
         return _Want(Status.TRUE, reason, message, frozenset(raised))
 
     def _want_degraded(self) -> _Want:
-        found = degraded.findings(self._latest.values(), self._config)
+        orphans = shims.finding(self._orphans, self._config)
+        found = degraded.findings(self._latest.values(), self._config,
+                                  extra=[orphans] if orphans else [])
         if not found:
             return _Want(Status.FALSE, Reason.NOT_DEGRADED,
                          "runtime roots have room and the runtime logs show no corruption")

@@ -111,13 +111,16 @@ def log_finding(obs: Observation, config: Config) -> Finding | None:
 
 _ORDER = (Reason.RUNTIME_STORAGE_CORRUPT, Reason.RUNTIME_RESOURCES_EXHAUSTED,
           Reason.RUNTIME_FDS_NEAR_LIMIT, Reason.DOCKER_ROOT_DISK_LOW,
-          Reason.CONTAINERD_ROOT_DISK_LOW, Reason.RUNTIME_SHIM_ERRORS)
+          Reason.CONTAINERD_ROOT_DISK_LOW, Reason.CONTAINERD_ORPHANED_SHIMS,
+          Reason.RUNTIME_SHIM_ERRORS)
 
 
-def findings(observations: Iterable[Observation], config: Config) -> list[Finding]:
-    """Every finding in the latest observations of the disk, log and process checks, worst
-    first."""
-    found = []
+def findings(
+    observations: Iterable[Observation], config: Config, *, extra: Iterable[Finding] = ()
+) -> list[Finding]:
+    """Every finding in the latest observations of the disk, log and process checks, and the
+    `extra` ones judged over time (orphaned shims), worst first."""
+    found = list(extra)
     for obs in observations:
         if obs.check is Check.DISK:
             finding = disk_finding(obs, config)

@@ -13,6 +13,7 @@ SIGNALS: Mapping[str, tuple[str, Unit]] = {
     Value.GOROUTINES: ("goroutines", Unit.COUNT),
     Value.FDS: ("fds", Unit.COUNT),
     Value.EVENT_LISTENERS: ("event listeners", Unit.COUNT),
+    Value.SHIM_SURPLUS: ("shims beyond its pods and containers", Unit.COUNT),
 }
 """Readings judged for leaks: name in messages and unit."""
 
@@ -35,8 +36,13 @@ LEAK_REASON: Mapping[tuple[Runtime, str], tuple[Reason, Reason]] = {
         Reason.CONTAINERD_MEMORY_CEILING,
     ),
     (Runtime.CONTAINERD, Value.FDS): (Reason.CONTAINERD_FD_LEAK, Reason.CONTAINERD_FD_LEAK),
+    (Runtime.CONTAINERD, Value.SHIM_SURPLUS): (
+        Reason.CONTAINERD_SHIM_LEAK,
+        Reason.CONTAINERD_SHIM_LEAK,
+    ),
 }
-"""(growth reason, ceiling reason) per runtime and signal; pairs not listed are not judged."""
+"""(growth reason, ceiling reason) per runtime and signal; pairs not listed are not judged.
+`shim_surplus` is no probe's reading: the judge derives it (judge/shims.py)."""
 
 
 def trend_limits(
@@ -49,6 +55,7 @@ def trend_limits(
         Value.GOROUTINES: leak.goroutines,
         Value.FDS: leak.fds,
         Value.EVENT_LISTENERS: leak.event_listeners,
+        Value.SHIM_SURPLUS: leak.shims,
     }[Value(value)]
     return TrendLimits.from_settings(
         leak, signal, node_memory_bytes=node_memory_bytes, long=long

@@ -34,6 +34,7 @@ _INFO_VALUES = {
     "NEventsListener": Value.EVENT_LISTENERS,
     "Containers": Value.CONTAINERS,
     "ContainersRunning": Value.CONTAINERS_RUNNING,
+    "ContainersPaused": Value.CONTAINERS_PAUSED,
     "Images": Value.IMAGES,
 }
 

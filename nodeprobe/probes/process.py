@@ -159,6 +159,20 @@ def is_shim_of(argv: list[str], socket_path: str | None) -> bool:
     return socket_path is None or socket_match(argv, socket_path) is True
 
 
+def shim_namespace(argv: list[str]) -> str:
+    """The containerd namespace a shim serves (`-namespace k8s.io`); "" when it names none."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg in ("-namespace", "--namespace"):
+            return argv[i + 1]
+    return ""
+
+
+SHIM_NAMESPACES = {"k8s.io": Value.SHIMS_K8S, "moby": Value.SHIMS_MOBY}
+"""Namespaces whose shims are counted apart: the CRI's pods and dockerd's containers."""
+PIDS_KEPT = 20
+"""At most this many shim pids per namespace go into `info` (oldest first), for messages."""
+
+
 def permission_advice(path: str) -> str:
     """What to do when /proc refuses us: reading another user's fds needs ptrace rights."""
     return (f"permission denied reading {path}: run as root (or with CAP_SYS_PTRACE); in a pod "
@@ -262,7 +276,7 @@ class ProcessProbe:
         if cgroup is not None:
             info["cgroup"], values[str(Value.CGROUP_ANON_BYTES)] = cgroup
         if self.runtime is Runtime.CONTAINERD:
-            values[str(Value.SHIMS)] = sum(1 for _ in self._shims())
+            self._count_shims(values, info)
         anon = status.get(Value.RSS_ANON_BYTES)
         mem = f"RssAnon {anon / 2**20:.1f} MiB" if anon is not None else "RssAnon unknown"
         of_limit = f" of {limit}" if limit is not None else ""
@@ -331,14 +345,26 @@ class ProcessProbe:
             return None
         return None if anon is None else (ref.path, anon)
 
-    def _shims(self) -> Iterator[int]:
+    def _count_shims(self, values: dict[str, float], info: dict[str, str]) -> None:
+        """All shims of our socket, and those of k8s.io and moby apart with their pids."""
+        shims = list(self._shims())
+        values[str(Value.SHIMS)] = len(shims)
+        for namespace, value in SHIM_NAMESPACES.items():
+            mine = sorted((ticks, pid) for pid, ns, ticks in shims if ns == namespace)
+            values[str(value)] = len(mine)
+            if mine:
+                info[f"shim_pids_{namespace}"] = ",".join(str(p) for _, p in mine[:PIDS_KEPT])
+
+    def _shims(self) -> Iterator[tuple[int, str, int]]:
+        """(pid, namespace, start ticks) of each shim of our socket."""
         for pid in self._pids():
             try:
                 argv = parse_cmdline(_read_bytes(self._path(pid, "cmdline")))
             except OSError:
                 continue
             if is_shim_of(argv, self.socket_path):
-                yield pid
+                ticks = self._start_ticks(pid)
+                yield pid, shim_namespace(argv), ticks if ticks is not None else 0
 
     def _pids(self) -> Iterator[int]:
         try:

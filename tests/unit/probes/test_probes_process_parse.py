@@ -19,6 +19,7 @@ from nodeprobe.probes.process import (
     parse_start_ticks,
     parse_status,
     permission_advice,
+    shim_namespace,
     socket_match,
 )
 
@@ -113,6 +114,13 @@ def test_is_shim_of() -> None:
     assert not is_shim_of([], None)
 
 
+def test_shim_namespace() -> None:
+    assert shim_namespace(["containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "a"]) \
+        == "k8s.io"
+    assert shim_namespace(["containerd-shim-runc-v2", "--namespace", "moby"]) == "moby"
+    assert shim_namespace(["containerd-shim-runc-v2", "-id", "a", "-namespace"]) == ""
+
+
 def test_permission_advice_says_what_to_do() -> None:
     msg = permission_advice("/proc/812/fd")
     assert msg.startswith("permission denied reading /proc/812/fd: run as root")
@@ -164,6 +172,10 @@ def test_scan_prefers_the_one_naming_our_socket_then_the_oldest(
                  fds=7)
     fake_process(proc, 20, comm="containerd-shim", start=95,
                  argv=["/usr/bin/containerd-shim-runc-v2", "-address", ours])
+    for pid, start, namespace in ((30, 99, "k8s.io"), (31, 97, "k8s.io"), (32, 98, "moby")):
+        fake_process(proc, pid, comm="containerd-shim", start=start,
+                     argv=["/usr/bin/containerd-shim-runc-v2", "-namespace", namespace,
+                           "-id", f"c{pid}", "-address", ours])
     fake_process(proc, 21, comm="containerd-shim", start=96,
                  argv=["/usr/bin/containerd-shim-runc-v2", "-address", "/other/c.sock"])
     probe = ProcessProbe(Runtime.CONTAINERD, socket_path=ours, proc_root=str(proc),
@@ -177,9 +189,12 @@ def test_scan_prefers_the_one_naming_our_socket_then_the_oldest(
         Value.RSS_ANON_BYTES: 30124 * 1024,
         Value.RSS_BYTES: 81236 * 1024,
         Value.CGROUP_ANON_BYTES: 123456789,
-        Value.SHIMS: 1,
+        Value.SHIMS: 4,
+        Value.SHIMS_K8S: 2,
+        Value.SHIMS_MOBY: 1,
     }
-    assert info == {"found_by": "scan", "cgroup": "/system.slice/containerd.service"}
+    assert info == {"found_by": "scan", "cgroup": "/system.slice/containerd.service",
+                    "shim_pids_k8s.io": "31,30", "shim_pids_moby": "32"}  # oldest first
     assert detail == "containerd pid 12 (scan): RssAnon 29.4 MiB, 7 open fds"
 
     # without the one naming our socket: the oldest that names no other socket
@@ -190,7 +205,7 @@ def test_scan_prefers_the_one_naming_our_socket_then_the_oldest(
     _, values, _, _ = run(ProcessProbe(Runtime.CONTAINERD, socket_path=None,
                                        proc_root=str(proc), cgroup_root=str(cgroup)))
     assert values[Value.PID] == 11
-    assert values[Value.SHIMS] == 2
+    assert values[Value.SHIMS] == 5
 
 
 def test_no_process_is_down(trees: tuple[Path, Path]) -> None:
