@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -12,7 +13,18 @@ from pathlib import Path
 import docker
 import pytest
 
-from nodeprobe.model import Check, Outcome, Runtime, Value
+from nodeprobe.config import Config
+from nodeprobe.judge.continuous import Judge
+from nodeprobe.model import (
+    Check,
+    ConditionType,
+    Observation,
+    Outcome,
+    Reason,
+    Runtime,
+    Status,
+    Value,
+)
 from nodeprobe.probes.process import ProcessProbe
 from tests.harness.runtimes import BUSYBOX_IMAGE, Daemon, Sandbox
 
@@ -154,3 +166,58 @@ def test_fd_limit_is_the_daemons_own(runtimes: Sandbox) -> None:
     assert outcome is Outcome.OK
     assert values[Value.FD_LIMIT] == int(soft)
     assert f"of {soft} open fds" in detail
+
+
+def prlimit_nofile(pid: int, soft: int, hard: int) -> None:
+    """util-linux prlimit on a running process; root here lacks CAP_SYS_RESOURCE, so only the
+    soft limit moves (below the hard one), and it can be raised back."""
+    subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={soft}:{hard}"], check=True,
+                   capture_output=True, timeout=30)
+
+
+def test_fds_near_the_daemons_own_limit_raise_and_clear(runtimes: Sandbox) -> None:
+    """containerd's soft nofile lowered to just above its open fds: RuntimeFdsNearLimit through
+    the agent's judge; the limit raised back, it clears."""
+    daemon = runtimes.containerd
+    config = Config.defaults()
+    limits = Path(f"/proc/{daemon.pid}/limits").read_text()
+    soft, hard = next(line.split()[3:5] for line in limits.splitlines()
+                      if line.startswith("Max open files"))
+    p = probe(Runtime.CONTAINERD, daemon)
+    judge = Judge(config, expected={(Runtime.CONTAINERD, Check.PROCESS)}, now=time.time())
+
+    def check() -> Observation:
+        obs = p.run(Check.PROCESS, deadline_s=DEADLINE_S, slow_s=DEADLINE_S)
+        assert obs.outcome is Outcome.OK, obs.detail
+        judge.observe(obs, now=time.time())
+        return obs
+
+    def degraded() -> tuple[Status, str, str]:
+        cond = judge.conditions()[ConditionType.DEGRADED]
+        return cond.status, cond.reason, cond.message
+
+    assert degraded()[:2] == (Status.UNKNOWN, Reason.UNKNOWN)
+    fds = int(check().values[Value.FDS])
+    assert degraded()[:2] == (Status.FALSE, Reason.NOT_DEGRADED)
+    # 80 % of the limit even with one fd fewer (the probe's own peercred connection comes and
+    # goes); a few fds of room left, so containerd goes on working
+    low = math.floor((fds - 1) / (config.judge.fd_limit_percent / 100))
+    assert low - fds >= 2, (fds, low)
+    try:
+        prlimit_nofile(daemon.pid, low, int(hard))
+        end = time.monotonic() + 10
+        while True:
+            obs = check()
+            assert obs.values[Value.FD_LIMIT] == low
+            status, reason, message = degraded()
+            if status is Status.TRUE or time.monotonic() > end:
+                break
+        assert (status, reason) == (Status.TRUE, Reason.RUNTIME_FDS_NEAR_LIMIT), (fds, low, obs)
+        held = int(obs.values[Value.FDS])
+        assert message.startswith(
+            f"containerd holds {held} open fds, {100 * held / low:.0f}% of its own limit of {low}")
+    finally:
+        prlimit_nofile(daemon.pid, int(soft), int(hard))
+    obs = check()
+    assert obs.values[Value.FD_LIMIT] == int(soft)
+    assert degraded()[:2] == (Status.FALSE, Reason.NOT_DEGRADED)
