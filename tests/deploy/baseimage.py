@@ -22,7 +22,8 @@ from pathlib import Path
 CACHE_DIR = Path("/var/cache/nodeprobe-test")
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-INCLUDE = ("python3", "python3-venv")
+INCLUDE = ("python3", "python3-venv", "python3-systemd")
+"""What the Dockerfile would apt-get install on debian:bookworm-slim (the build has no network)."""
 BASE_TAG = "nodeprobe-test/debian-base:bookworm"
 _RECIPE_VERSION = "1"
 """Bump when the way the tar is made changes, so stale caches are not reused."""

@@ -67,7 +67,7 @@ def test_there_is_a_ci_values_file_per_toggle() -> None:
     names = {p.name for p in CI_VALUES}
     for toggle in ("repair", "operator-disabled", "pdb", "servicemonitor", "prometheusrule",
                    "rbac-disabled", "containerd-only", "explicit-sockets",
-                   "own-node-only-disabled"):
+                   "own-node-only-disabled", "persistent-journal-disabled", "journal-only"):
         assert f"{toggle}-values.yaml" in names
 
 
@@ -163,12 +163,14 @@ def test_agent_daemonset_defaults() -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["host-run"]["hostPath"] == {"path": "/run", "type": "Directory"}
     assert {n for n, v in volumes.items() if "hostPath" in v} == {
-        "host-run", "host-proc", "host-cgroup"}
+        "host-run", "host-proc", "host-cgroup", "host-journal"}
+    assert volumes["host-journal"]["hostPath"] == {"path": "/var/log", "type": "Directory"}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/host/run"] == {"name": "host-run", "mountPath": "/host/run",
                                    "readOnly": True, "mountPropagation": "HostToContainer"}
     assert mounts["/host/proc"]["readOnly"] is True
     assert mounts["/host/sys/fs/cgroup"]["readOnly"] is True
+    assert mounts["/host/var/log"]["readOnly"] is True
     assert not any(m.startswith(("/run", "/var/run")) for m in mounts), (
         "never mount over the pod's /run (the service account token is under /var/run/secrets)")
     config = _agent_config(None)

@@ -7,6 +7,7 @@ host. The build runs with network "none": nothing in it may reach out.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,7 +18,12 @@ import docker
 import pytest
 from docker.utils.build import exclude_paths
 
+from nodeprobe.config import load
+from nodeprobe.judge.degraded import findings
+from nodeprobe.judge.verdict import one_line
+from nodeprobe.model import Check, Observation, Outcome, Reason, Runtime, Value
 from tests.deploy import baseimage
+from tests.harness.journal import CORRUPT, write_journal
 from tests.harness.runtimes import Sandbox
 from tools import helm
 
@@ -87,12 +93,35 @@ def _run(client: Any, *, command: list[str], user: str | None = None,
         client.remove_container(container, force=True)
 
 
+def _run_as_the_chart_runs_the_agent(
+    client: Any, ds: dict[str, Any], *, command: list[str], binds: dict[str, dict[str, str]],
+    pid_host: bool = False,
+) -> tuple[int, str]:
+    """The image with the DaemonSet's own user and container securityContext (repair off)."""
+    pod = ds["spec"]["template"]["spec"]
+    user = pod["securityContext"]
+    security = pod["containers"][0]["securityContext"]
+    host_config = client.create_host_config(
+        binds=binds, network_mode="none", read_only=security["readOnlyRootFilesystem"],
+        pid_mode="host" if pid_host else None, cap_drop=security["capabilities"]["drop"],
+        security_opt=[] if security["allowPrivilegeEscalation"] else ["no-new-privileges"])
+    container = client.create_container(
+        IMAGE, command=command, user=f"{user['runAsUser']}:{user['runAsGroup']}",
+        host_config=host_config)
+    try:
+        client.start(container)
+        status = client.wait(container, timeout=120)["StatusCode"]
+        return status, client.logs(container).decode(errors="replace")
+    finally:
+        client.remove_container(container, force=True)
+
+
 def test_image_runs_check_against_a_real_dockerd(
     built_image: tuple[Any, float], runtimes: Sandbox
 ) -> None:
     client, build_s = built_image
     size_mb = client.inspect_image(IMAGE)["Size"] / 1e6
-    print(f"image build took {build_s:.1f}s; image size {size_mb:.0f} MB")
+    print(f"image build took {build_s:.1f}s; image size {size_mb:.1f} MB")
     sock = str(runtimes.dockerd.socket)
     status, out = _run(
         client,
@@ -187,18 +216,9 @@ def test_image_with_the_charts_security_context_is_healthy(
     }
     for root in (runtimes.base / "docker" / "root", runtimes.base / "containerd" / "root"):
         binds[str(root)] = {"bind": f"/host{root}", "mode": "ro"}
-    host_config = client.create_host_config(
-        binds=binds, network_mode="none", read_only=True, pid_mode="host", cap_drop=["ALL"],
-        security_opt=["no-new-privileges"])
-    container = client.create_container(
-        IMAGE, command=["check", "--config", "/etc/nodeprobe/config.yaml"], user="0",
-        host_config=host_config)
-    try:
-        client.start(container)
-        status = client.wait(container, timeout=120)["StatusCode"]
-        out = client.logs(container).decode(errors="replace")
-    finally:
-        client.remove_container(container, force=True)
+    status, out = _run_as_the_chart_runs_the_agent(
+        client, ds, command=["check", "--config", "/etc/nodeprobe/config.yaml"], binds=binds,
+        pid_host=True)
     assert status == 0, out
     rows = [line.split() for line in out.splitlines()[2:] if line.strip()]
     process = [r for r in rows if len(r) > 2 and r[1] == "process"]
@@ -206,3 +226,47 @@ def test_image_with_the_charts_security_context_is_healthy(
     assert all(r[2] == "OK" for r in process), out
     disk = [r for r in rows if len(r) > 2 and r[1] == "disk"]
     assert {r[0] for r in disk} == {"dockerd", "containerd"} and all(r[2] == "OK" for r in disk)
+
+
+def test_image_reads_the_hosts_journal_where_the_chart_mounts_it(
+    built_image: tuple[Any, float], runtimes: Sandbox, tmp_path: Path
+) -> None:
+    """Ten overlay2 corruption lines of docker.service in five minutes, in journal files written
+    by systemd's own writer under a foreign machine id, in the host's /var/log/journal mounted
+    as the chart mounts /var/log: the image's systemd reader finds them, and `nodeprobe check`
+    with the chart's config and securityContext reports RuntimeStorageCorrupt."""
+    client, _ = built_image
+    objects = helm.objects(helm.template())
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    (ds,) = [o for o in objects if o["kind"] == "DaemonSet"]
+    pod = ds["spec"]["template"]["spec"]
+    (journal,) = [v for v in pod["volumes"] if v["name"] == "host-journal"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "host-journal"]
+    assert mount["readOnly"] is True
+    host_log = tmp_path / "var-log"  # the node's journal.hostPath (/var/log)
+    now = time.time()
+    write_journal(host_log / "journal",
+                  [(now - 240 + 24 * i, "docker.service", CORRUPT) for i in range(10)])
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    (config_dir / "config.yaml").write_text(cm["data"]["config.yaml"])
+    assert journal["hostPath"]["path"] == "/var/log"
+    status, out = _run_as_the_chart_runs_the_agent(
+        client, ds, command=["check", "--config", "/etc/nodeprobe/config.yaml", "--json",
+                             "--no-process", "--no-containerd"],
+        binds={
+            str(runtimes.dockerd.socket): {"bind": "/host/run/docker.sock", "mode": "ro"},
+            str(config_dir): {"bind": "/etc/nodeprobe", "mode": "ro"},
+            str(host_log): {"bind": mount["mountPath"], "mode": "ro"},
+        })
+    assert status == 1, out
+    report = json.loads(out)
+    (log,) = [Observation(Runtime(o["runtime"]), Check(o["check"]), Outcome(o["outcome"]),
+                          o["latencySeconds"], o["at"], o["detail"], o["values"], o["info"])
+              for o in report["observations"] if o["check"] == Check.RUNTIME_LOG]
+    assert log.runtime is Runtime.DOCKERD and log.values[Value.LOG_CORRUPTION] == 10, log
+    (finding,) = findings([log], load(str(config_dir / "config.yaml")))
+    assert finding.reason is Reason.RUNTIME_STORAGE_CORRUPT
+    assert report["summary"] == one_line(finding.message)
+    assert report["summary"].startswith("dockerd's journal has 10 lines of storage corruption")
+    assert "readlink /var/lib/docker/overlay2/l/ABCDEFGH: invalid argument" in finding.message

@@ -1,12 +1,10 @@
-"""RuntimeLogProbe on real journal files: written by Debian's systemd-journal-remote from
-export-format input, laid out as the host keeps them (<dir>/<machine-id>/*.journal), and read
-through the agent's own wiring (runtime_log_probes) and systemd's reader."""
+"""RuntimeLogProbe on real journal files (tests/harness/journal.py: written by Debian's
+systemd-journal-remote, laid out as the host keeps them), read through the agent's own wiring
+(runtime_log_probes) and systemd's reader."""
 
 from __future__ import annotations
 
-import subprocess
 import time
-import uuid
 from pathlib import Path
 
 from nodeprobe.commands.common import Endpoints, runtime_log_probes
@@ -14,27 +12,9 @@ from nodeprobe.config import Config, load
 from nodeprobe.judge.degraded import findings
 from nodeprobe.model import Check, Outcome, Reason, Runtime, Value
 from nodeprobe.probes.runtime_log import RuntimeLogProbe
+from tests.harness.journal import CORRUPT, write_journal
 
-JOURNAL_REMOTE = "/usr/lib/systemd/systemd-journal-remote"
-CORRUPT = ("time=\"2026-01-01T00:00:00Z\" level=error msg=\"Handler for POST /containers/create "
-           "returned error: readlink /var/lib/docker/overlay2/l/ABCDEFGH: invalid argument\"")
 BENIGN = "level=info msg=\"API listen on /run/docker.sock\""
-BOOT = uuid.uuid4().hex
-
-
-def write_journal(directory: Path, entries: list[tuple[float, str, str]]) -> None:
-    """One more journal file under `directory`/<machine-id>/ holding `entries` (time, unit,
-    message), in the order given, as journald would have written them."""
-    machine = directory / "0123456789abcdef0123456789abcdef"
-    machine.mkdir(parents=True, exist_ok=True)
-    export = "".join(
-        f"__REALTIME_TIMESTAMP={int(at * 1e6)}\n__MONOTONIC_TIMESTAMP={i + 1}\n_BOOT_ID={BOOT}\n"
-        f"_HOSTNAME=node-a\n_SYSTEMD_UNIT={unit}\nMESSAGE={message}\n\n"
-        for i, (at, unit, message) in enumerate(entries)
-    )
-    out = machine / f"remote-{uuid.uuid4().hex[:8]}.journal"
-    subprocess.run([JOURNAL_REMOTE, f"--output={out}", "-"], input=export.encode(), check=True,
-                   capture_output=True, timeout=60)
 
 
 def config_for(journal: Path) -> Config:
