@@ -55,8 +55,8 @@ def table() -> str:
 def arenas(seconds: float = 120.0) -> str:
     """Two agents side by side for `seconds`: glibc's default malloc arenas vs MALLOC_ARENA_MAX=2.
 
-    A diagnostic of where run-time RSS goes (one arena per thread that allocates), not a change
-    to the product: MALLOC_ARENA_MAX is an environment variable a DaemonSet could set.
+    A diagnostic of where run-time RSS goes (one arena per thread that allocates). The agent now
+    caps arenas itself (nodeprobe/heap.py), so the two should measure alike.
     """
     import shutil
     import tempfile

@@ -93,8 +93,10 @@ class Agent:
         metrics: Metrics,
         publishers: Publishers,
         clock: Callable[[], float] = time.time,
+        after_first_round: Callable[[], object] | None = None,
     ) -> None:
         self.config = config
+        self._after_first_round = after_first_round
         self.metrics = metrics
         self.publishers = publishers
         self._clock = clock
@@ -144,6 +146,8 @@ class Agent:
                 self.metrics.mark_round_done()
                 log.info("first round of checks done: %s", ", ".join(
                     f"{c.type}={c.status} ({c.reason})" for c in self.judge.conditions().values()))
+                if self._after_first_round is not None:
+                    self._after_first_round()
         for event in events:
             level = logging.WARNING if event.type is EventType.WARNING else logging.INFO
             log.log(level, "%s: %s", event.reason, event.message)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from nodeprobe import heap
 from nodeprobe.agent import Agent, Publishers
 from nodeprobe.commands.common import (
     build_probes,
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    heap.limit_arenas()  # before any thread starts
     try:
         config = load(args.config, overrides=_overrides(args))
     except ConfigError as e:
@@ -137,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     repair = _start_repair(config, args.kubeconfig, standalone)
     try:
-        Agent(config, probes=probes, metrics=metrics, publishers=publishers).run(stop)
+        Agent(config, probes=probes, metrics=metrics, publishers=publishers,
+              after_first_round=heap.release_free_memory).run(stop)
     finally:
         if repair is not None:
             repair.stop()

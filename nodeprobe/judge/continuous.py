@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from statistics import median
 
 from nodeprobe.config import Config
 from nodeprobe.judge import degraded, restarts, shims, trend
@@ -38,6 +37,7 @@ from nodeprobe.judge.attribution import (
 from nodeprobe.judge.hysteresis import Counter, Rule, forgive, step
 from nodeprobe.judge.leaks import LEAK_REASON, SIGNALS, trend_limits
 from nodeprobe.judge.restarts import Restarts
+from nodeprobe.judge.trend import median
 from nodeprobe.model import (
     HEALTHY_REASON,
     Check,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -171,3 +172,21 @@ def test_a_taken_port_is_a_clear_error() -> None:
         server = MetricsServer(reg, Metrics(reg), settings=ServerSettings("127.0.0.1", port))
         with pytest.raises(MetricsServerError, match=f"cannot listen on 127.0.0.1:{port}"):
             server.start()
+
+
+START_CHECK = """
+import sys
+from prometheus_client import CollectorRegistry
+from nodeprobe.publish.metrics import Metrics
+from nodeprobe.publish.server import MetricsServer, ServerSettings
+reg = CollectorRegistry()
+with MetricsServer(reg, Metrics(reg), settings=ServerSettings(host="127.0.0.1", port=0)) as s:
+    print(s.port > 0, "encodings.idna" in sys.modules)
+"""
+
+
+def test_start_skips_the_reverse_lookup_and_its_idna_codec() -> None:
+    """http.server's getfqdn would load the idna codec (~0.45 MiB); in a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", START_CHECK], check=True, capture_output=True,
+                         text=True, timeout=60).stdout.split()
+    assert out == ["True", "False"]

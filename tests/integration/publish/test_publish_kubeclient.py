@@ -7,6 +7,7 @@ import base64
 import json
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -130,6 +131,29 @@ def test_kubeconfig_with_ca_data_client_cert_data_and_token(
     assert first["type"] == "application/strategic-merge-patch+json"
     assert json.loads(first["body"]) == {"a": 1}
     assert dict(x[0] for x in first["peer"]["subject"])["commonName"] == "client"
+
+
+IDNA_CHECK = """
+import sys
+from nodeprobe.publish.kubeclient import new_client
+client = new_client(kubeconfig=sys.argv[1])
+client.request_json("GET", "/api/v1/nodes/n")
+print(len(client._tls.get_ca_certs()), "encodings.idna" in sys.modules)
+"""
+
+
+def test_a_kubeconfig_ca_is_the_only_trust_and_requests_skip_the_idna_codec(
+        server: tuple[str, _Seen], pki: Path, tmp_path: Path) -> None:
+    """Footprint (docs/performance.md): no system CA store beside the kubeconfig's CA, and no
+    idna codec (~0.45 MiB) for an ASCII host; in a fresh interpreter."""
+    url, _ = server
+    config = _kubeconfig(tmp_path / "kc", cluster={
+        "server": url, "certificate-authority-data": _b64(pki / "ca.crt")}, user={
+        "client-certificate-data": _b64(pki / "client.crt"),
+        "client-key-data": _b64(pki / "client.key")})
+    out = subprocess.run([sys.executable, "-c", IDNA_CHECK, str(config)], check=True,
+                         capture_output=True, text=True, timeout=60).stdout.split()
+    assert out == ["1", "False"]
 
 
 def test_file_paths_are_relative_to_the_kubeconfig(server: tuple[str, _Seen], pki: Path,

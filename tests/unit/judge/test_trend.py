@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import statistics
 
 import pytest
 
@@ -14,6 +15,7 @@ from nodeprobe.judge.trend import (
     Unit,
     fmt,
     judge,
+    median,
     slide,
     theil_sen,
 )
@@ -150,3 +152,13 @@ def test_fmt() -> None:
     assert fmt(1480, Unit.COUNT) == "1,480"
     assert fmt(3 * 2**30, Unit.BYTES) == "3.0 GiB"
     assert fmt(512, Unit.BYTES) == "512 B"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_median_is_statistics_median(seed: int) -> None:
+    rng = random.Random(seed)
+    for n in (1, 2, 3, 10, 11):
+        values = [rng.uniform(-1e6, 1e6) for _ in range(n)]
+        assert median(iter(values)) == statistics.median(values)
+    with pytest.raises(ValueError):
+        median([])
