@@ -17,9 +17,11 @@ process check) and, for k8s.io, CRI ListPodSandbox and ListContainers, for moby,
 /info. A dockerd on its own containerd has its shims on another socket: `moby` then counts 0
 shims here, a deficit, which is never judged.
 
-The counts come from different calls at different times, so a container starting between them,
-or a canary run, shows as one shim too many for one check: only `judge.orphanedShimChecks`
-process checks in a row raise. The sum of the surpluses is also the leak signal
+The counts come from different calls at different times (GET /info every 30 s, the process
+check every 15 s), so under container churn nearly every check sees a shim of a container that
+started or stopped in between. The probe therefore counts only settled shims (alive a minute,
+`SHIM_SETTLE_S`), which an orphan always is, and only `judge.orphanedShimChecks` process checks in
+a row raise. The sum of the surpluses is also the leak signal
 `shim_surplus`: steady growth of shims while pods stay flat.
 """
 

@@ -171,6 +171,12 @@ SHIM_NAMESPACES = {"k8s.io": Value.SHIMS_K8S, "moby": Value.SHIMS_MOBY}
 """Namespaces whose shims are counted apart: the CRI's pods and dockerd's containers."""
 PIDS_KEPT = 20
 """At most this many shim pids per namespace go into `info` (oldest first), for messages."""
+SHIM_SETTLE_S = 60.0
+"""A shim counts in its namespace once it has lived this long. A younger one belongs to a
+container still starting or stopping, which the pod and container counts (read at other moments;
+`GET /info` only every 30 s) may not show yet or any more: under `docker run --rm` churn there is
+nearly always one. An orphan outlives any such race, so only settled shims are compared."""
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def permission_advice(path: str) -> str:
@@ -200,11 +206,13 @@ class ProcessProbe:
         socket_path: str | None,
         proc_root: str = "/proc",
         cgroup_root: str = "/sys/fs/cgroup",
+        shim_settle_s: float = SHIM_SETTLE_S,
     ) -> None:
         self.runtime = runtime
         self.socket_path = socket_path
         self.proc_root = proc_root
         self.cgroup_root = cgroup_root
+        self.shim_settle_s = shim_settle_s
         self._comm = _COMM[runtime]
 
     def close(self) -> None:
@@ -346,14 +354,29 @@ class ProcessProbe:
         return None if anon is None else (ref.path, anon)
 
     def _count_shims(self, values: dict[str, float], info: dict[str, str]) -> None:
-        """All shims of our socket, and those of k8s.io and moby apart with their pids."""
+        """All shims of our socket; the settled ones of k8s.io and moby apart with their pids.
+
+        Without the kernel's uptime a shim's age is unknown, and so are the namespace counts.
+        """
         shims = list(self._shims())
         values[str(Value.SHIMS)] = len(shims)
+        uptime = self._uptime()
+        if uptime is None:
+            return
+        born_before = (uptime - self.shim_settle_s) * _CLK_TCK
         for namespace, value in SHIM_NAMESPACES.items():
-            mine = sorted((ticks, pid) for pid, ns, ticks in shims if ns == namespace)
+            mine = sorted((ticks, pid) for pid, ns, ticks in shims
+                          if ns == namespace and ticks <= born_before)
             values[str(value)] = len(mine)
             if mine:
                 info[f"shim_pids_{namespace}"] = ",".join(str(p) for _, p in mine[:PIDS_KEPT])
+
+    def _uptime(self) -> float | None:
+        """Seconds since boot (/proc/uptime), the clock of a process's start ticks."""
+        try:
+            return float(_read_text(os.path.join(self.proc_root, "uptime")).split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def _shims(self) -> Iterator[tuple[int, str, int]]:
         """(pid, namespace, start ticks) of each shim of our socket."""

@@ -76,7 +76,9 @@ class Rounds:
 
     def __init__(self, containerd: Containerd) -> None:
         self.cri = CriProbe(str(containerd.socket), require_network_ready=False)
-        self.process = ProcessProbe(Runtime.CONTAINERD, socket_path=str(containerd.socket))
+        # the pods are seconds old: every shim counts at once (settling is tested below)
+        self.process = ProcessProbe(Runtime.CONTAINERD, socket_path=str(containerd.socket),
+                                    shim_settle_s=0)
         self.judge = Judge(Config.defaults(), expected=CHECKS, now=time.time())
 
     def close(self) -> None:
@@ -214,7 +216,8 @@ def test_dockers_running_and_paused_containers_account_for_their_shims(runtimes:
     ids = [client.create_container(BUSYBOX_IMAGE, command=["sleep", "300"],
                                    host_config=host)["Id"] for _ in range(2)]
     info_probe = DockerProbe(str(runtimes.dockerd.socket))
-    process = ProcessProbe(Runtime.CONTAINERD, socket_path=str(runtimes.containerd.socket))
+    process = ProcessProbe(Runtime.CONTAINERD, socket_path=str(runtimes.containerd.socket),
+                           shim_settle_s=0)
     try:
         for cid in ids:
             client.start(cid)
@@ -230,4 +233,31 @@ def test_dockers_running_and_paused_containers_account_for_their_shims(runtimes:
         info_probe.close()
         for cid in ids:
             client.remove_container(cid, force=True)
+        client.close()
+
+
+def test_a_container_started_after_the_last_info_is_no_orphan(runtimes: Sandbox) -> None:
+    """The race heavy `docker run` churn makes at nearly every check: GET /info (every 30 s) was
+    read before a container started, the process check (every 15 s) sees its shim. Counted at
+    once, that shim is a surplus; a settled count (SHIM_SETTLE_S) leaves it out."""
+    import docker
+
+    client = docker.APIClient(base_url=f"unix://{runtimes.dockerd.socket}", version="auto",
+                              timeout=60)
+    info_probe = DockerProbe(str(runtimes.dockerd.socket))
+    socket = str(runtimes.containerd.socket)
+    cid = client.create_container(BUSYBOX_IMAGE, command=["sleep", "300"],
+                                  host_config=client.create_host_config(network_mode="none"))["Id"]
+    try:
+        info = info_probe.run(Check.DOCKER_INFO, deadline_s=5, slow_s=5)
+        assert info.outcome is Outcome.OK, info.detail
+        client.start(cid)
+        at_once = ProcessProbe(Runtime.CONTAINERD, socket_path=socket, shim_settle_s=0)
+        settled = ProcessProbe(Runtime.CONTAINERD, socket_path=socket)
+        (raw,) = tallies([info, at_once.run(Check.PROCESS, deadline_s=5, slow_s=5)])
+        (judged,) = tallies([info, settled.run(Check.PROCESS, deadline_s=5, slow_s=5)])
+        assert (raw.shims - judged.shims, raw.surplus, judged.surplus) == (1, 1, 0)
+    finally:
+        info_probe.close()
+        client.remove_container(cid, force=True)
         client.close()

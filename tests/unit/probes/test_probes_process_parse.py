@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from nodeprobe.model import Check, Outcome, Runtime, Value
 from nodeprobe.probes.process import (
+    SHIM_SETTLE_S,
     CgroupRef,
     ProcessProbe,
     is_shim_of,
@@ -152,6 +154,7 @@ def trees(tmp_path: Path) -> tuple[Path, Path]:
     (svc / "memory.stat").write_text(MEMORY_STAT_V2)
     proc.mkdir()
     (proc / "self").mkdir()  # non-numeric entries are skipped
+    (proc / "uptime").write_text("1000.00 1900.00\n")  # every fake start tick is long settled
     return proc, cgroup
 
 
@@ -253,3 +256,26 @@ def test_max_open_files_soft_limit() -> None:
     assert parse_max_open_files(text.replace("1048576              1048576",
                                              "unlimited            unlimited")) is None
     assert parse_max_open_files("") is None
+
+
+def test_only_settled_shims_count_in_their_namespace(trees: tuple[Path, Path]) -> None:
+    """Shims younger than SHIM_SETTLE_S (containers starting or stopping) are not compared."""
+    proc, cgroup = trees
+    ours = "/run/c/containerd.sock"
+    tick = os.sysconf("SC_CLK_TCK")
+    fake_process(proc, 12, comm="containerd", argv=["containerd", "--address", ours], start=1)
+    for pid, age_s in ((30, 900), (31, SHIM_SETTLE_S + 1), (32, SHIM_SETTLE_S - 1), (33, 2)):
+        fake_process(proc, pid, comm="containerd-shim", start=int((1000 - age_s) * tick),
+                     argv=["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby",
+                           "-id", f"c{pid}", "-address", ours])
+    probe = ProcessProbe(Runtime.CONTAINERD, socket_path=ours, proc_root=str(proc),
+                         cgroup_root=str(cgroup))
+    _, values, info, _ = run(probe)
+    assert values[Value.SHIMS] == 4
+    assert values[Value.SHIMS_MOBY] == 2
+    assert info["shim_pids_moby"] == "30,31"
+    # with no clock to age them by, the namespace counts are unknown, not guessed
+    (proc / "uptime").unlink()
+    _, values, info, _ = run(probe)
+    assert values[Value.SHIMS] == 4
+    assert Value.SHIMS_MOBY not in values and Value.SHIMS_K8S not in values
