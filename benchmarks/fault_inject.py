@@ -25,10 +25,11 @@ from typing import Any
 from benchmarks.agent_load import DefaultAgent
 from nodeprobe.model import Reason
 from tests.harness.delay_proxy import DelayProxy
+from tests.harness.journal import CORRUPT, write_journal
 from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox, slow_runc
 from tests.integration.agent.agent_process import wait_for
 from tests.integration.probes.test_disk import FS_BYTES, _fill_to, _run
-from tests.integration.probes.test_runtime_log import BENIGN, CORRUPT, write_journal
+from tests.integration.probes.test_runtime_log import BENIGN
 
 POLL_S = 0.1
 
