@@ -30,21 +30,29 @@ LOAD_IMAGE_REPO = "nodeprobe-test/busybox-load"
 
 
 class DefaultAgent:
-    """`nodeprobe agent --config FILE --node-name node-a --kubeconfig K`, default intervals."""
+    """`nodeprobe agent --config FILE --node-name node-a --kubeconfig K`, default intervals.
 
-    def __init__(self, sandbox: Sandbox, workdir: Path, *, kubeconfig: Path,
-                 env: dict[str, str] | None = None) -> None:
+    `kubeconfig=None` runs it `--standalone` (metrics only); `config` adds top-level sections
+    (merged one level deep over the sockets), for the few settings a benchmark must change.
+    """
+
+    def __init__(self, sandbox: Sandbox, workdir: Path, *, kubeconfig: Path | None,
+                 env: dict[str, str] | None = None,
+                 config: dict[str, dict[str, Any]] | None = None) -> None:
         self.port = free_port()
-        body = {
+        body: dict[str, dict[str, Any]] = {
             "docker": {"socket": str(sandbox.dockerd.socket)},
             "containerd": {"socket": str(sandbox.containerd.socket)},
             "metrics": {"address": "127.0.0.1", "port": self.port},
         }
-        config = workdir / f"agent-{self.port}.yaml"
-        config.write_text(yaml.safe_dump(body))
+        for key, section in (config or {}).items():
+            body[key] = {**body.get(key, {}), **section}
+        path = workdir / f"agent-{self.port}.yaml"
+        path.write_text(yaml.safe_dump(body))
         self.log_path = workdir / f"agent-{self.port}.log"
-        argv = [str(Path(sys.executable).with_name("nodeprobe")), "agent", "--config", str(config),
-                "--node-name", NODE, "--kubeconfig", str(kubeconfig)]
+        argv = [str(Path(sys.executable).with_name("nodeprobe")), "agent", "--config", str(path),
+                "--node-name", NODE]
+        argv += ["--standalone"] if kubeconfig is None else ["--kubeconfig", str(kubeconfig)]
         env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"} | (env or {})
         self.started = time.monotonic()
         with self.log_path.open("wb") as log:

@@ -12,6 +12,7 @@ BENCHMARKS = (
     "benchmarks.judge_bench",
     "benchmarks.operator_bench",
     "benchmarks.issue11_bench",
+    "benchmarks.fault_matrix",
 )
 
 
