@@ -12,9 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,9 +23,9 @@ from benchmarks.agent_load import DefaultAgent
 from nodeprobe.model import Reason
 from tests.harness.delay_proxy import DelayProxy
 from tests.harness.journal import CORRUPT, write_journal
+from tests.harness.loopfs import fill_to, loop_mount
 from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox, slow_runc
 from tests.integration.agent.agent_process import wait_for
-from tests.integration.probes.test_disk import FS_BYTES, _fill_to, _run
 from tests.integration.probes.test_runtime_log import BENIGN
 
 POLL_S = 0.1
@@ -207,37 +204,17 @@ def canary(base: Path, n: int, *, interval_s: float = 20.0) -> Measured:
     return out
 
 
-@contextlib.contextmanager
-def _loop_mount() -> Iterator[Path]:
-    """test_disk.py's small ext4 (no reserved blocks) on a loop device; needs root."""
-    base = Path(tempfile.mkdtemp(prefix="npfm-disk-", dir="/tmp"))
-    image = base / "fs.img"
-    with image.open("wb") as f:
-        f.truncate(FS_BYTES)
-    device = _run("losetup", "--find", "--show", str(image)).strip()
-    mount = base / "d"
-    try:
-        _run("mkfs.ext4", "-q", "-m", "0", device)
-        mount.mkdir()
-        _run("mount", device, str(mount))
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
-        subprocess.run(["losetup", "-d", device], check=False, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def disk(base: Path, n: int) -> Measured:
     """The dockerd data-root's filesystem filled to 95 %: time to DockerRootDiskLow."""
     out = Measured()
-    with _loop_mount() as mount, Sandbox(mount) as sandbox:
+    with loop_mount("npfm-disk-") as mount, Sandbox(mount) as sandbox:
         config = {"paths": {"hostRoot": "/"},
                   "disk": {"dockerRoot": str(mount / "docker" / "root")}}
         for _ in range(n):
             with healthy_agent(sandbox, base, config) as watch:
                 _phase(60.0)  # checks.disk.interval
                 start = time.monotonic()
-                _fill_to(mount, 0.95)
+                fill_to(mount, 0.95)
                 _record(out, watch, Reason.DOCKER_ROOT_DISK_LOW, start, 200)
             (mount / "filler").unlink()
     return out

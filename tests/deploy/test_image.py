@@ -83,8 +83,13 @@ def _run(client: Any, *, command: list[str], user: str | None = None,
          ) -> tuple[int, str]:
     host_config = client.create_host_config(binds=binds or {}, network_mode="none",
                                             read_only=True)
-    container = client.create_container(IMAGE, command=command, user=user or "",
-                                        entrypoint=entrypoint, host_config=host_config)
+    return _run_container(client, command=command, user=user or "", entrypoint=entrypoint,
+                          host_config=host_config)
+
+
+def _run_container(client: Any, **create: Any) -> tuple[int, str]:
+    """Create, start and wait for a container of the image; its exit status and output."""
+    container = client.create_container(IMAGE, **create)
     try:
         client.start(container)
         status = client.wait(container, timeout=120)["StatusCode"]
@@ -105,15 +110,9 @@ def _run_as_the_chart_runs_the_agent(
         binds=binds, network_mode="none", read_only=security["readOnlyRootFilesystem"],
         pid_mode="host" if pid_host else None, cap_drop=security["capabilities"]["drop"],
         security_opt=[] if security["allowPrivilegeEscalation"] else ["no-new-privileges"])
-    container = client.create_container(
-        IMAGE, command=command, user=f"{user['runAsUser']}:{user['runAsGroup']}",
-        host_config=host_config)
-    try:
-        client.start(container)
-        status = client.wait(container, timeout=120)["StatusCode"]
-        return status, client.logs(container).decode(errors="replace")
-    finally:
-        client.remove_container(container, force=True)
+    return _run_container(client, command=command,
+                          user=f"{user['runAsUser']}:{user['runAsGroup']}",
+                          host_config=host_config)
 
 
 def test_image_runs_check_against_a_real_dockerd(

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import subprocess
 import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,34 +18,17 @@ from nodeprobe.judge.continuous import Judge
 from nodeprobe.judge.degraded import findings
 from nodeprobe.model import Check, ConditionType, Outcome, Reason, Runtime, Status, Value
 from nodeprobe.probes.disk import DiskProbe
+from tests.harness import loopfs
 from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox
 
-FS_BYTES = 160 * 2**20
 BLOAT_BYTES = 24 * 2**20
-
-
-def _run(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
 
 
 @pytest.fixture
 def loop_mount() -> Iterator[Path]:
-    """A small ext4 (no reserved blocks) on a loop device, mounted under a temp dir."""
-    base = Path(tempfile.mkdtemp(prefix="np-disk-", dir="/tmp"))
-    image = base / "fs.img"
-    with image.open("wb") as f:
-        f.truncate(FS_BYTES)
-    device = _run("losetup", "--find", "--show", str(image)).strip()
-    mount = base / "d"
-    try:
-        _run("mkfs.ext4", "-q", "-m", "0", device)
-        mount.mkdir()
-        _run("mount", device, str(mount))
+    """A small ext4 on a loop device, mounted under a temp dir."""
+    with loopfs.loop_mount() as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
-        subprocess.run(["losetup", "-d", device], check=False, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -83,14 +63,6 @@ def _make_dangling_images(socket: Path, count: int) -> None:
         client.close()
 
 
-def _fill_to(mount: Path, used_fraction: float) -> None:
-    st = os.statvfs(mount)
-    total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
-    want_free = int(total * (1 - used_fraction))
-    with (mount / "filler").open("wb") as f:
-        os.posix_fallocate(f.fileno(), 0, max(0, free - want_free))
-
-
 def test_docker_root_filled_to_95_percent_names_dangling_images(
     small_root_sandbox: Sandbox,
 ) -> None:
@@ -107,7 +79,7 @@ def test_docker_root_filled_to_95_percent_names_dangling_images(
         assert Value.DANGLING_IMAGES not in healthy.values  # not looked up while there is room
 
         _make_dangling_images(small_root_sandbox.dockerd.socket, 2)
-        _fill_to(small_root_sandbox.base, 0.95)
+        loopfs.fill_to(small_root_sandbox.base, 0.95)
         full = probe.run(Check.DISK, deadline_s=10, slow_s=5)
     finally:
         probe.close()
