@@ -30,10 +30,10 @@ LOAD_IMAGE_REPO = "nodeprobe-test/busybox-load"
 
 
 class DefaultAgent:
-    """`nodeprobe agent --config FILE --node-name node-a --kubeconfig K`, default intervals."""
+    """`nodeprobe agent --config FILE --node-name NODE --kubeconfig K`, default intervals."""
 
     def __init__(self, sandbox: Sandbox, workdir: Path, *, kubeconfig: Path,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, node: str = NODE) -> None:
         self.port = free_port()
         body = {
             "docker": {"socket": str(sandbox.dockerd.socket)},
@@ -44,7 +44,7 @@ class DefaultAgent:
         config.write_text(yaml.safe_dump(body))
         self.log_path = workdir / f"agent-{self.port}.log"
         argv = [str(Path(sys.executable).with_name("nodeprobe")), "agent", "--config", str(config),
-                "--node-name", NODE, "--kubeconfig", str(kubeconfig)]
+                "--node-name", node, "--kubeconfig", str(kubeconfig)]
         env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"} | (env or {})
         self.started = time.monotonic()
         with self.log_path.open("wb") as log:
