@@ -223,12 +223,22 @@ def restart_all(tools: list[Tool]) -> None:
         t.start()
 
 
+@dataclass
+class Outcomes:
+    """One tool's results for one fault."""
+
+    detected: list[float] = field(default_factory=list)
+    missed: int = 0
+    cleared: list[float] = field(default_factory=list)
+    not_cleared: int = 0
+    """Raised, and still True CLEAR_CAP_S after the repair (then every tool is restarted)."""
+
+
 def run_faults(tools: list[Tool], sandbox: Sandbox, injections: int,
-               rng: random.Random) -> dict[str, dict[str, tuple[list[float], int, list[float]]]]:
-    """{fault: {tool: (detection times, misses, clear times)}}."""
-    results: dict[str, dict[str, tuple[list[float], int, list[float]]]] = {}
+               rng: random.Random) -> dict[str, dict[str, Outcomes]]:
+    results: dict[str, dict[str, Outcomes]] = {}
     for fault, (inject, heal, restart) in FAULTS.items():
-        per = {t.name: ([], 0, []) for t in tools}  # type: ignore[var-annotated]
+        per = {t.name: Outcomes() for t in tools}
         for i in range(injections):
             time.sleep(rng.uniform(0, 10))  # random phase against every tool's interval
             t0 = time.monotonic()
@@ -247,14 +257,17 @@ def run_faults(tools: list[Tool], sandbox: Sandbox, injections: int,
                 healthy = watch(tools, False, time.monotonic(), CLEAR_CAP_S)
                 assert all(v is not None for v in healthy.values()), f"not healthy: {healthy}"
             for name, seconds in raised.items():
-                det, miss, clr = per[name]
+                got, took = per[name], cleared[name]
                 if seconds is None:
-                    per[name] = (det, miss + 1, clr)
+                    got.missed += 1
+                    continue
+                got.detected.append(seconds)
+                if restart:
+                    continue
+                if took is None:
+                    got.not_cleared += 1
                 else:
-                    det.append(seconds)
-                    took = cleared[name]
-                    if took is not None and not restart:
-                        clr.append(took)
+                    got.cleared.append(took)
             print(f"{time.strftime('%H:%M:%S')} {fault} #{i + 1}: raised {raised}, "
                   f"cleared {cleared}{' (restarted)' if restart else ''}", file=sys.stderr,
                   flush=True)
@@ -262,12 +275,20 @@ def run_faults(tools: list[Tool], sandbox: Sandbox, injections: int,
     return results
 
 
-def _cell(values: list[float], misses: int, n: int) -> str:
-    if not values:
+def _cell(got: Outcomes, n: int) -> str:
+    if not got.detected:
         return f"not detected (0/{n} within {DETECT_CAP_S:g} s)"
-    s = summarize(values)
-    miss = f", {misses}/{n} missed" if misses else ""
-    return f"{s.median:.1f} / {s.p95:.1f} s{miss}"
+    s = summarize(got.detected)
+    miss = f", {got.missed}/{n} missed" if got.missed else ""
+    cell = f"{s.median:.1f} / {s.p95:.1f} s{miss}"
+    late = f"{got.not_cleared}/{len(got.detected)} not within {CLEAR_CAP_S:g} s"
+    if got.cleared:
+        c = summarize(got.cleared)
+        cell += f" (clear {c.median:.1f} / {c.p95:.1f} s" + (f", {late})" if got.not_cleared
+                                                             else ")")
+    elif got.not_cleared:
+        cell += f" (clear: {late})"
+    return cell
 
 
 def _ratio(a: list[float], b: list[float]) -> str:
@@ -276,24 +297,17 @@ def _ratio(a: list[float], b: list[float]) -> str:
     return f"{summarize(a).p95 / summarize(b).p95:.1f}x"
 
 
-def report(tools: list[Tool], faults: dict[str, Any], steady: dict[str, dict[str, float]],
-           load: dict[str, Any], injections: int) -> str:
+def report(tools: list[Tool], faults: dict[str, dict[str, Outcomes]],
+           steady: dict[str, dict[str, float]], load: dict[str, Any], injections: int) -> str:
     names = [t.name for t in tools]
     head = "| fault: p50 / p95 to the Node condition (clear) | " + " | ".join(names) + \
         " | ratio npd / nodeprobe (faults: p95) |"
     lines = [head, "|---" * (len(names) + 2) + "|"]
     for fault, per in faults.items():
-        cells = []
-        for name in names:
-            det, miss, clr = per[name]
-            cell = _cell(det, miss, injections)
-            if clr:
-                c = summarize(clr)
-                cell += f" (clear {c.median:.1f} / {c.p95:.1f} s)"
-            cells.append(cell)
+        cells = [_cell(per[name], injections) for name in names]
         label = f"{fault}, {RESTARTED}" if FAULTS[fault][2] else fault
         lines.append(f"| {label} | " + " | ".join(cells) + " | "
-                     + _ratio(per["npd"][0], per["nodeprobe"][0]) + " |")
+                     + _ratio(per["npd"].detected, per["nodeprobe"].detected) + " |")
     for label, key, fmt in (("steady RSS, process + children (MiB, mean of sums)", "rss", "{:.1f}"),
                             ("CPU, process + children (% of a core)", "cpu", "{:.2f}"),
                             ("API writes per hour (healthy windows)", "writes", "{:.0f}")):
