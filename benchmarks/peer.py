@@ -1,6 +1,7 @@
 """nodeprobe beside node-problem-detector, on the same runtimes and the same faults.
 
-`make bench-peer` (or `python -m benchmarks.peer [INJECTIONS] [STEADY_S] [LOAD_S]`) builds NPD,
+`make bench-peer` (or `python -m benchmarks.peer [INJECTIONS] [STEADY_S] [LOAD_S] [FAULTS]`, FAULTS
+comma-separated words of the fault names to run only those) builds NPD,
 its health-checker and crictl from the Go module proxy (tools/go/build npd crictl, cached outside
 the tree), then runs three watchers at once against ONE sandbox (dockerd 20.10 on containerd 1.6)
 and the real API server of the tests (benchmarks/peer_kube.py). Each tool has its own Node and its
@@ -234,10 +235,12 @@ class Outcomes:
     """Raised, and still True CLEAR_CAP_S after the repair (then every tool is restarted)."""
 
 
-def run_faults(tools: list[Tool], sandbox: Sandbox, injections: int,
-               rng: random.Random) -> dict[str, dict[str, Outcomes]]:
+def run_faults(tools: list[Tool], sandbox: Sandbox, injections: int, rng: random.Random,
+               only: list[str]) -> dict[str, dict[str, Outcomes]]:
     results: dict[str, dict[str, Outcomes]] = {}
     for fault, (inject, heal, restart) in FAULTS.items():
+        if only and not any(word in fault for word in only):
+            continue
         per = {t.name: Outcomes() for t in tools}
         for i in range(injections):
             time.sleep(rng.uniform(0, 10))  # random phase against every tool's interval
@@ -338,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     injections = int(args[0]) if args else 10
     steady_s = float(args[1]) if len(args) > 1 else 300.0
     load_s = float(args[2]) if len(args) > 2 else 600.0
+    only = args[3].split(",") if len(args) > 3 else []
     rng = random.Random(12)
     bins = build_peer()
     base = Path(tempfile.mkdtemp(prefix="np-peer-", dir="/tmp"))
@@ -386,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
             steady[t.name]["writes"] = writes[t.user] * 3600 / healthy_s
         load = {"seconds": load_s, "runs": load_runner.runs, "imports": load_runner.imports,
                 **raises}
-        faults = run_faults(tools, sandbox, injections, rng)
+        faults = run_faults(tools, sandbox, injections, rng, only)
         refused = {t.name: dict(kube.rejected(t.user)) for t in tools}
     v = go_versions()
     ld = summarize(loads)
