@@ -30,7 +30,7 @@ LOAD_IMAGE_REPO = "nodeprobe-test/busybox-load"
 
 
 class DefaultAgent:
-    """`nodeprobe agent --config FILE --node-name node-a --kubeconfig K`, default intervals.
+    """`nodeprobe agent --config FILE --node-name NODE --kubeconfig K`, default intervals.
 
     `kubeconfig=None` runs it `--standalone` (metrics only); `config` adds top-level sections
     (merged one level deep over the sockets), for the few settings a benchmark must change.
@@ -38,7 +38,7 @@ class DefaultAgent:
 
     def __init__(self, sandbox: Sandbox, workdir: Path, *, kubeconfig: Path | None,
                  env: dict[str, str] | None = None,
-                 config: dict[str, dict[str, Any]] | None = None) -> None:
+                 config: dict[str, dict[str, Any]] | None = None, node: str = NODE) -> None:
         self.port = free_port()
         body: dict[str, dict[str, Any]] = {
             "docker": {"socket": str(sandbox.dockerd.socket)},
@@ -51,7 +51,7 @@ class DefaultAgent:
         path.write_text(yaml.safe_dump(body))
         self.log_path = workdir / f"agent-{self.port}.log"
         argv = [str(Path(sys.executable).with_name("nodeprobe")), "agent", "--config", str(path),
-                "--node-name", NODE]
+                "--node-name", node]
         argv += ["--standalone"] if kubeconfig is None else ["--kubeconfig", str(kubeconfig)]
         env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"} | (env or {})
         self.started = time.monotonic()

@@ -1,9 +1,12 @@
 """nodeprobe beside node-problem-detector, on the same runtimes and the same faults.
 
-`make bench-peer` (or `python -m benchmarks.peer [INJECTIONS] [STEADY_S] [LOAD_S]`) builds NPD,
+`make bench-peer` (or `python -m benchmarks.peer [INJECTIONS] [STEADY_S] [LOAD_S] [FAULTS]`, FAULTS
+comma-separated words of the fault names to run only those) builds NPD,
 its health-checker and crictl from the Go module proxy (tools/go/build npd crictl, cached outside
-the tree), then runs three watchers at once against ONE sandbox (dockerd 20.10 on containerd 1.6),
-each writing to its own Kubernetes API double, so conditions and API writes are per tool:
+the tree), then runs three watchers at once against ONE sandbox (dockerd 20.10 on containerd 1.6)
+and the real API server of the tests (benchmarks/peer_kube.py). Each tool has its own Node and its
+own ServiceAccount, so conditions are read per Node and API writes counted per identity from the
+audit log:
 
 - `npd`: node-problem-detector with its shipped `health-checker-docker.json` and
   `health-checker-containerd.json`, changed only where this machine needs it: the health-checker
@@ -15,10 +18,13 @@ each writing to its own Kubernetes API double, so conditions and API writes are 
   to the args). Conditions `DockerdUnhealthy` / `ContainerdUnhealthy`.
 
 Per fault and injection (random phase: 0-10 s after the previous one healed): time from the fault
-to each tool's condition True on its Node, and from the repair to False again (capped). Steady:
-RSS of each tool's process tree (children included, sampled every 0.5 s, mean of the sums), CPU of
-the tree (utime+stime+cutime+cstime), API writes per hour over the healthy windows. Load: healthy
-`docker run` workers; any True is a false raise.
+to each tool's condition True on its Node, and from the repair to False again (capped). The crash
+loop restarts every tool after each injection instead: nodeprobe holds DockerdRestartLoop until
+10 quiet minutes pass, so a restart is what makes the next injection independent. Steady: RSS
+of each tool's process tree (children included, sampled every 0.5 s, mean of the sums), CPU of
+the tree (utime+stime+cutime+cstime), API writes per hour over the healthy windows. Load:
+healthy `docker run` workers; any True is a false raise. The machine's load average is sampled
+every 30 s throughout.
 """
 
 from __future__ import annotations
@@ -30,22 +36,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from benchmarks.agent_load import CLK_TCK, DefaultAgent, Load
-from benchmarks.apidouble.fixtures import kube_double
-from benchmarks.apidouble.objects import kubelet_node
+from benchmarks.agent_load import DefaultAgent, Load
+from benchmarks.peer_kube import PeerKube, peer_kube
+from benchmarks.peer_measure import loadavg, sampling, tree_cpu_s
 from benchmarks.stats import summarize
 from tests.harness.runtimes import GO_BUILD, ROOT, Sandbox, go_versions, tools_cache
-from tests.integration.agent.agent_process import NODE, free_port, terminate
+from tests.integration.agent.agent_process import free_port, terminate
 
 DETECT_CAP_S = 120.0
 """Longest wait for a tool to raise (NPD's shipped docker check times out `docker ps` at 60 s)."""
@@ -75,47 +78,62 @@ def shipped_configs() -> Path:
 
 @dataclass
 class Tool:
+    """One watcher: its Node, its identity, and how to (re)start it."""
+
     name: str
     conditions: tuple[str, ...]
-    kube: Any
-    proc: subprocess.Popen[bytes] | None = None
-    agent: DefaultAgent | None = None
+    kube: PeerKube
+    user: str
+    launch: Callable[[Tool], subprocess.Popen[bytes] | DefaultAgent]
+    running: subprocess.Popen[bytes] | DefaultAgent | None = None
     samples: list[float] = field(default_factory=list)
 
     @property
+    def node(self) -> str:
+        return f"peer-{self.name.replace('+', '-')}"
+
+    @property
     def pid(self) -> int:
-        if self.agent is not None:
-            return self.agent.proc.pid
-        assert self.proc is not None
-        return self.proc.pid
+        assert self.running is not None
+        return self.running.proc.pid if isinstance(self.running, DefaultAgent) \
+            else self.running.pid
+
+    def start(self) -> Tool:
+        self.running = self.launch(self)
+        return self
 
     def raised(self) -> bool:
-        node = self.kube.get("nodes", NODE) or {}
         return any(c["type"] in self.conditions and c["status"] == "True"
-                   for c in node.get("status", {}).get("conditions") or [])
+                   for c in self.kube.conditions(self.node))
 
     def stop(self) -> None:
-        if self.agent is not None:
-            self.agent.stop()
-        if self.proc is not None:
-            terminate(self.proc)
+        if isinstance(self.running, DefaultAgent):
+            self.running.stop()
+        elif self.running is not None:
+            terminate(self.running)
+        self.running = None
 
 
-def _server(kubeconfig: Path) -> str:
-    return str(yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"])
+def npd(monitors: list[Path], kubeconfig: Path, sandbox: Sandbox, bins: dict[str, Path],
+        base: Path) -> Callable[[Tool], subprocess.Popen[bytes]]:
+    """NPD with its k8s exporter on the tool's Node, authenticated by `kubeconfig` only."""
+    server = json.loads(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+
+    def launch(tool: Tool) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "DOCKER_HOST": f"unix://{sandbox.dockerd.socket}",
+               "NODE_NAME": tool.node}
+        argv = [str(bins["npd"]), "--config.custom-plugin-monitor=" + ",".join(map(str, monitors)),
+                f"--apiserver-override={server}?inClusterConfig=false&auth={kubeconfig}",
+                f"--hostname-override={tool.node}", f"--port={free_port()}",
+                "--prometheus-port=0", "--logtostderr"]
+        with (base / f"{tool.node}.log").open("ab") as log:
+            return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    return launch
 
 
-def start_npd(name: str, monitors: list[Path], kube: Any, sandbox: Sandbox, bins: dict[str, Path],
-              base: Path, conditions: tuple[str, ...]) -> Tool:
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sandbox.dockerd.socket}", "NODE_NAME": NODE}
-    argv = [str(bins["npd"]), "--config.custom-plugin-monitor=" + ",".join(map(str, monitors)),
-            f"--apiserver-override={_server(kube.kubeconfig)}?inClusterConfig=false"
-            f"&auth={kube.kubeconfig}",
-            f"--hostname-override={NODE}", f"--port={free_port()}", "--prometheus-port=0",
-            "--logtostderr"]
-    with (base / f"{name}.log").open("wb") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return Tool(name, conditions, kube, proc=proc)
+def agent(kubeconfig: Path, sandbox: Sandbox, base: Path) -> Callable[[Tool], DefaultAgent]:
+    return lambda tool: DefaultAgent(sandbox, base, kubeconfig=kubeconfig, node=tool.node)
 
 
 def npd_monitors(base: Path, sandbox: Sandbox, bins: dict[str, Path]) -> list[Path]:
@@ -146,63 +164,6 @@ def check_monitor(base: Path, sandbox: Sandbox) -> list[Path]:
     path = base / "npd-nodeprobe-check.json"
     path.write_text(json.dumps(body, indent=2))
     return [path]
-
-
-# ---- process-tree accounting ------------------------------------------------------------------
-
-
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(d.name))
-    return kids
-
-
-def tree_rss(pid: int, kids: dict[int, list[int]]) -> float:
-    total, stack = 0.0, [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-        stack.extend(kids.get(p, []))
-    return total
-
-
-def tree_cpu_s(pid: int) -> float:
-    """utime+stime of the process and of every child it has reaped (cutime+cstime)."""
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in f[11:15]) / CLK_TCK
-
-
-@contextmanager
-def sampling(tools: list[Tool]) -> Iterator[None]:
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            kids = _children()
-            for t in tools:
-                t.samples.append(tree_rss(t.pid, kids))
-            stop.wait(0.5)
-
-    for t in tools:
-        t.samples.clear()
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(5)
 
 
 # ---- faults -----------------------------------------------------------------------------------
@@ -242,21 +203,45 @@ class CrashLoop:
             self.down, self.next_at = True, now + 1.0
 
 
-FAULTS: dict[str, tuple[Callable[[Sandbox], Any], Callable[[Sandbox], None]]] = {
-    "dockerd hung (SIGSTOP)": (lambda s: s.dockerd.hang(), lambda s: s.dockerd.resume()),
-    "containerd hung (SIGSTOP)": (lambda s: s.containerd.hang(), lambda s: s.containerd.resume()),
-    "dockerd killed (SIGKILL)": (lambda s: s.dockerd.crash(), lambda s: s.heal()),
-    "containerd killed (SIGKILL)": (lambda s: s.containerd.crash(), lambda s: s.heal()),
-    "dockerd crash-looping (killed every 5 s, back after 1 s)": (CrashLoop, lambda s: s.heal()),
+RESTARTED = "restarted after each injection"
+"""Faults after which every tool is restarted instead of waiting for its clear."""
+
+FAULTS: dict[str, tuple[Callable[[Sandbox], Any], Callable[[Sandbox], None], bool]] = {
+    "dockerd hung (SIGSTOP)": (lambda s: s.dockerd.hang(), lambda s: s.dockerd.resume(), False),
+    "containerd hung (SIGSTOP)": (lambda s: s.containerd.hang(), lambda s: s.containerd.resume(),
+                                  False),
+    "dockerd killed (SIGKILL)": (lambda s: s.dockerd.crash(), lambda s: s.heal(), False),
+    "containerd killed (SIGKILL)": (lambda s: s.containerd.crash(), lambda s: s.heal(), False),
+    "dockerd crash-looping (killed every 5 s, back after 1 s)": (CrashLoop, lambda s: s.heal(),
+                                                                 True),
 }
 
 
-def run_faults(tools: list[Tool], sandbox: Sandbox, injections: int,
-               rng: random.Random) -> dict[str, dict[str, tuple[list[float], int, list[float]]]]:
-    """{fault: {tool: (detection times, misses, clear times)}}."""
-    results: dict[str, dict[str, tuple[list[float], int, list[float]]]] = {}
-    for fault, (inject, heal) in FAULTS.items():
-        per = {t.name: ([], 0, []) for t in tools}  # type: ignore[var-annotated]
+def restart_all(tools: list[Tool]) -> None:
+    """Fresh processes: nodeprobe forgets the loop it holds for 10 quiet minutes; NPD too."""
+    for t in tools:
+        t.stop()
+        t.start()
+
+
+@dataclass
+class Outcomes:
+    """One tool's results for one fault."""
+
+    detected: list[float] = field(default_factory=list)
+    missed: int = 0
+    cleared: list[float] = field(default_factory=list)
+    not_cleared: int = 0
+    """Raised, and still True CLEAR_CAP_S after the repair (then every tool is restarted)."""
+
+
+def run_faults(tools: list[Tool], sandbox: Sandbox, injections: int, rng: random.Random,
+               only: list[str]) -> dict[str, dict[str, Outcomes]]:
+    results: dict[str, dict[str, Outcomes]] = {}
+    for fault, (inject, heal, restart) in FAULTS.items():
+        if only and not any(word in fault for word in only):
+            continue
+        per = {t.name: Outcomes() for t in tools}
         for i in range(injections):
             time.sleep(rng.uniform(0, 10))  # random phase against every tool's interval
             t0 = time.monotonic()
@@ -267,27 +252,46 @@ def run_faults(tools: list[Tool], sandbox: Sandbox, injections: int,
             finally:
                 heal(sandbox)
             t1 = time.monotonic()
+            if restart:
+                restart_all(tools)
             cleared = watch(tools, False, t1, CLEAR_CAP_S)
+            if not all(v is not None for v in cleared.values()):
+                restart_all(tools)  # independence of the next injection comes first
+                healthy = watch(tools, False, time.monotonic(), CLEAR_CAP_S)
+                assert all(v is not None for v in healthy.values()), f"not healthy: {healthy}"
             for name, seconds in raised.items():
-                det, miss, clr = per[name]
+                got, took = per[name], cleared[name]
                 if seconds is None:
-                    per[name] = (det, miss + 1, clr)
+                    got.missed += 1
+                    continue
+                got.detected.append(seconds)
+                if restart:
+                    continue
+                if took is None:
+                    got.not_cleared += 1
                 else:
-                    det.append(seconds)
-                    if cleared[name] is not None:
-                        clr.append(cleared[name])  # type: ignore[arg-type]
-            print(f"{fault} #{i + 1}: raised {raised}, cleared {cleared}", file=sys.stderr,
+                    got.cleared.append(took)
+            print(f"{time.strftime('%H:%M:%S')} {fault} #{i + 1}: raised {raised}, "
+                  f"cleared {cleared}{' (restarted)' if restart else ''}", file=sys.stderr,
                   flush=True)
         results[fault] = per
     return results
 
 
-def _cell(values: list[float], misses: int, n: int) -> str:
-    if not values:
+def _cell(got: Outcomes, n: int) -> str:
+    if not got.detected:
         return f"not detected (0/{n} within {DETECT_CAP_S:g} s)"
-    s = summarize(values)
-    miss = f", {misses}/{n} missed" if misses else ""
-    return f"{s.median:.1f} / {s.p95:.1f} s{miss}"
+    s = summarize(got.detected)
+    miss = f", {got.missed}/{n} missed" if got.missed else ""
+    cell = f"{s.median:.1f} / {s.p95:.1f} s{miss}"
+    late = f"{got.not_cleared}/{len(got.detected)} not within {CLEAR_CAP_S:g} s"
+    if got.cleared:
+        c = summarize(got.cleared)
+        cell += f" (clear {c.median:.1f} / {c.p95:.1f} s" + (f", {late})" if got.not_cleared
+                                                             else ")")
+    elif got.not_cleared:
+        cell += f" (clear: {late})"
+    return cell
 
 
 def _ratio(a: list[float], b: list[float]) -> str:
@@ -296,23 +300,17 @@ def _ratio(a: list[float], b: list[float]) -> str:
     return f"{summarize(a).p95 / summarize(b).p95:.1f}x"
 
 
-def report(tools: list[Tool], faults: dict[str, Any], steady: dict[str, dict[str, float]],
-           load: dict[str, Any], injections: int) -> str:
+def report(tools: list[Tool], faults: dict[str, dict[str, Outcomes]],
+           steady: dict[str, dict[str, float]], load: dict[str, Any], injections: int) -> str:
     names = [t.name for t in tools]
     head = "| fault: p50 / p95 to the Node condition (clear) | " + " | ".join(names) + \
-        " | p95 ratio npd / nodeprobe |"
+        " | ratio npd / nodeprobe (faults: p95) |"
     lines = [head, "|---" * (len(names) + 2) + "|"]
     for fault, per in faults.items():
-        cells = []
-        for name in names:
-            det, miss, clr = per[name]
-            cell = _cell(det, miss, injections)
-            if clr:
-                c = summarize(clr)
-                cell += f" (clear {c.median:.1f} / {c.p95:.1f} s)"
-            cells.append(cell)
-        lines.append(f"| {fault} | " + " | ".join(cells) + " | "
-                     + _ratio(per["npd"][0], per["nodeprobe"][0]) + " |")
+        cells = [_cell(per[name], injections) for name in names]
+        label = f"{fault}, {RESTARTED}" if FAULTS[fault][2] else fault
+        lines.append(f"| {label} | " + " | ".join(cells) + " | "
+                     + _ratio(per["npd"].detected, per["nodeprobe"].detected) + " |")
     for label, key, fmt in (("steady RSS, process + children (MiB, mean of sums)", "rss", "{:.1f}"),
                             ("CPU, process + children (% of a core)", "cpu", "{:.2f}"),
                             ("API writes per hour (healthy windows)", "writes", "{:.0f}")):
@@ -325,39 +323,55 @@ def report(tools: list[Tool], faults: dict[str, Any], steady: dict[str, dict[str
     return "\n".join(lines)
 
 
+def false_raises(tools: list[Tool], seconds: float) -> dict[str, int]:
+    raises = {t.name: 0 for t in tools}
+    was = {t.name: False for t in tools}
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        for t in tools:
+            now = t.raised()
+            raises[t.name] += int(now and not was[t.name])
+            was[t.name] = now
+        time.sleep(0.5)  # polling real state
+    return raises
+
+
 def main(argv: list[str] | None = None) -> None:
     args = argv if argv is not None else sys.argv[1:]
     injections = int(args[0]) if args else 10
     steady_s = float(args[1]) if len(args) > 1 else 300.0
     load_s = float(args[2]) if len(args) > 2 else 600.0
+    only = args[3].split(",") if len(args) > 3 else []
     rng = random.Random(12)
     bins = build_peer()
     base = Path(tempfile.mkdtemp(prefix="np-peer-", dir="/tmp"))
     sandbox = Sandbox(base)
     tools: list[Tool] = []
+    loads: list[float] = []
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, base, ignore_errors=True)
         stack.callback(sandbox.stop)
-        kubes = [stack.enter_context(kube_double()) for _ in range(3)]
-        for kube in kubes:
-            kube.put_object(kubelet_node(NODE))
+        stack.enter_context(loadavg(loads))
+        kube = stack.enter_context(peer_kube(["peer-npd", "peer-nodeprobe", "peer-npd-check"]))
         sandbox.start()
         sandbox.import_busybox()
+        ids = {name: kube.identity(name) for name in ("npd", "nodeprobe", "npd-check")}
         tools = [
-            start_npd("npd", npd_monitors(base, sandbox, bins), kubes[0], sandbox, bins, base,
-                      ("ContainerRuntimeUnhealthy",)),
-            Tool("nodeprobe", ("ContainerRuntimeUnavailable",), kubes[1],
-                 agent=DefaultAgent(sandbox, base, kubeconfig=kubes[1].kubeconfig)),
-            start_npd("npd+check", check_monitor(base, sandbox), kubes[2], sandbox, bins, base,
-                      ("DockerdUnhealthy", "ContainerdUnhealthy")),
+            Tool("npd", ("ContainerRuntimeUnhealthy",), kube, ids["npd"][1],
+                 npd(npd_monitors(base, sandbox, bins), ids["npd"][0], sandbox, bins, base)),
+            Tool("nodeprobe", ("ContainerRuntimeUnavailable",), kube, ids["nodeprobe"][1],
+                 agent(ids["nodeprobe"][0], sandbox, base)),
+            Tool("npd+check", ("DockerdUnhealthy", "ContainerdUnhealthy"), kube,
+                 ids["npd-check"][1],
+                 npd(check_monitor(base, sandbox), ids["npd-check"][0], sandbox, bins, base)),
         ]
         for t in tools:
+            t.start()
             stack.callback(t.stop)
         started = watch(tools, False, time.monotonic(), 60)
         assert all(v is not None for v in started.values()), f"not healthy at start: {started}"
         time.sleep(20)  # warm-up of a measurement: every tool has run its checks
-        for kube in kubes:
-            kube.reset_counters()
+        mark = kube.mark()
         cpu0 = {t.name: tree_cpu_s(t.pid) for t in tools}
         t0 = time.monotonic()
         with sampling(tools):
@@ -368,26 +382,24 @@ def main(argv: list[str] | None = None) -> None:
                   for t in tools}
         load_runner = Load(sandbox)
         load_runner.start()
-        raises = {t.name: 0 for t in tools}
-        t_load = time.monotonic()
-        was = {t.name: False for t in tools}
-        while time.monotonic() - t_load < load_s:
-            for t in tools:
-                now = t.raised()
-                raises[t.name] += int(now and not was[t.name])
-                was[t.name] = now
-            time.sleep(0.5)  # polling real state
+        raises = false_raises(tools, load_s)
         load_runner.stop()
-        healthy_s = wall + (time.monotonic() - t_load)
-        for t, kube in zip(tools, kubes, strict=True):
-            steady[t.name]["writes"] = kube.writes() * 3600 / healthy_s
+        healthy_s = time.monotonic() - t0
+        writes = kube.writes(mark)
+        for t in tools:
+            steady[t.name]["writes"] = writes[t.user] * 3600 / healthy_s
         load = {"seconds": load_s, "runs": load_runner.runs, "imports": load_runner.imports,
                 **raises}
-        faults = run_faults(tools, sandbox, injections, rng)
+        faults = run_faults(tools, sandbox, injections, rng, only)
+        refused = {t.name: dict(kube.rejected(t.user)) for t in tools}
     v = go_versions()
-    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; node-problem-detector "
-          f"{v['NPD']}, crictl {v['CRI_TOOLS']}, dockerd 20.10 + containerd 1.6 (Debian); "
-          f"{injections} injections per fault; steady {steady_s:g} s, load {load_s:g} s")
+    ld = summarize(loads)
+    print(f"machine: {os.cpu_count()} cores, 1-min load average median {ld.median:.1f} "
+          f"(min {ld.minimum:.1f}, max {ld.maximum:.1f}; {ld.n} samples every 30 s); "
+          f"node-problem-detector {v['NPD']}, crictl {v['CRI_TOOLS']}, dockerd 20.10 + "
+          f"containerd 1.6 (Debian), kube-apiserver {v['KUBERNETES']}; {injections} "
+          f"injections per fault; steady {steady_s:g} s, load {load_s:g} s; requests the API "
+          f"server refused, per tool: {refused}")
     print(report(tools, faults, steady, load, injections))
 
 

@@ -376,9 +376,9 @@ class KubeCluster:
         return str(reply["status"]["token"])
 
     def token_kubeconfig(self, path: Path, namespace: str, service_account: str, *,
-                         pod: str | None = None) -> Path:
+                         pod: str | None = None, seconds: int = 3600) -> Path:
         """A kubeconfig that authenticates only as that ServiceAccount."""
-        token = self.token(namespace, service_account, pod=pod)
+        token = self.token(namespace, service_account, pod=pod, seconds=seconds)
         self._write_kubeconfig(path, {"token": token})
         return path
 
