@@ -168,7 +168,9 @@ class Judge:
         )
 
     def _answers_late(self, key: Key, now: float) -> bool:
-        """This check's last call kept past its deadline answered, within the horizon."""
+        """This check's last call kept past its deadline answered, within the horizon, and no
+        call has answered in time since (a resumed daemon answers its held calls late at once:
+        that is no evidence about the next hang)."""
         late = self._late.get(key)
         return late is not None and now - late[0] <= self._config.judge.horizon
 
@@ -187,6 +189,8 @@ class Judge:
             self._record_late(key, obs, now)
             return
         self._latest[key] = obs
+        if obs.outcome in (Outcome.OK, Outcome.SLOW):
+            self._late.pop(key, None)  # it answers in time again: a new hang is judged afresh
         if key == (Runtime.CONTAINERD, Check.PROCESS):
             self._orphans, surplus = shims.observe(self._orphans, self._latest.values(),
                                                    self._config)

@@ -295,6 +295,28 @@ def test_a_call_that_reaches_the_horizon_ends_the_benefit_of_the_doubt() -> None
     assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
 
 
+def test_a_daemon_hung_again_after_answering_in_time_is_hung_at_once() -> None:
+    """SIGCONT releases the held calls (late answers), the daemon answers in time, then hangs
+    again within the horizon: the old late answers forgive nothing of the new hang."""
+    judge = make(checks=[(D, Check.DOCKER_PING)])
+    now = T0
+    judge.observe(ping(Outcome.OK, now, latency=0.01), now=now)
+    for _ in range(3):
+        now += 3
+        judge.observe(ping(Outcome.HUNG, now - 3), now=now)
+    assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
+    now += 1  # resumed: the kept call answers late
+    judge.observe(ping(Outcome.SLOW, now - 10, latency=10.0, late=True), now=now)
+    for _ in range(3):
+        now += 2
+        judge.observe(ping(Outcome.OK, now, latency=0.01), now=now)
+    assert status(judge) == (Status.FALSE, Reason.HEALTHY)
+    for _ in range(2):  # hung again 7 s after the late answer, well within the 30 s horizon
+        now += 3
+        judge.observe(ping(Outcome.HUNG, now - 3), now=now)
+    assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
+
+
 def test_a_never_answering_daemon_is_hung_as_fast_as_without_a_horizon() -> None:
     judge, clock = make(), Clock()
     round_(judge, clock)
