@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -58,9 +58,7 @@ def tree_cpu_s(pid: int) -> float:
 
 @contextmanager
 def sampling(tools: Sequence[Sampled]) -> Iterator[None]:
-    stop = threading.Event()
-
-    def run() -> None:
+    def run(stop: threading.Event) -> None:
         while not stop.is_set():
             kids = _children()
             for t in tools:
@@ -69,25 +67,26 @@ def sampling(tools: Sequence[Sampled]) -> Iterator[None]:
 
     for t in tools:
         t.samples.clear()
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
+    with _background(run):
         yield
-    finally:
-        stop.set()
-        thread.join(5)
 
 
 @contextmanager
 def loadavg(samples: list[float]) -> Iterator[None]:
     """The machine's 1-minute load average every 30 s (the machine is shared)."""
-    stop = threading.Event()
-
-    def run() -> None:
+    def run(stop: threading.Event) -> None:
         while not stop.wait(0 if not samples else 30):
             samples.append(os.getloadavg()[0])
 
-    thread = threading.Thread(target=run, daemon=True)
+    with _background(run):
+        yield
+
+
+@contextmanager
+def _background(run: Callable[[threading.Event], None]) -> Iterator[None]:
+    """`run(stop)` in a daemon thread for the body of the with-block."""
+    stop = threading.Event()
+    thread = threading.Thread(target=run, args=(stop,), daemon=True)
     thread.start()
     try:
         yield
