@@ -167,15 +167,25 @@ def cri_containerd(*, sandbox_image: str, build: ContainerdBuild | None = None,
     config = base / "config.toml"
     build = build or containerd_build()
     config.write_text(containerd_config(base, sandbox_image=sandbox_image, runc=runc))
-    daemon = Containerd(name="containerd-cri", argv=[build.binary, "--config", str(config)],
-                        socket=base / "containerd.sock", log=base / "containerd.log",
-                        env=build.env)
+    with containerd_in(base, name="containerd-cri", argv=[build.binary, "--config", str(config)],
+                       env=build.env, reap=True) as daemon:
+        yield daemon
+
+
+@contextlib.contextmanager
+def containerd_in(base: Path, *, name: str, argv: list[str], env: dict[str, str] | None = None,
+                  reap: bool = False) -> Iterator[Containerd]:
+    """A containerd with its socket and log in `base`, for the with-block; then stopped, its
+    shims reaped when asked, and `base` removed."""
+    daemon = Containerd(name=name, argv=argv, socket=base / "containerd.sock",
+                        log=base / "containerd.log", env=env)
     try:
         daemon.start()
         yield daemon
     finally:
         daemon.stop()
-        reap_shims(daemon.socket)
+        if reap:
+            reap_shims(daemon.socket)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -3,7 +3,6 @@ on both CRI versions. Recognised: CRI skipped with a note, no error, the process
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from nodeprobe.model import Check, Outcome, Runtime, Value
 from nodeprobe.probes.cri import CRI_DISABLED, INFO_CRI_API, CriProbe
 from nodeprobe.probes.process import ProcessProbe
 from tests.harness.runtimes import Containerd, which
+from tests.integration.probes.cri_support import containerd_in
 
 
 @pytest.fixture
@@ -35,15 +35,9 @@ def containerd_without_cri() -> Iterator[Containerd]:
         f'  address = "{base / "containerd.sock.ttrpc"}"',
         "",
     ]))
-    daemon = Containerd(name="containerd-nocri", argv=[which("containerd"), "--config",
-                                                       str(config)],
-                        socket=base / "containerd.sock", log=base / "containerd.log")
-    try:
-        daemon.start()
+    with containerd_in(base, name="containerd-nocri",
+                       argv=[which("containerd"), "--config", str(config)]) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_cri_disabled_is_skipped_with_a_note_and_the_process_still_probed(

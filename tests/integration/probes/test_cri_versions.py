@@ -7,7 +7,6 @@ v1 on both, never call v1alpha2 when v1 answers, and, when a 2.x containerd has 
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.harness.runtimes import (
     containerd_build,
     containerd_config,
 )
+from tests.integration.probes.cri_support import containerd_in
 
 DEADLINE = 5.0
 
@@ -71,16 +71,10 @@ def containerd_2_without_cri() -> Iterator[Containerd]:
         'disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.grpc.v1.cri"]')
     assert "io.containerd.grpc.v1.cri\"]" in config
     (base / "config.toml").write_text(config)
-    daemon = Containerd(name="containerd-2-no-cri",
-                        argv=[build.binary, "--config", str(base / "config.toml")],
-                        socket=base / "containerd.sock", log=base / "containerd.log",
-                        env=build.env)
-    try:
-        daemon.start()
+    with containerd_in(base, name="containerd-2-no-cri",
+                       argv=[build.binary, "--config", str(base / "config.toml")],
+                       env=build.env) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_containerd_2_without_cri_is_recognised_not_an_error(
