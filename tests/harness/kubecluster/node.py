@@ -7,9 +7,9 @@ finds), /var/lib (kubelet's root dir and its hard-coded device-plugins dir) and 
 (/var/log/pods and the hard-coded /var/log/containers), and the sysctl files kubelet and the CNI
 bridge write are bind-mounted copies. /run is a shared mount in that namespace, as on a systemd
 node, so the chart's HostToContainer mounts of it work without touching the host's `/`.
-Outside the namespace the node adds, and removes on stop: the CNI bridge (with the API
-server's service address on it, relayed to the API server by socat: there is no kube-proxy, it
-would edit the host's iptables) and kubelet's `kubepods` cgroups.
+Outside the namespace the node adds, and removes on stop: the CNI bridge, a dummy interface
+with the API server's service address (relayed to the API server by socat: there is no
+kube-proxy, it would edit the host's iptables) and kubelet's `kubepods` cgroups.
 
 The node is named `localhost`: kubelet refuses a loopback node IP, and the API server reaches
 kubelet (logs, exec) by that hostname on 127.0.0.1.
@@ -45,11 +45,14 @@ SERVICE_IP = "10.96.0.1"
 """The `kubernetes` Service's ClusterIP (the first of --service-cluster-ip-range)."""
 POD_SUBNET = "10.233.0.0/24"
 BRIDGE = "np-cni0"
+SERVICE_LINK = "np-svc0"
 IN_NS_SOCKET = "/run/containerd/containerd.sock"
 SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
            "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward")
 """What kubelet (and the bridge plugin) write; copies are bind-mounted over them in the node."""
 CGROUP = Path("/sys/fs/cgroup")
+HOST_PATHS = ("/var/lib/kubelet", "/var/log/containers", "/var/log/pods")
+"""kubelet's own paths on a host (the node keeps them in its namespace)."""
 
 
 def _ip(*args: str, check: bool = True) -> None:
@@ -75,6 +78,7 @@ class RealNode:
         """Which containerd runs the node (runtimes.CONTAINERDS: 2.x by default, or 1.6)."""
         self.host_sysctls: dict[str, str] = {}
         """The host's values of SYSCTLS when the node started (the node writes copies)."""
+        self._host_paths = {p: Path(p).exists() for p in HOST_PATHS}
 
     # the mount namespace
 
@@ -125,7 +129,7 @@ class RealNode:
                 "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]],
                          "routes": [{"dst": "0.0.0.0/0"}],
                          "dataDir": "/var/lib/cni/networks"},
-            }, {"type": "loopback"}],
+            }],  # the CRI sets up each pod's `lo` itself, with the loopback plugin
         }))
         cri = 'plugins."io.containerd.grpc.v1.cri"'
         config = self.base / "containerd.toml"
@@ -172,9 +176,12 @@ class RealNode:
     # network: the bridge and the service address (no kube-proxy)
 
     def _network(self) -> None:
-        _ip("link", "add", BRIDGE, "type", "bridge")
-        _ip("addr", "add", f"{SERVICE_IP}/32", "dev", BRIDGE)
-        _ip("link", "set", BRIDGE, "up")
+        # On an interface of its own (a port-less bridge): the bridge plugin refuses a bridge with
+        # other addresses.
+        # A pod's packets to it arrive over the bridge and are delivered locally.
+        _ip("link", "add", SERVICE_LINK, "type", "bridge")  # no dummy module on every VM
+        _ip("addr", "add", f"{SERVICE_IP}/32", "dev", SERVICE_LINK)
+        _ip("link", "set", SERVICE_LINK, "up")
         self._relay.argv = [which("socat"), f"TCP-LISTEN:443,bind={SERVICE_IP},fork,reuseaddr",
                             f"TCP:127.0.0.1:{self.cluster.port}"]
         self._relay.start()
@@ -256,7 +263,18 @@ class RealNode:
             self._kill_namespace()
         _remove_cgroup_tree()
         self._relay.stop()
-        _ip("link", "del", BRIDGE, check=False)
+        for link in (BRIDGE, SERVICE_LINK):
+            _ip("link", "del", link, check=False)
+
+    def leftovers(self) -> list[str]:
+        """What of the node is still on the host after stop(): nothing, when all went well."""
+        left = [f"cgroup {d}" for d in _kubepods()]
+        left += [f"network interface {link}" for link in (BRIDGE, SERVICE_LINK)
+                 if Path("/sys/class/net", link).exists()]
+        left += [f"sysctl {k} changed" for k, v in self.host_sysctls.items()
+                 if Path("/proc/sys", k).read_text() != v]
+        left += [p for p, was in self._host_paths.items() if Path(p).exists() and not was]
+        return left
 
     def _kill_namespace(self) -> None:
         """SIGKILL whatever still runs in the node's mount namespace (shims), then its holder."""
@@ -315,3 +333,6 @@ def real_node(cluster: KubeCluster, base: Path, *, containerd: str = CONTAINERD_
     finally:
         node.stop()
         shutil.rmtree(base, ignore_errors=True)
+    left = node.leftovers()
+    if left:
+        raise ClusterError(f"the node left on the host: {', '.join(left)}")
