@@ -227,6 +227,14 @@ class RealNode:
         _wait_until(self.ready, timeout_s=START_TIMEOUT_S, what="the node Ready",
                     log=self.kubelet.log)
 
+    def restart_kubelet(self) -> None:
+        """kubelet stopped and started again (the pods keep running); it forgets its cached
+        service account tokens, so it requests new ones and rewrites every pod's token file."""
+        self.kubelet.stop()
+        self.kubelet.start()
+        _wait_until(self.ready, timeout_s=START_TIMEOUT_S, what="the node Ready again",
+                    log=self.kubelet.log)
+
     def condition(self, kind: str) -> dict[str, Any] | None:
         status, node = self.cluster.request("GET", f"/api/v1/nodes/{NODE}")
         if status != 200:
@@ -245,6 +253,7 @@ class RealNode:
     # lifecycle
 
     def start(self) -> RealNode:
+        self.base.mkdir(parents=True, exist_ok=True)
         self._namespace()
         self._network()
         self._start_containerd()

@@ -31,7 +31,10 @@ def test_what_the_chart_defaults_let_the_agent_read(node_release: Release,
                   Check.CRI_LIST_CONTAINERS, Check.CRI_IMAGE_FS_INFO):
         assert rows[("containerd", check)]["outcome"] == Outcome.OK, rows[("containerd", check)]
     process = rows[("containerd", Check.PROCESS)]
-    # Without hostPID the socket's peer pid is 0, so the process is found by name in /host/proc.
     assert process["outcome"] == Outcome.OK, process
+    # The daemon behind the socket kubelet uses, not another containerd of the host (this one
+    # runs the tests' private containerds beside it).
+    assert healthy_node.containerd is not None
+    assert process["values"][Value.PID] == healthy_node.containerd.pid, process["detail"]
     assert {Value.RSS_ANON_BYTES, Value.CGROUP_ANON_BYTES, Value.SHIMS} <= set(process["values"])
     assert process["values"][Value.SHIMS] >= 3, process  # agent + 2 operator pods, at least
