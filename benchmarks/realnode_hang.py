@@ -131,9 +131,9 @@ def _table(rows: list[tuple[float | None, float | None]], loads: list[float],
     for i, (np_s, kl_s) in enumerate(rows, 1):
         out.append(f"| {i} | {_s(np_s)} | {_s(kl_s)} |")
     for name, col in (("nodeprobe", 0), ("kubelet", 1)):
-        got = [r[col] for r in rows if r[col] is not None]
+        got = [x for x in (r[col] for r in rows) if x is not None]
         if got:
-            out.append(f"\n{name}: {summarize([float(x) for x in got]).row('s')}")
+            out.append(f"\n{name}: {summarize(got).row('s')}")
     out.append(f"\nagent pod restarts during the hangs: {restarts}; its peak memory "
                f"{peak_mib:.0f} MiB (cgroup, page cache included) of its 192 MiB limit; "
                f"load average (1 min) {min(loads, default=0):.1f}-{max(loads, default=0):.1f}; "
