@@ -32,13 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("nodeprobe.agent")
 
 EXIT_CONFIG = 2
-NOTHING_TO_PROBE = (
-    "nothing to probe: no dockerd or containerd socket found. Give the socket's host path: "
-    "with the Helm chart, the value agent.containerd.socket (or agent.docker.socket); in the "
-    "config file, containerd.socket (or docker.socket); on the command line, "
-    "--containerd-socket (or --docker-socket)")
-"""What a user reads in the agent's log (CrashLoopBackOff in a pod): the chart value first, as
-most agents run from the chart, whose pod takes no command-line flags."""
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -101,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     probes = build_probes(config, endpoints)
     disabled_checks(config, probes)
     if not probes:
-        log.error("%s", NOTHING_TO_PROBE)
+        log.error("nothing to probe: no dockerd or containerd socket found; see --docker-socket, "
+                  "--containerd-socket")
         return EXIT_CONFIG
     missing = canary_image_problems(probes)
     if missing:
