@@ -7,6 +7,7 @@ subcommand so `nodeprobe check` never pays for the Kubernetes client or kopf at 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -82,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nodeprobe.commands import agent
 
         return agent.run(args)
+    if importlib.util.find_spec("kopf") is None:
+        print("nodeprobe operator: kopf is not installed; the operator's dependencies come "
+              "with an extra: pip install 'kube-nodeprobe[operator]'", file=sys.stderr)
+        return 2
     from nodeprobe.commands import operator
 
     return operator.run(args)

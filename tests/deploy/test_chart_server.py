@@ -162,7 +162,7 @@ def test_helm_install_upgrade_uninstall(kubectl: Kubectl, life_namespace: str,
         return str(got["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
 
     before = checksum()
-    kubectl.helm("upgrade", RELEASE, str(h.CHART), "-n", ns, "--reuse-values",
+    kubectl.helm("upgrade", RELEASE, str(h.CHART), "-n", ns, "--reset-then-reuse-values",
                  "--set", "agent.config.judge.raiseAfter=4",
                  "--set", "operator.podDisruptionBudget.enabled=true")
     assert checksum() != before, "a config change must roll the agent pods"
@@ -178,8 +178,10 @@ def test_helm_install_upgrade_uninstall(kubectl: Kubectl, life_namespace: str,
         return (crd["metadata"].get("annotations") or {}).get(CRD_MARKER)
 
     newer = _chart_with_changed_crd(tmp_path)
-    kubectl.helm("upgrade", RELEASE, str(newer), "-n", ns, "--reuse-values")
+    kubectl.helm("upgrade", RELEASE, str(newer), "-n", ns, "--reset-then-reuse-values")
     assert policy_crd_marker() is None, "helm upgrade changed a CRD: docs/install.md is wrong"
+    cm = kubectl.json("get", "configmap", ds, "-n", ns)  # the user's own values survive
+    assert yaml.safe_load(cm["data"]["config.yaml"])["judge"]["raiseAfter"] == 4
     shown = kubectl.helm("show", "crds", str(newer)).stdout
     try:
         kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=shown)
