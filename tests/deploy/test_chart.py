@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from nodeprobe.config import load
+from tests.deploy.umbrella import umbrella_chart
 from tools import helm as h
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +66,9 @@ def _agent_config(values: Path | None) -> dict[str, Any]:
 
 def test_there_is_a_ci_values_file_per_toggle() -> None:
     names = {p.name for p in CI_VALUES}
-    for toggle in ("repair", "operator-disabled", "pdb", "servicemonitor", "prometheusrule",
+    for toggle in ("repair", "operator-disabled", "pdb-disabled", "servicemonitor",
+                   "prometheusrule", "extra-volumes", "sidecars", "topology-spread",
+                   "image-registry", "servicemonitor-relabelings",
                    "rbac-disabled", "containerd-only", "explicit-sockets",
                    "own-node-only-disabled", "persistent-journal-disabled", "journal-only"):
         assert f"{toggle}-values.yaml" in names
@@ -243,9 +246,15 @@ def test_operator_deployment() -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 9104, "liveness": 8080}
-    assert _by_kind(objects, "PodDisruptionBudget") == []
-    pdb = _one(_render(_ci("pdb")), "PodDisruptionBudget")
+    # one node drain cannot take both replicas: spread by default, and a PDB keeps one
+    [term] = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == dep["spec"]["selector"][
+        "matchLabels"]
+    pdb = _one(objects, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == dep["spec"]["selector"]
+    assert _by_kind(_render(_ci("pdb-disabled")), "PodDisruptionBudget") == []
 
 
 def test_operator_disabled_leaves_only_the_agent() -> None:
@@ -448,3 +457,90 @@ def test_manifests_namespace_admits_the_agent() -> None:
     """The agent mounts host paths: Pod Security admits it only at the privileged level."""
     ns = yaml.safe_load((h.MANIFESTS / "namespace.yaml").read_text())
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+def _pod(values: str, component: str) -> dict[str, Any]:
+    kind = "DaemonSet" if component == "agent" else "Deployment"
+    pod: dict[str, Any] = _one(_render(_ci(values)), kind, component)["spec"]["template"]["spec"]
+    return pod
+
+
+def test_extra_volumes_and_mounts_reach_both_pods() -> None:
+    for component, volume, mount in (("agent", "ca-bundle", "/etc/ssl/corp"),
+                                     ("operator", "scratch", "/scratch")):
+        pod = _pod("extra-volumes", component)
+        assert volume in [v["name"] for v in pod["volumes"]]
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts[volume] == mount
+        assert "tmp" in mounts, "the chart's own mounts stay"
+
+
+def test_init_and_sidecar_containers_come_after_the_charts_own() -> None:
+    assert [c["name"] for c in _pod("sidecars", "agent")["containers"]] == ["agent", "log-shipper"]
+    assert [c["name"] for c in _pod("sidecars", "agent")["initContainers"]] == [
+        "wait-for-runtime"]
+    assert [c["name"] for c in _pod("sidecars", "operator")["containers"]] == ["operator", "proxy"]
+    assert "initContainers" not in _one(_render(None), "DaemonSet")["spec"]["template"]["spec"]
+
+
+def test_topology_spread_constraints_for_the_operator() -> None:
+    [constraint] = _pod("topology-spread", "operator")["topologySpreadConstraints"]
+    assert constraint["topologyKey"] == "topology.kubernetes.io/zone"
+
+
+def _image(*set_values: str) -> str:
+    dep = _one(h.objects(h.template(set_values=set_values)), "Deployment", "operator")
+    ds = _one(h.objects(h.template(set_values=set_values)), "DaemonSet", "agent")
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == dep["spec"]["template"][
+        "spec"]["containers"][0]["image"]
+    return str(dep["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def test_a_registry_replaces_the_repositorys_registry_host_and_global_wins() -> None:
+    assert _image() == "ghcr.io/nodeprobe/nodeprobe:0.1.0"
+    assert _image("image.registry=registry.example.com") == (
+        "registry.example.com/nodeprobe/nodeprobe:0.1.0")
+    assert _image("image.registry=r.example.com:5000/proxy", "image.repository=nodeprobe-test",
+                  "image.tag=dev") == "r.example.com:5000/proxy/nodeprobe-test:dev"
+    assert _image("image.repository=localhost:5000/np", "global.imageRegistry=m.example.com",
+                  "image.registry=ignored.example.com") == "m.example.com/np:0.1.0"
+    assert _image("image.repository=nodeprobe-test", "image.tag=dev") == "nodeprobe-test:dev"
+    ds = _pod("image-registry", "agent")
+    assert ds["containers"][0]["image"] == "mirror.example.com/nodeprobe/nodeprobe:0.1.0"
+
+
+def test_servicemonitor_relabelings_follow_the_charts_own() -> None:
+    monitors = {m["metadata"]["labels"]["app.kubernetes.io/component"]: m["spec"]["endpoints"][0]
+                for m in _by_kind(_render(_ci("servicemonitor-relabelings")), "ServiceMonitor")}
+    assert [r.get("targetLabel") for r in monitors["agent"]["relabelings"]] == ["node", "cluster"]
+    assert [r.get("targetLabel") for r in monitors["operator"]["relabelings"]] == ["cluster"]
+    for endpoint in monitors.values():
+        assert endpoint["metricRelabelings"][0]["action"] == "drop"
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"agent": {"extraVolumeMounts": [{"name": "x"}]}}, "mountPath"),
+    ({"operator": {"extraContainers": [{"name": "x"}]}}, "image"),
+    ({"operator": {"topologySpreadConstraints": [{"maxSkew": 1}]}}, "topologyKey"),
+    ({"serviceMonitor": {"relabelings": {"targetLabel": "x"}}}, "relabelings"),
+    ({"image": {"registry": "a b"}}, "registry"),
+    ({"enabled": "yes"}, "enabled"),
+])
+def test_the_schema_checks_the_escape_hatches(tmp_path: Path, values: dict[str, Any],
+                                              message: str) -> None:
+    bad = tmp_path / "bad-values.yaml"
+    bad.write_text(yaml.safe_dump(values))
+    with pytest.raises(h.HelmError, match=message):
+        h.template([bad])
+
+
+def test_an_umbrella_chart_renders_and_lints_with_global_and_a_condition(
+        tmp_path: Path) -> None:
+    umbrella = umbrella_chart(tmp_path)
+    h.lint(chart=umbrella)
+    objects = h.objects(h.template(chart=umbrella))
+    ds = _one(objects, "DaemonSet", "agent")
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
+        "mirror.example.com/nodeprobe/nodeprobe:")
+    off = h.objects(h.template(chart=umbrella, set_values=["nodeprobe.enabled=false"]))
+    assert off == []

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.deploy.kubectl import CRDS, Kubectl, wait
+from tests.deploy.umbrella import umbrella_chart
 from tools import helm as h
 
 pytestmark = pytest.mark.timeout(600)
@@ -56,6 +57,17 @@ def test_every_render_passes_server_side_dry_run(kubectl: Kubectl, crds: None,
     assert proc.returncode == 0, proc.stdout + proc.stderr
     objects = h.objects(text)
     assert proc.stdout.count("(server dry run)") == len(objects), proc.stdout
+
+
+def test_an_umbrella_charts_render_passes_server_side_dry_run(kubectl: Kubectl, crds: None,
+                                                              tmp_path: Path) -> None:
+    """nodeprobe as a dependency (`condition: nodeprobe.enabled`, `global` values)."""
+    kubectl.run("create", "namespace", DRY, check=False)
+    text = h.template(chart=umbrella_chart(tmp_path), include_crds=False, release=DRY,
+                      namespace=DRY)
+    proc = _dry_run(kubectl, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("(server dry run)") == len(h.objects(text)) > 0, proc.stdout
 
 
 def test_server_side_dry_run_refuses_an_invalid_object(kubectl: Kubectl, crds: None) -> None:
