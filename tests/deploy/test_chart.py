@@ -255,6 +255,8 @@ def test_operator_deployment() -> None:
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"] == dep["spec"]["selector"]
     assert _by_kind(_render(_ci("pdb-disabled")), "PodDisruptionBudget") == []
+    one = h.objects(h.template(set_values=["operator.replicas=1"]))
+    assert _by_kind(one, "PodDisruptionBudget") == [], "one replica: a PDB would block drains"
 
 
 def test_operator_disabled_leaves_only_the_agent() -> None:
