@@ -7,7 +7,9 @@ test_chart_server.py. manifests/ must equal a fresh default render.
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import yaml
 
 from nodeprobe.config import load
 from tests.deploy.umbrella import umbrella_chart
+from tests.harness.gotools import tool, versions
 from tools import helm as h
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -410,7 +413,11 @@ def test_monitoring_objects_only_when_enabled() -> None:
 
 def test_prometheus_rule_holds_exactly_the_rules_file() -> None:
     rule = _one(_render(_ci("prometheusrule")), "PrometheusRule")
-    on_disk = yaml.safe_load((h.CHART / "files" / "nodeprobe.rules.yaml").read_text())
+    text = (h.CHART / "files" / "nodeprobe.rules.yaml").read_text()
+    version = yaml.safe_load((h.CHART / "Chart.yaml").read_text())["appVersion"]
+    # by default only the runbook links move, to the runbooks of the version deployed
+    on_disk = yaml.safe_load(text.replace("/nodeprobe/blob/main/docs/runbooks/",
+                                          f"/nodeprobe/blob/v{version}/docs/runbooks/"))
     assert rule["spec"]["groups"] == on_disk["groups"]
 
 
@@ -546,3 +553,18 @@ def test_an_umbrella_chart_renders_and_lints_with_global_and_a_condition(
         "mirror.example.com/nodeprobe/nodeprobe:")
     off = h.objects(h.template(chart=umbrella, set_values=["nodeprobe.enabled=false"]))
     assert off == []
+
+
+def test_helm_template_exactly_as_docs_install_md_writes_it() -> None:
+    """No --kube-version: the suite's helm carries the release build's ldflags (tools/go/build),
+    so it assumes the Kubernetes a user's helm assumes, not v1.20, which fails kubeVersion."""
+    assert h.helm("version", "--template", "{{.Version}}").stdout == versions()["HELM"]
+    [line] = [ln.strip() for ln in (ROOT / "docs" / "install.md").read_text().splitlines()
+              if ln.startswith("helm template ")]
+    argv = shlex.split(line)
+    assert "--kube-version" not in line
+    done = subprocess.run([str(tool("helm")), *argv[1:]], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    kinds = {o["kind"] for o in h.objects(done.stdout)}
+    assert {"DaemonSet", "Deployment", "ValidatingAdmissionPolicy"} <= kinds, kinds
