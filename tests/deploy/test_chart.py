@@ -71,7 +71,8 @@ def test_there_is_a_ci_values_file_per_toggle() -> None:
     names = {p.name for p in CI_VALUES}
     for toggle in ("repair", "operator-disabled", "pdb-disabled", "servicemonitor",
                    "prometheusrule", "extra-volumes", "sidecars", "topology-spread",
-                   "image-registry", "servicemonitor-relabelings",
+                   "image-registry", "servicemonitor-relabelings", "networkpolicy",
+                   "prometheusrule-tuned",
                    "rbac-disabled", "containerd-only", "explicit-sockets",
                    "own-node-only-disabled", "persistent-journal-disabled", "journal-only"):
         assert f"{toggle}-values.yaml" in names
@@ -568,3 +569,25 @@ def test_helm_template_exactly_as_docs_install_md_writes_it() -> None:
     assert done.returncode == 0, done.stderr
     kinds = {o["kind"] for o in h.objects(done.stdout)}
     assert {"DaemonSet", "Deployment", "ValidatingAdmissionPolicy"} <= kinds, kinds
+
+
+def test_network_policies_admit_scrapes_and_probes_and_let_out_dns_and_the_api_server() -> None:
+    assert _by_kind(_render(None), "NetworkPolicy") == []
+    policies = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p["spec"]
+                for p in _by_kind(_render(_ci("networkpolicy")), "NetworkPolicy")}
+    assert set(policies) == {"agent", "operator"}
+    for component, ports in (("agent", {9103}), ("operator", {9104, 8080})):
+        spec = policies[component]
+        kind = "DaemonSet" if component == "agent" else "Deployment"
+        pod_labels = _one(_render(_ci("networkpolicy")), kind, component)["spec"]["template"][
+            "metadata"]["labels"]
+        assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        [ingress] = spec["ingress"]
+        assert {p["port"] for p in ingress["ports"]} == ports
+        assert ingress["from"][0]["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "monitoring"}
+        egress_ports = [{p["port"] for p in rule["ports"]} for rule in spec["egress"]]
+        assert egress_ports == [{53}, {443, 6443}, {9090}]
+    off = h.objects(h.template([_ci("networkpolicy")], set_values=["operator.enabled=false"]))
+    assert [p["metadata"]["labels"]["app.kubernetes.io/component"]
+            for p in _by_kind(off, "NetworkPolicy")] == ["agent"]
