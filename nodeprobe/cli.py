@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                           help="kopf liveness endpoint")
     operator.add_argument("--metrics-port", type=int, default=9104)
+    operator.add_argument("--lease-namespace",
+                          default=os.environ.get("NODEPROBE_LEASE_NAMESPACE"),
+                          help="namespace of the per-node Leases `node-<name>` (default: the "
+                          "operator's own; medik8s-leases interlocks with medik8s)")
     return parser
 
 

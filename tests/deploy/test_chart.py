@@ -72,7 +72,7 @@ def test_there_is_a_ci_values_file_per_toggle() -> None:
     for toggle in ("repair", "operator-disabled", "pdb-disabled", "servicemonitor",
                    "prometheusrule", "extra-volumes", "sidecars", "topology-spread",
                    "image-registry", "servicemonitor-relabelings", "networkpolicy",
-                   "prometheusrule-tuned",
+                   "prometheusrule-tuned", "lease-namespace",
                    "rbac-disabled", "containerd-only", "explicit-sockets",
                    "own-node-only-disabled", "persistent-journal-disabled", "journal-only"):
         assert f"{toggle}-values.yaml" in names
@@ -469,10 +469,14 @@ def test_manifests_namespace_admits_the_agent() -> None:
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
-def _pod(values: str, component: str) -> dict[str, Any]:
+def _pod_of(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
     kind = "DaemonSet" if component == "agent" else "Deployment"
-    pod: dict[str, Any] = _one(_render(_ci(values)), kind, component)["spec"]["template"]["spec"]
+    pod: dict[str, Any] = _one(objects, kind, component)["spec"]["template"]["spec"]
     return pod
+
+
+def _pod(values: str, component: str) -> dict[str, Any]:
+    return _pod_of(_render(_ci(values)), component)
 
 
 def test_extra_volumes_and_mounts_reach_both_pods() -> None:
@@ -591,3 +595,21 @@ def test_network_policies_admit_scrapes_and_probes_and_let_out_dns_and_the_api_s
     off = h.objects(h.template([_ci("networkpolicy")], set_values=["operator.enabled=false"]))
     assert [p["metadata"]["labels"]["app.kubernetes.io/component"]
             for p in _by_kind(off, "NetworkPolicy")] == ["agent"]
+
+
+def test_a_lease_namespace_reaches_the_operator_with_a_role_there() -> None:
+    objects = _render(_ci("lease-namespace"))
+    [container] = _pod("lease-namespace", "operator")["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["NODEPROBE_LEASE_NAMESPACE"] == "medik8s-leases"
+    roles = [o for o in _by_kind(objects, "Role") if o["metadata"]["namespace"] == "medik8s-leases"]
+    [role] = roles
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["list", "create", "update", "patch"]}]
+    [binding] = [o for o in _by_kind(objects, "RoleBinding")
+                 if o["metadata"]["namespace"] == "medik8s-leases"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    default = _render(None)
+    assert not any(o["metadata"].get("namespace") == "medik8s-leases" for o in default)
+    [op] = _pod_of(default, "operator")["containers"]
+    assert "NODEPROBE_LEASE_NAMESPACE" not in {e["name"] for e in op["env"]}

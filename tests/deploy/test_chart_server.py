@@ -52,6 +52,7 @@ def _dry_run(kubectl: Kubectl, text: str) -> subprocess.CompletedProcess[str]:
 def test_every_render_passes_server_side_dry_run(kubectl: Kubectl, crds: None,
                                                  values: Path | None) -> None:
     kubectl.run("create", "namespace", DRY, check=False)
+    kubectl.run("create", "namespace", "medik8s-leases", check=False)  # lease-namespace
     text = _render(values)
     proc = _dry_run(kubectl, text)
     assert proc.returncode == 0, proc.stdout + proc.stderr
