@@ -73,6 +73,7 @@ def test_there_is_a_ci_values_file_per_toggle() -> None:
                    "prometheusrule", "extra-volumes", "sidecars", "topology-spread",
                    "image-registry", "servicemonitor-relabelings", "networkpolicy",
                    "prometheusrule-tuned", "lease-namespace",
+                   "dashboard-mixin",
                    "rbac-disabled", "containerd-only", "explicit-sockets",
                    "own-node-only-disabled", "persistent-journal-disabled", "journal-only"):
         assert f"{toggle}-values.yaml" in names
