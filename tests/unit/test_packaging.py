@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_ONLY = ("kopf", "aiohttp")
-"""Top-level modules that only the operator extra brings."""
+"""kopf (the operator extra) and the asyncio HTTP stack it runs on (the kubernetes client 37
+installs aiohttp too, but its synchronous API, which the node side uses, never imports it)."""
 
 
 def _project() -> dict[str, object]:
