@@ -99,6 +99,24 @@ def test_status_lists_the_hung_node_within_one_agent_interval_and_not_before(
             conditions, events = done.stdout.split("Events (nodeprobe):")
             assert "DockerdHung" in conditions
             assert "DockerdHung" in events.split("Remediations:")[0]
+
+            # For scripts: the same data as JSON/YAML, a node label selector, a wide table.
+            done = kubectl_nodeprobe(kube_cluster, "status", "-o", "json",
+                                     "-l", f"kubernetes.io/hostname={node}")
+            assert done.returncode == 0, done.stderr
+            [shown] = json.loads(done.stdout)["nodes"]
+            assert shown["name"] == node
+            assert [(c["type"], c["reason"]) for c in shown["conditions"]] == [
+                (UNAVAILABLE, "DockerdHung")]
+            done = kubectl_nodeprobe(kube_cluster, "status", "-l", "kubernetes.io/hostname=none")
+            assert listed(done.stdout, node) == [], done.stdout
+            done = kubectl_nodeprobe(kube_cluster, "describe", node, "-o", "yaml")
+            described = yaml.safe_load(done.stdout)
+            assert described["node"] == node
+            assert any(e["reason"] == "DockerdHung" for e in described["events"])
+            done = kubectl_nodeprobe(kube_cluster, "status", "-o", "wide")
+            [line] = listed(done.stdout, node)
+            assert "HEARTBEAT" in done.stdout.splitlines()[0]
     finally:
         agent.stop()
 
