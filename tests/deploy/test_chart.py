@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from nodeprobe.config import load
+from nodeprobe.kubectl_check import AGENT_SELECTOR
 from tests.deploy.umbrella import umbrella_chart
 from tests.harness.gotools import tool, versions
 from tools import helm as h
@@ -614,3 +615,13 @@ def test_a_lease_namespace_reaches_the_operator_with_a_role_there() -> None:
     assert not any(o["metadata"].get("namespace") == "medik8s-leases" for o in default)
     [op] = _pod_of(default, "operator")["containers"]
     assert "NODEPROBE_LEASE_NAMESPACE" not in {e["name"] for e in op["env"]}
+
+
+@pytest.mark.parametrize("override", ["", "np", "fleet-health"])
+def test_kubectl_nodeprobe_finds_the_agent_whatever_the_name_override(override: str) -> None:
+    objects = h.objects(h.template(set_values=[f"nameOverride={override}"] if override else []))
+    labels = _one(objects, "DaemonSet", "agent")["spec"]["template"]["metadata"]["labels"]
+    wanted = dict(term.split("=") for term in AGENT_SELECTOR.split(","))
+    assert wanted.items() <= labels.items(), labels
+    operator = _one(objects, "Deployment", "operator")["spec"]["template"]["metadata"]["labels"]
+    assert not wanted.items() <= operator.items(), "the selector must not match the operator"
