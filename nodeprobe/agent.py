@@ -76,9 +76,12 @@ def jobs_for(config: Config, probes: Sequence[Probe]) -> list[Job]:
         for check in probe.checks:
             s = config.checks.for_check(check)
             horizon = 0.0 if check in NO_HORIZON else config.judge.horizon
+            # the canary creates a container each run: never hurried
+            recheck = 0.0 if check is Check.CANARY else config.judge.recheck_interval
             if s.enabled:
                 jobs.append(Job(probe=probe, check=check, interval_s=s.interval,
-                                deadline_s=s.deadline, slow_s=s.slow, horizon_s=horizon))
+                                deadline_s=s.deadline, slow_s=s.slow, horizon_s=horizon,
+                                recheck_s=recheck))
     return jobs
 
 
@@ -140,6 +143,7 @@ class Agent:
         now = self._clock()
         self.metrics.observe(obs)
         events = self.judge.observe(obs, now=now)
+        self.scheduler.hurry(self.judge.unsettled())
         if len(self._seen) < len(self._expected):
             self._seen.add((obs.runtime, obs.check))
             if len(self._seen) == len(self._expected):

@@ -141,6 +141,14 @@ class JudgeSettings:
         "per check) up to this long; if it answers, the hang is re-judged as slowness with the "
         "measured latency. 0 = off. kubelet's own CRI timeout is 2 minutes.",
     )
+    recheck_interval: float = _leaf(
+        1.0,
+        "duration",
+        "A check whose last answers were bad (or whose raised condition has not cleared yet) "
+        "runs this often instead of its own interval, until the judge clears it: a GET /info "
+        "on its 30 s interval needing `clearAfter` good answers kept a recovered node flagged "
+        "for a minute and more. Never longer than the check's own interval.",
+    )
     restart: RestartSettings = field(
         default_factory=RestartSettings,
         metadata=_doc("Restart loops, from the process check's pid + start time and DOWN spells."),

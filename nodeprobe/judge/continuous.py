@@ -102,6 +102,10 @@ class Judge:
         self._long_verdicts: dict[SeriesKey, trend.TrendVerdict] = {}
         self._late: dict[Key, tuple[float, float]] = {}
         """Per check: when its last late answer came, and its latency."""
+        self._pending_slow: dict[Key, int] = {}
+        """Per check: slow results a late answer stands for, counted only if the next call is
+        not answered in time either (a resumed daemon answers its held call late and the next
+        ones in time: that was a hang ending, not slowness)."""
         self._hung_run: dict[Key, int] = {}
         self._slow_latency: dict[Key, tuple[float, bool]] = {}
         """Per check: the latency that made it slow, and whether it came after the deadline."""
@@ -124,6 +128,12 @@ class Judge:
 
     def conditions(self) -> dict[ConditionType, Condition]:
         return dict(self._conditions)
+
+    def unsettled(self) -> frozenset[Key]:
+        """Checks to re-run at the recheck cadence: failing lately, or raised and not cleared
+        (for availability or slowness), so a recovery is seen within seconds."""
+        health = {key for key, c in self._health.items() if c.raised or c.bad_run > 0}
+        return frozenset(health | {key for key, c in self._slow.items() if c.raised})
 
     def observe(self, obs: Observation, *, now: float) -> list[Event]:
         """Take one observation; return the Events its transitions call for."""
@@ -189,14 +199,18 @@ class Judge:
             self._record_late(key, obs, now)
             return
         self._latest[key] = obs
+        pending = self._pending_slow.pop(key, 0)
         if obs.outcome in (Outcome.OK, Outcome.SLOW):
             self._late.pop(key, None)  # it answers in time again: a new hang is judged afresh
+            pending = 0  # ... and its late answer was the end of a hang, not slowness
         if key == (Runtime.CONTAINERD, Check.PROCESS):
             self._orphans, surplus = shims.observe(self._orphans, self._latest.values(),
                                                    self._config)
             if surplus is not None:
                 self._record_sample((*key, Value.SHIM_SURPLUS), trend.Sample(obs.at, surplus))
         forgiven = obs.outcome is Outcome.HUNG and self._answers_late(key, now)
+        for _ in range(pending if forgiven else 0):
+            self._step_slow(key, True)  # still not in time: the late answer was slowness
         problem = None
         if not forgiven:
             problem = problem_of(
@@ -233,8 +247,7 @@ class Judge:
         hung, self._hung_run[key] = self._hung_run.get(key, 0), 0
         if hung:
             self._health[key] = forgive(self._health.get(key, Counter()), hung, rule=self._rule())
-        for _ in range(hung + 1):
-            self._step_slow(key, True)
+        self._pending_slow[key] = hung + 1  # judged by the next call: in time, or not
         self._slow_latency[key] = (obs.latency_s, True)
 
     def _stale_bound(self, key: Key, obs: Observation) -> StaleBound | None:

@@ -317,6 +317,46 @@ def test_a_daemon_hung_again_after_answering_in_time_is_hung_at_once() -> None:
     assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
 
 
+def test_a_resumed_daemon_raises_nothing_from_its_held_calls_late_answers() -> None:
+    """SIGSTOP for 20 s, SIGCONT: the held call answers after 20 s, the next calls in time. The
+    late answer ends the hang; it is no slowness (it raised DockerdAPISlow for 74 s)."""
+    judge = make(checks=[(D, Check.DOCKER_PING)])
+    now = T0
+    judge.observe(ping(Outcome.OK, now, latency=0.01), now=now)
+    for _ in range(6):
+        now += 3
+        judge.observe(ping(Outcome.HUNG, now - 3), now=now)
+    assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
+    assert judge.unsettled() == {(D, Check.DOCKER_PING)}
+    events: list[Event] = []
+    now += 2
+    events += judge.observe(ping(Outcome.SLOW, now - 20, latency=20.0, late=True), now=now)
+    for _ in range(10):
+        now += 1
+        events += judge.observe(ping(Outcome.OK, now, latency=0.01), now=now)
+    assert status(judge, SLOW) == (Status.FALSE, Reason.NOT_SLOW)
+    assert status(judge) == (Status.FALSE, Reason.HEALTHY)
+    assert [e.type for e in events] == [EventType.NORMAL]
+    assert judge.unsettled() == frozenset()
+
+
+def test_a_failing_check_is_unsettled_until_it_clears() -> None:
+    judge, clock = make(), Clock()
+    round_(judge, clock)
+    assert judge.unsettled() == frozenset()
+    round_(judge, clock, cri_list_pod_sandbox=Outcome.HUNG)
+    assert judge.unsettled() == {(C, Check.CRI_LIST_POD_SANDBOX)}  # pending: not raised yet
+    for _ in range(3):
+        round_(judge, clock, cri_list_pod_sandbox=Outcome.HUNG)
+    cleared_after = 0
+    while status(judge)[0] is Status.TRUE:
+        assert judge.unsettled() == {(C, Check.CRI_LIST_POD_SANDBOX)}
+        round_(judge, clock)
+        cleared_after += 1
+    assert judge.unsettled() == frozenset()
+    assert cleared_after > 3  # the k-of-n window holds it: the scheduler must ask the judge
+
+
 def test_a_never_answering_daemon_is_hung_as_fast_as_without_a_horizon() -> None:
     judge, clock = make(), Clock()
     round_(judge, clock)
