@@ -446,5 +446,24 @@ def test_a_late_answers_older_reading_does_not_cut_the_leak_window() -> None:
     late = Observation(D, Check.PROCESS, Outcome.OK, 9.0, T0 + 15 * 18.5, late=True,
                        values={Value.RSS_ANON_BYTES: 1e8})
     judge.observe(late, now=T0 + 15 * 19.1)
-    window = judge._series[(D, Check.PROCESS, Value.RSS_ANON_BYTES)]
+    window = judge.leaks.series[(D, Check.PROCESS, Value.RSS_ANON_BYTES)].short
     assert [s.at for s in window] == [T0 + 15 * i for i in range(20)]  # newest kept, in order
+
+
+def test_cri_version_is_said_to_answer_only_from_an_answer_during_the_hang() -> None:
+    """CRI Version runs every 10 s: its last OK from before the hang says nothing about it."""
+    stale, fresh = make(), make()
+    for judge in (stale, fresh):
+        clock = Clock()
+        round_(judge, clock)
+        for _ in range(2):
+            clock.now += 4
+            if judge is fresh:
+                judge.observe(Observation(C, Check.CRI_VERSION, Outcome.OK, 0.002, clock.now),
+                              now=clock.now)
+            hung = Observation(C, Check.CRI_LIST_POD_SANDBOX, Outcome.HUNG, 3.0, clock.now - 3)
+            judge.observe(hung, now=clock.now)
+    for judge in (stale, fresh):
+        assert status(judge) == (Status.TRUE, Reason.CONTAINERD_HUNG)
+    assert "CRI Version answers" not in stale.conditions()[UNHEALTHY].message
+    assert "CRI Version answers" in fresh.conditions()[UNHEALTHY].message
