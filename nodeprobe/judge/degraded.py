@@ -102,10 +102,10 @@ def log_finding(obs: Observation, settings: RuntimeLogSettings) -> Finding | Non
     for value, reason, advice in LOG_FINDINGS:
         count = obs.values.get(value, 0.0)
         if count >= threshold:
-            example = obs.info.get(f"example_{value}", "")
-            quoted = f' (e.g. "{example}")' if example else ""
-            text = (f"{obs.runtime}'s journal has {count:.0f} lines of {advice.split(':')[0]} in "
-                    f"the last {window:g}s{quoted}; {advice.split(': ', 1)[1]}")
+            # the pattern's name and the count only: the lines are in the agent's log
+            text = (f"{obs.runtime}'s journal has {count:.0f} lines of {advice.split(':')[0]} "
+                    f"(pattern {value}) in the last {window:g}s, logged by the agent; "
+                    f"{advice.split(': ', 1)[1]}")
             return Finding(reason, text, obs.runtime)
     return None
 
