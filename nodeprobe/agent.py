@@ -19,7 +19,7 @@ from typing import Protocol
 
 from nodeprobe.config import Config
 from nodeprobe.judge.continuous import Judge
-from nodeprobe.model import Check, Condition, ConditionType, Event, EventType
+from nodeprobe.model import Check, Condition, ConditionType, Event, EventType, Runtime
 from nodeprobe.probes import Probe
 from nodeprobe.publish.metrics import Metrics
 from nodeprobe.schedule import Job, Scheduler
@@ -83,6 +83,15 @@ def jobs_for(config: Config, probes: Sequence[Probe]) -> list[Job]:
                                 deadline_s=s.deadline, slow_s=s.slow, horizon_s=horizon,
                                 recheck_s=recheck))
     return jobs
+
+
+def probed_checks(config: Config, probes: Sequence[Probe]) -> dict[Runtime, tuple[Check, ...]]:
+    """The checks that will run, per runtime: metrics create label series for these only (no
+    dockerd series on a node where dockerd is not probed)."""
+    found: dict[Runtime, list[Check]] = {}
+    for job in jobs_for(config, probes):
+        found.setdefault(job.probe.runtime, []).append(job.check)
+    return {runtime: tuple(checks) for runtime, checks in found.items()}
 
 
 class Agent:
