@@ -212,8 +212,8 @@ class Metrics:
         probed = set(checks)
         for ctype, reasons in REASONS.items():
             for reason in reasons:
-                runtime = _runtime_of(reason)
-                if runtime is None or runtime in probed:  # no dockerd series on a CRI node
+                owner = _runtime_of(reason)
+                if owner is None or owner in probed:  # no dockerd series on a CRI node
                     self.condition_status.labels(str(ctype), str(reason)).set(0)
         for target in PUBLISH_TARGETS:
             self.publish_errors.labels(target)
