@@ -26,9 +26,11 @@ CLEAR_S = 15.0
 @pytest.mark.containerd("1.6")  # judgement, not the runtime: one version is enough
 @pytest.mark.parametrize("daemon", ["dockerd", "containerd"])
 def test_a_resumed_runtime_clears_within_15s_and_raises_nothing(runtimes, daemon):
+    host = runtimes.base / "empty-host"  # read only what the sandbox made
+    host.mkdir(exist_ok=True)
     config = load(None, overrides={"docker.socket": str(runtimes.dockerd.socket),
                                    "containerd.socket": str(runtimes.containerd.socket),
-                                   "metrics.port": 0})
+                                   "paths.hostRoot": str(host), "metrics.port": 0})
     target = runtimes.dockerd if daemon == "dockerd" else runtimes.containerd
     sinks = RecordingSinks()
     with running_agent(config, sinks=sinks):
