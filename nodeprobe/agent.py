@@ -152,7 +152,7 @@ class Agent:
         now = self._clock()
         self.metrics.observe(obs)
         events = self.judge.observe(obs, now=now)
-        self.scheduler.hurry(self.judge.unsettled())
+        self.scheduler.hurry(self.judge.unsettled(now=now))
         if len(self._seen) < len(self._expected):
             self._seen.add((obs.runtime, obs.check))
             if len(self._seen) == len(self._expected):

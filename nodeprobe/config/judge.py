@@ -149,6 +149,13 @@ class JudgeSettings:
         "on its 30 s interval needing `clearAfter` good answers kept a recovered node flagged "
         "for a minute and more. Never longer than the check's own interval.",
     )
+    recheck_for: float = _leaf(
+        300.0,
+        "duration",
+        "A check failing longer than this goes back to its own interval until another check "
+        "of its runtime answers again, so a runtime that stays down is not polled (nor /proc "
+        "scanned) every `recheckInterval` for hours.",
+    )
     restart: RestartSettings = field(
         default_factory=RestartSettings,
         metadata=_doc("Restart loops, from the process check's pid + start time and DOWN spells."),

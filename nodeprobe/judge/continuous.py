@@ -42,6 +42,7 @@ from nodeprobe.model import (
     Event,
     EventType,
     Observation,
+    Outcome,
     Reason,
     Runtime,
     Status,
@@ -63,6 +64,7 @@ class Judge:
     ) -> None:
         settings = config.judge
         self._expected = frozenset(expected)
+        self._recheck_for = settings.recheck_for
         self._checks: dict[Key, CheckState] = {}
         self.health = HealthJudge(settings,
                                   require_network_ready=config.containerd.require_network_ready)
@@ -84,11 +86,19 @@ class Judge:
     def conditions(self) -> dict[ConditionType, Condition]:
         return dict(self._conditions)
 
-    def unsettled(self) -> frozenset[Key]:
-        """Checks to re-run at the recheck cadence: failing lately, or raised and not cleared
-        (for availability or slowness), so a recovery is seen within seconds."""
-        return frozenset(key for key, s in self._checks.items()
-                         if s.health.raised or s.health.bad_run > 0 or s.slow.raised)
+    def unsettled(self, *, now: float) -> frozenset[Key]:
+        """Checks to re-run at the recheck cadence: failing, or raised and not cleared (for
+        availability or slowness), so a recovery is seen within seconds; but not a check failing
+        for longer than `recheckFor` while nothing else of its runtime answers either."""
+        answering = {runtime for (runtime, _), s in self._checks.items()
+                     if s.latest is not None and s.latest.outcome is Outcome.OK
+                     and not s.health.bad_run}
+        span = self._recheck_for
+        return frozenset(
+            key for key, s in self._checks.items()
+            if (s.health.raised or s.health.bad_run > 0 or s.slow.raised)
+            and (s.bad_since is None or now - s.bad_since < span or key[0] in answering)
+        )
 
     def observe(self, obs: Observation, *, now: float) -> list[Event]:
         """Take one observation; return the Events its transitions call for."""

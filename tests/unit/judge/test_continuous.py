@@ -327,7 +327,7 @@ def test_a_resumed_daemon_raises_nothing_from_its_held_calls_late_answers() -> N
         now += 3
         judge.observe(ping(Outcome.HUNG, now - 3), now=now)
     assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
-    assert judge.unsettled() == {(D, Check.DOCKER_PING)}
+    assert judge.unsettled(now=now) == {(D, Check.DOCKER_PING)}
     events: list[Event] = []
     now += 2
     events += judge.observe(ping(Outcome.SLOW, now - 20, latency=20.0, late=True), now=now)
@@ -337,23 +337,24 @@ def test_a_resumed_daemon_raises_nothing_from_its_held_calls_late_answers() -> N
     assert status(judge, SLOW) == (Status.FALSE, Reason.NOT_SLOW)
     assert status(judge) == (Status.FALSE, Reason.HEALTHY)
     assert [e.type for e in events] == [EventType.NORMAL]
-    assert judge.unsettled() == frozenset()
+    assert judge.unsettled(now=now) == frozenset()
 
 
 def test_a_failing_check_is_unsettled_until_it_clears() -> None:
     judge, clock = make(), Clock()
     round_(judge, clock)
-    assert judge.unsettled() == frozenset()
+    assert judge.unsettled(now=clock.now) == frozenset()
     round_(judge, clock, cri_list_pod_sandbox=Outcome.HUNG)
-    assert judge.unsettled() == {(C, Check.CRI_LIST_POD_SANDBOX)}  # pending: not raised yet
+    # pending: not raised yet
+    assert judge.unsettled(now=clock.now) == {(C, Check.CRI_LIST_POD_SANDBOX)}
     for _ in range(3):
         round_(judge, clock, cri_list_pod_sandbox=Outcome.HUNG)
     cleared_after = 0
     while status(judge)[0] is Status.TRUE:
-        assert judge.unsettled() == {(C, Check.CRI_LIST_POD_SANDBOX)}
+        assert judge.unsettled(now=clock.now) == {(C, Check.CRI_LIST_POD_SANDBOX)}
         round_(judge, clock)
         cleared_after += 1
-    assert judge.unsettled() == frozenset()
+    assert judge.unsettled(now=clock.now) == frozenset()
     assert cleared_after > 3  # the k-of-n window holds it: the scheduler must ask the judge
 
 
@@ -467,3 +468,17 @@ def test_cri_version_is_said_to_answer_only_from_an_answer_during_the_hang() -> 
         assert status(judge) == (Status.TRUE, Reason.CONTAINERD_HUNG)
     assert "CRI Version answers" not in stale.conditions()[UNHEALTHY].message
     assert "CRI Version answers" in fresh.conditions()[UNHEALTHY].message
+
+
+def test_a_runtime_down_for_long_is_not_rechecked_until_it_answers_again() -> None:
+    judge, clock = make(), Clock()
+    round_(judge, clock)
+    for _ in range(3):
+        round_(judge, clock, docker_ping=Outcome.DOWN, docker_version=Outcome.DOWN)
+    docker = {(D, Check.DOCKER_PING), (D, Check.DOCKER_VERSION)}
+    assert judge.unsettled(now=clock.now) == docker
+    later = clock.now + Config.defaults().judge.recheck_for
+    assert judge.unsettled(now=later) == frozenset()  # down for 5 min: back to its interval
+    clock.now = later
+    judge.observe(Observation(D, Check.DOCKER_PING, Outcome.OK, 0.002, clock.now), now=clock.now)
+    assert judge.unsettled(now=clock.now) >= {(D, Check.DOCKER_VERSION)}  # dockerd answers again
