@@ -295,16 +295,22 @@ def test_a_call_that_reaches_the_horizon_ends_the_benefit_of_the_doubt() -> None
     assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
 
 
-def test_a_daemon_hung_again_after_answering_in_time_is_hung_at_once() -> None:
-    """SIGCONT releases the held calls (late answers), the daemon answers in time, then hangs
-    again within the horizon: the old late answers forgive nothing of the new hang."""
+def hung_ping(calls: int) -> tuple[Judge, float]:
+    """A judge of /_ping alone that saw one OK, then `calls` HUNGs 3 s apart (raised)."""
     judge = make(checks=[(D, Check.DOCKER_PING)])
     now = T0
     judge.observe(ping(Outcome.OK, now, latency=0.01), now=now)
-    for _ in range(3):
+    for _ in range(calls):
         now += 3
         judge.observe(ping(Outcome.HUNG, now - 3), now=now)
     assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
+    return judge, now
+
+
+def test_a_daemon_hung_again_after_answering_in_time_is_hung_at_once() -> None:
+    """SIGCONT releases the held calls (late answers), the daemon answers in time, then hangs
+    again within the horizon: the old late answers forgive nothing of the new hang."""
+    judge, now = hung_ping(3)
     now += 1  # resumed: the kept call answers late
     judge.observe(ping(Outcome.SLOW, now - 10, latency=10.0, late=True), now=now)
     for _ in range(3):
@@ -320,13 +326,7 @@ def test_a_daemon_hung_again_after_answering_in_time_is_hung_at_once() -> None:
 def test_a_resumed_daemon_raises_nothing_from_its_held_calls_late_answers() -> None:
     """SIGSTOP for 20 s, SIGCONT: the held call answers after 20 s, the next calls in time. The
     late answer ends the hang; it is no slowness (it raised DockerdAPISlow for 74 s)."""
-    judge = make(checks=[(D, Check.DOCKER_PING)])
-    now = T0
-    judge.observe(ping(Outcome.OK, now, latency=0.01), now=now)
-    for _ in range(6):
-        now += 3
-        judge.observe(ping(Outcome.HUNG, now - 3), now=now)
-    assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
+    judge, now = hung_ping(6)
     assert judge.unsettled(now=now) == {(D, Check.DOCKER_PING)}
     events: list[Event] = []
     now += 2
