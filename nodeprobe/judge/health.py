@@ -13,12 +13,29 @@ from collections.abc import Mapping
 
 from nodeprobe.config.judge import JudgeSettings
 from nodeprobe.judge import restarts
-from nodeprobe.judge.attribution import CALLS, StaleBound, attribute, problem_of, stale_bound
+from nodeprobe.judge.attribution import (
+    CALLS,
+    Cause,
+    Problem,
+    StaleBound,
+    attribute,
+    problem_of,
+    stale_bound,
+)
 from nodeprobe.judge.hysteresis import Rule, forgive, step
 from nodeprobe.judge.restarts import Restarts
 from nodeprobe.judge.state import CheckState, Key, Want
 from nodeprobe.judge.trend import median
-from nodeprobe.model import Condition, Observation, Outcome, Reason, Runtime, Status, Value
+from nodeprobe.model import (
+    Check,
+    Condition,
+    Observation,
+    Outcome,
+    Reason,
+    Runtime,
+    Status,
+    Value,
+)
 
 _DOWN = (Reason.DOCKERD_DOWN, Reason.CONTAINERD_DOWN)
 _LOOP = {Runtime.DOCKERD: Reason.DOCKERD_RESTART_LOOP,
@@ -39,6 +56,8 @@ class HealthJudge:
         self._settings = settings
         self._require_network_ready = require_network_ready
         self.restarts: dict[Runtime, Restarts] = {}
+        self._containerd_cause: tuple[Cause, float] | None = None
+        """The last containerd cause, and when it was last the cause."""
 
     def rule(self) -> Rule:
         s = self._settings
@@ -135,6 +154,7 @@ class HealthJudge:
                     if runtime is Runtime.DOCKERD and self.answers_late(s, now)}
             cause = attribute(problems, seen={runtime for runtime, _ in answered}, late=late,
                               fresh=_fresh(states, raised))
+            cause = self._carry(cause, problems, now=now)
         looping = sorted(r for r, h in self.restarts.items() if h.looping)
         if looping and (cause is None or (cause.runtime in looping and cause.reason in _DOWN)):
             runtime = cause.runtime if cause is not None else looping[0]
@@ -148,6 +168,23 @@ class HealthJudge:
             names = ", ".join(f"{r} {CALLS[c]}" for r, c in sorted(pending))
             return Want(Status.UNKNOWN, Reason.UNKNOWN, f"confirming failures of: {names}")
         return Want(Status.FALSE, Reason.HEALTHY, f"{_runtimes(answered)} normally")
+
+
+    def _carry(self, cause: Cause | None, problems: list[Problem], *, now: float) -> Cause | None:
+        """dockerd's calls into containerd (its /_ping answering) go on failing for a few seconds
+        after containerd's own hang ends, while dockerd's client reconnects: within the horizon
+        that is still containerd's fault, not a new DockerdHung raised by the recovery."""
+        if cause is not None and cause.runtime is Runtime.CONTAINERD:
+            self._containerd_cause = (cause, now)
+            return cause
+        last = self._containerd_cause
+        if (cause is None or cause.runtime is not Runtime.DOCKERD or last is None
+                or now - last[1] > self._settings.horizon
+                or any(p.check is Check.DOCKER_PING for p in problems)):
+            return cause
+        calls = ", ".join(CALLS[p.check] for p in problems)
+        return Cause(last[0].reason, f"containerd answers again; dockerd's calls into it still "
+                     f"fail ({calls}), {now - last[1]:.0f}s after its hang", Runtime.CONTAINERD)
 
 
 def _fresh(states: Mapping[Key, CheckState], raised: list[Key]) -> frozenset[Key]:

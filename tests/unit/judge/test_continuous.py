@@ -482,3 +482,28 @@ def test_a_runtime_down_for_long_is_not_rechecked_until_it_answers_again() -> No
     clock.now = later
     judge.observe(Observation(D, Check.DOCKER_PING, Outcome.OK, 0.002, clock.now), now=clock.now)
     assert judge.unsettled(now=clock.now) >= {(D, Check.DOCKER_VERSION)}  # dockerd answers again
+
+
+def test_dockerds_calls_into_a_resumed_containerd_failing_a_moment_longer_raise_nothing_new(
+) -> None:
+    """Seen in 1 of 10 containerd hangs: after SIGCONT the CRI checks answered, dockerd's GET
+    /version a few seconds later: that moment was DockerdHung, a new Warning from a recovery."""
+    judge, clock = make(), Clock()
+    round_(judge, clock)
+    cri = {"cri_list_pod_sandbox": Outcome.HUNG, "cri_version": Outcome.HUNG}
+    events = round_(judge, clock, **cri)  # dockerd's /version hangs from the next call on
+    for _ in range(2):
+        events += round_(judge, clock, **cri, docker_version=Outcome.HUNG)
+    assert [e.reason for e in events] == [Reason.CONTAINERD_HUNG]
+    for _ in range(9):  # containerd answers (its checks clear); dockerd's calls into it hang
+        events += round_(judge, clock, docker_version=Outcome.HUNG)
+        assert status(judge) == (Status.TRUE, Reason.CONTAINERD_HUNG)
+    assert "containerd answers again" in judge.conditions()[UNHEALTHY].message
+    while status(judge)[0] is Status.TRUE:
+        events += round_(judge, clock)
+    assert [e.type for e in events] == [EventType.WARNING, EventType.NORMAL]
+    for _ in range(10):  # the horizon has passed: a dockerd path failing now is dockerd's
+        round_(judge, clock)
+    events = round_(judge, clock, docker_version=Outcome.HUNG)
+    events += round_(judge, clock, docker_version=Outcome.HUNG)
+    assert [e.reason for e in events] == [Reason.DOCKERD_HUNG]
