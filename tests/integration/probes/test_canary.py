@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +81,26 @@ def test_docker_canary_healthy_is_ok_and_leaves_nothing(runtimes: Sandbox) -> No
     assert obs.latency_s == pytest.approx(
         obs.values[Value.CANARY_CREATE_SECONDS] + obs.values[Value.CANARY_START_SECONDS], abs=0.5)
     assert labelled(runtimes.dockerd.socket) == []
+
+
+def test_docker_canary_sweeps_only_what_it_made(runtimes: Sandbox) -> None:
+    """A user's container labelled nodeprobe.io/canary=true survives a canary run; a leftover
+    named like the canary's is swept."""
+    from nodeprobe.probes.canary import NAME_PREFIX
+
+    client = docker.APIClient(base_url=f"unix://{runtimes.dockerd.socket}", version="auto",
+                              timeout=60)
+    made = [client.create_container(BUSYBOX_IMAGE, name=name, labels={LABEL: "true"})["Id"]
+            for name in (f"user-{uuid.uuid4().hex[:8]}", f"{NAME_PREFIX}old{uuid.uuid4().hex[:8]}")]
+    try:
+        canary = DockerCanary(str(runtimes.dockerd.socket), image=BUSYBOX_IMAGE,
+                              cleanup_deadline_s=CLEANUP_S)
+        obs = canary.run(Check.CANARY, deadline_s=DEADLINE_S, slow_s=SLOW_S)
+        assert obs.outcome is Outcome.OK, obs.detail
+        assert labelled(runtimes.dockerd.socket) == [made[0]]  # the user's, and only it
+    finally:
+        client.remove_container(made[0], force=True)
+        client.close()
 
 
 def test_docker_canary_image_missing_is_a_clear_setup_error(runtimes: Sandbox) -> None:
