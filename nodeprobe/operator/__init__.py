@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from nodeprobe.operator.leader import LeaderElector
     from nodeprobe.operator.stats import Sink
 
 CRD_DIR = Path(__file__).parent / "crds"
@@ -46,6 +47,7 @@ def run(
     `max_concurrent` is the cluster budget: nodes held at once under all policies.
     """
     import kopf
+    from kopf._core.engines.peering import Identity  # kopf exports run(), not its arg type
     from kubernetes import client, config
 
     from nodeprobe.operator.handlers import register
@@ -79,8 +81,8 @@ def run(
         elector = LeaderElector(raw, namespace=ns, identity=replica,
                                 timing=Timing(lease_s, renew_deadline_s, retry_s))
         kube = Fenced(raw, elector.leading)
-        log.info("waiting to lead (Lease %s/nodeprobe-operator) as %s", ns, replica)
-        if not elector.acquire(stop):
+        if not _wait_to_lead(elector, stop, liveness_endpoint=liveness_endpoint,
+                             what=f"Lease {ns}/nodeprobe-operator as {replica}"):
             return
     lost = threading.Event()
 
@@ -98,8 +100,11 @@ def run(
              nodes=nodes, api=api, stop=stop)
     nodes.start()
     try:
+        # Our own identity: kopf's default asks getpwuid() for the user name, which fails in
+        # an image without a passwd entry for its uid (KeyError, the operator never runs).
         kopf.run(registry=registry, clusterwide=True, standalone=True,
-                 liveness_endpoint=liveness_endpoint, stop_flag=stop)
+                 liveness_endpoint=liveness_endpoint, stop_flag=stop,
+                 identity=Identity(replica))
     finally:
         stop.set()
         nodes.stop()
@@ -108,6 +113,26 @@ def run(
     if lost.is_set():
         raise SystemExit("nodeprobe operator: lost the leader Lease; exiting so that this "
                          "replica restarts as a follower")
+
+
+def _wait_to_lead(elector: LeaderElector, stop: threading.Event, *,
+                  liveness_endpoint: str | None, what: str) -> bool:
+    """Block until this replica leads (True) or is stopped (False), answering the liveness
+    probe meanwhile (`standby`): a standby that waits is alive."""
+    from nodeprobe.operator.kube import REQUEST_TIMEOUT_S
+    from nodeprobe.operator.standby import StandbyHealth, freshness
+
+    log.info("waiting to lead (%s)", what)
+    if not liveness_endpoint:
+        return elector.acquire(stop)
+    # One attempt is a GET and a write, each under the request timeout, then a retry period.
+    fresh = freshness(lambda: elector.attempted_at,
+                      within_s=elector.timing.retry_s + 2 * REQUEST_TIMEOUT_S + 5)
+    health = StandbyHealth(liveness_endpoint, fresh=fresh).start()
+    try:
+        return elector.acquire(stop)
+    finally:
+        health.close()
 
 
 def _start_metrics(port: int) -> Sink:

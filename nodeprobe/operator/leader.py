@@ -73,6 +73,8 @@ class LeaderElector:
         self.name = name
         self._renewed_at: float | None = None
         """monotonic() of the last successful acquire or renew."""
+        self.attempted_at: float | None = None
+        """monotonic() of the last attempt, won or not (a standby's liveness)."""
 
     def leading(self) -> bool:
         return (self._renewed_at is not None
@@ -80,6 +82,7 @@ class LeaderElector:
 
     def try_once(self) -> bool:
         """One acquire-or-renew attempt; True when this replica holds the Lease now."""
+        self.attempted_at = self.monotonic()
         now = self.clock()
         try:
             lease: dict[str, Any] | None = self.kube.request("GET", f"{self.path}/{self.name}")

@@ -104,6 +104,13 @@ def test_valid_policy_parses_with_defaults() -> None:
     ({"triggers": [{"type": "DiskPressur"}]}, "spec.triggers[0].type: unknown condition"),
     ({"ladder": [{"action": "restart-runtime", "runtime": "crio"}]}, "unknown runtime 'crio'"),
     ({"drain": {"onTimeout": "retry"}}, "spec.drain.onTimeout"),
+    ({"dryrun": True}, "spec.dryrun: unknown field"),
+    ({"drain": {"timout": "1m"}}, "spec.drain: unknown field(s) ['timout']"),
+    ({"ladder": [{"action": "reboot", "timeOut": "1m"}]}, "spec.ladder[0]: unknown field"),
+    ({"triggers": [{"type": "Ready", "For": "1m"}]}, "spec.triggers[0]: unknown field"),
+    ({"retention": {"kepp": 3}}, "spec.retention: unknown field"),
+    ({"maintenanceWindows": [{"days": [], "start": "22:00", "end": "06:00"}]},
+     "spec.maintenanceWindows[0].days: expected a non-empty list"),
 ])
 def test_invalid_policies_rejected_with_clear_message(over: dict[str, Any], needle: str) -> None:
     problems = validate_policy(spec(**over))
@@ -204,3 +211,10 @@ def test_storm_cool_down_after_min_healthy_recovers() -> None:
     assert len(decide(p, nodes, [], now=NOW, storm_ended_at=NOW - 301).starts) == 1
     many = [node(f"s{i}", sick_for=100) for i in range(5)] + [node(f"h{i}") for i in range(5)]
     assert decide(p, many, [], now=NOW).storm
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    problems = validate_policy(spec(maintenanceWindows=[
+        {"days": ["Funday"], "start": "22:00", "end": "06:00", "timeZone": "Mars/Olympus"}]))
+    assert any("unknown day 'Funday'" in p for p in problems), problems
+    assert any("unknown time zone 'Mars/Olympus'" in p for p in problems), problems
