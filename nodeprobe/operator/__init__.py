@@ -50,6 +50,7 @@ def run(
     from kopf._core.engines.peering import Identity  # kopf exports run(), not its arg type
     from kubernetes import client, config
 
+    from nodeprobe.operator.guard import Guard
     from nodeprobe.operator.handlers import register
     from nodeprobe.operator.kube import Kube
     from nodeprobe.operator.leader import Fenced, LeaderElector, Timing
@@ -97,7 +98,7 @@ def run(
     sink = _start_metrics(metrics_port)
     nodes = NodeCache(raw)
     register(registry, reconciler=Reconciler(kube, settings=settings, sink=sink),
-             nodes=nodes, api=api, stop=stop)
+             nodes=nodes, api=api, stop=stop, guard=Guard(kube))
     nodes.start()
     try:
         # Our own identity: kopf's default asks getpwuid() for the user name, which fails in

@@ -67,7 +67,7 @@ class Episodes:
         status: dict[str, Any] = dict(nr.get("status") or {})
         if status.get("phase", RemediationPhase.PENDING) in TERMINAL:
             return nr
-        rung = int(spec.get("rung", 0))
+        rung = current_rung(nr)
         seen = self._observe(plan, rung, status, node, ctx, now, int(spec.get("flapping", 0)))
         st = ladder.step(plan, rung=rung, status=status, seen=seen)
         if not st.changed:
@@ -76,10 +76,6 @@ class Episodes:
         for intent in st.intents:
             if intent is not ladder.Intent.CORDON and node is not None:
                 self.apply(intent, node, name, plan)
-        if st.rung is not None:
-            self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}",
-                              body={"spec": {"rung": st.rung}}, content_type=MERGE)
-            spec = {**spec, "rung": st.rung}
         if st.patch:
             self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status",
                               body={"status": st.patch}, content_type=MERGE)
@@ -135,6 +131,21 @@ class Episodes:
             self.webhook(plan.webhook_url, {"node": node.name, "noderemediation": nr,
                                             "reason": "Escalated"})
 
+    def refuse(self, nr: dict[str, Any], node: NodeView | None, *, now: float,
+               why: str) -> dict[str, Any]:
+        """End a NodeRemediation the operator did not open, touching nothing but its status:
+        its plan, rung and phase were never checked by the gates (budget, exclude, trigger)."""
+        name = str((nr.get("metadata") or {}).get("name"))
+        message = f"refused: {why}; nothing was done to the node"
+        patch = {"phase": RemediationPhase.FAILED.value, "finishedAt": iso(now),
+                 "message": message}
+        self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status",
+                          content_type=MERGE, body={"status": patch})
+        log.warning("NodeRemediation %s %s", name, message)
+        self.sink.finished(RemediationPhase.FAILED)
+        self.node_event(node, name, EventType.WARNING, "RemediationRefused", message, now)
+        return {**nr, "status": {**(nr.get("status") or {}), **patch}}
+
     def release_escalated(self, nr: Mapping[str, Any], node: NodeView | None, *,
                           now: float) -> bool:
         """An Escalated episode whose node a person uncordoned (or whose escalation label a
@@ -173,3 +184,9 @@ def holds_slot(nr: Mapping[str, Any]) -> bool:
     phase = status.get("phase", RemediationPhase.PENDING)
     return phase not in TERMINAL or (phase == RemediationPhase.ESCALATED
                                      and not status.get("releasedAt"))
+
+
+def current_rung(nr: Mapping[str, Any]) -> int:
+    """The ladder's rung: status.rung (spec is immutable); spec.rung of objects from before."""
+    status, spec = nr.get("status") or {}, nr.get("spec") or {}
+    return int(status.get("rung", spec.get("rung", 0)) or 0)

@@ -41,14 +41,12 @@ class Step:
     """One transition: merge-patch for status (None deletes a key), then side effects."""
 
     patch: dict[str, Any] = field(default_factory=dict)
-    rung: int | None = None
-    """New spec.rung when the ladder moved on."""
     intents: list[Intent] = field(default_factory=list)
     events: list[tuple[EventType, str, str]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.patch or self.intents or self.events or self.rung is not None)
+        return bool(self.patch or self.intents or self.events)
 
 
 @dataclass(slots=True)
@@ -261,7 +259,6 @@ def next_rung(c: Ctx, why: str) -> Step:
     c.event(EventType.WARNING, "RemediationRungFailed", f"rung {c.rung}: {why}")
     if nxt >= len(c.plan.ladder) or c.plan.ladder[nxt].action is Action.ESCALATE:
         return _escalate(c, why)
-    c.out.rung = nxt
     c.patch(phase=Phase.DRAINING, rung=nxt, drainStartedAt=iso(c.now), agent=None,
             actionRequestedAt=None, verifyingSince=None)
     c.say(f"rung {c.rung} failed ({why}); moving to rung {nxt}: {describe(c.plan.ladder[nxt])}")

@@ -49,6 +49,11 @@ class OperatorMetrics:
         self.last_pass = Gauge(
             "nodeprobe_operator_last_pass_timestamp_seconds",
             "Unix time the last reconcile pass finished (0: none yet).", registry=registry)
+        self.guard = Gauge(
+            "nodeprobe_operator_admission_guard",
+            "1 while the admission policy that keeps NodeRemediations to the operator is in "
+            "place, 0 while it is missing (then the operator acts on nothing).",
+            registry=registry)
         for outcome in sorted(TERMINAL):
             self.remediations.labels(outcome.value)
         for phase in OPEN_PHASES:
@@ -70,3 +75,6 @@ class OperatorMetrics:
 
     def cordoned(self, after_s: float) -> None:
         self.cordon.observe(after_s)
+
+    def guarded(self, in_place: bool) -> None:
+        self.guard.set(1 if in_place else 0)

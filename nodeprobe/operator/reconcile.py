@@ -36,7 +36,7 @@ from nodeprobe.operator.gates import (
 )
 from nodeprobe.operator.grammar import iso, parse_iso
 from nodeprobe.operator.kube import MERGE, Kube, KubeError
-from nodeprobe.operator.leases import NodeLeases
+from nodeprobe.operator.leases import NodeLeases, lease_name
 from nodeprobe.operator.policy import (
     FINALIZER,
     GROUP,
@@ -210,6 +210,10 @@ class Reconciler:
             return self._lease_after(nr, name, now)
         if plan is None:
             return nr
+        if not self.leases.holds(_node_of(nr), name):
+            return self.episodes.refuse(nr, node, now=now, why=(
+                f"not opened by the nodeprobe operator: the node's Lease "
+                f"{self.leases.namespace}/{lease_name(_node_of(nr))} does not name it"))
         ctx = Context()
         if state is None:
             ctx = Context(abort=f"policy {spec.get('policy')} no longer exists")
@@ -277,7 +281,7 @@ class Reconciler:
             return False
         policy = st.policy
         spec: dict[str, Any] = {
-            "nodeName": node.name, "policy": policy.name, "rung": 0,
+            "nodeName": node.name, "policy": policy.name,
             "episodeStart": iso(start.episode_start), "openedAt": iso(now),
             "plan": plan_snapshot(st.obj.get("spec") or {})}
         if start.flapping:
@@ -304,7 +308,8 @@ class Reconciler:
             message = f"{start.flapping} episodes within the flap window: escalating"
         self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{start.name}/status",
                           content_type=MERGE, body={"status": {
-                              "phase": RemediationPhase.PENDING.value, "message": message,
+                              "phase": RemediationPhase.PENDING.value, "rung": 0,
+                              "message": message,
                               "attemptsInWindow": start.flapping or None}})
         self.episodes.node_event(node, start.name, EventType.NORMAL, "RemediationOpened",
                                  message, now)

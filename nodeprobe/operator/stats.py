@@ -52,6 +52,9 @@ class Sink(Protocol):
     def cordoned(self, after_s: float) -> None:
         """The operator cordoned a node `after_s` seconds after its trigger condition began."""
 
+    def guarded(self, in_place: bool) -> None:
+        """Whether the admission guard on NodeRemediations is in place (else no pass runs)."""
+
 
 class NoSink:
     """Reports nowhere."""
@@ -64,6 +67,9 @@ class NoSink:
 
     def cordoned(self, after_s: float) -> None:
         del after_s
+
+    def guarded(self, in_place: bool) -> None:
+        del in_place
 
 
 def pass_stats(remediations: Iterable[RemediationView],

@@ -252,7 +252,7 @@ def test_operator_disabled_leaves_only_the_agent() -> None:
     objects = _render(_ci("operator-disabled"))
     components = {o["metadata"].get("labels", {}).get("app.kubernetes.io/component")
                   for o in objects if o["kind"] != "CustomResourceDefinition"}
-    assert components == {"agent"}
+    assert components == {"agent", "guard"}  # the NodeRemediation guard stays (issue 18)
 
 
 Grant = tuple[str, str, str, str]
@@ -306,7 +306,6 @@ def test_operator_rbac_is_exactly_what_the_operator_and_kopf_call() -> None:
         ("*", "", "pods", "list"), ("*", "", "pods/eviction", "create"),
         ("*", "nodeprobe.io", "noderemediations", "list"),
         ("*", "nodeprobe.io", "noderemediations", "create"),
-        ("*", "nodeprobe.io", "noderemediations", "patch"),
         # Finished episodes past their retention.
         ("*", "nodeprobe.io", "noderemediations", "delete"),
         ("*", "nodeprobe.io", "noderemediations/status", "patch"),
@@ -357,7 +356,7 @@ def test_no_rbac_when_disabled_but_named_service_accounts() -> None:
     ds = _one(objects, "DaemonSet", "agent")
     assert ds["spec"]["template"]["spec"]["serviceAccountName"] == "nodeprobe-agent-external"
     # The admission policy still guards the externally managed account.
-    policy = _one(objects, "ValidatingAdmissionPolicy")
+    policy = _one(objects, "ValidatingAdmissionPolicy", "agent")
     assert "system:serviceaccount:nodeprobe:nodeprobe-agent-external" in str(
         policy["spec"]["matchConditions"])
 
@@ -380,8 +379,13 @@ def test_own_node_policy_is_on_by_default_and_bound() -> None:
     assert "authentication.kubernetes.io/node-name" in str(spec["variables"])
 
 
+def _agent_policies(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in _by_kind(objects, "ValidatingAdmissionPolicy")
+            if o["metadata"]["labels"]["app.kubernetes.io/component"] == "agent"]
+
+
 def test_own_node_policy_is_left_out_when_off_or_unsupported() -> None:
-    assert _by_kind(_render(_ci("own-node-only-disabled")), "ValidatingAdmissionPolicy") == []
+    assert _agent_policies(_render(_ci("own-node-only-disabled"))) == []
     old = h.objects(h.template(kube="1.29.0"))
     assert _by_kind(old, "ValidatingAdmissionPolicy") == []
     assert _by_kind(old, "DaemonSet"), "the rest still renders on 1.29"
@@ -448,3 +452,16 @@ def test_manifests_namespace_admits_the_agent() -> None:
     """The agent mounts host paths: Pod Security admits it only at the privileged level."""
     ns = yaml.safe_load((h.MANIFESTS / "namespace.yaml").read_text())
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+def test_noderemediation_guard_is_on_by_default_and_bound() -> None:
+    """Only the operator opens NodeRemediations (issue 18): shipped in the default install."""
+    objects = _render(None)
+    policy = _one(objects, "ValidatingAdmissionPolicy", "guard")
+    binding = _one(objects, "ValidatingAdmissionPolicyBinding", "guard")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"],
+                               "validationActions": ["Deny"]}
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    text = str(policy["spec"]["variables"])
+    assert "system:serviceaccount:nodeprobe:nodeprobe-operator" in text
+    assert "nodeprobe-admission-check" in str(policy["spec"]["validations"])

@@ -38,9 +38,6 @@ NOT_EXERCISED = {
     "operator": {
         # Retention deletes finished NodeRemediations days later (tests/unit/operator).
         Permission("nodeprobe.io", "noderemediations", "delete"),
-        # spec.rung moves only when a rung fails; here the first one succeeds
-        # (tests/unit/operator: the ladder table).
-        Permission("nodeprobe.io", "noderemediations", "patch"),
         # The finalizer is added once per policy; this run creates the policy before the
         # operator starts, so it may land in the first pass or not at all before the end.
         Permission("nodeprobe.io", "remediationpolicies", "patch"),

@@ -247,7 +247,7 @@ class Fleet:
     def report_done(self, nr: dict[str, Any], message: str = "restarted") -> None:
         self.cluster.must(
             "PATCH", f"{API}/noderemediations/{nr['metadata']['name']}/status",
-            {"status": {"agent": {"rung": nr["spec"].get("rung", 0), "state": "Done",
+            {"status": {"agent": {"rung": nr["status"].get("rung", 0), "state": "Done",
                                   "message": message}}}, MERGE)
 
     # cleanup

@@ -58,7 +58,8 @@ class Sim:
             st = nr.get("status") or {}
             if st.get("phase") == "ActionRequested" and "agent" not in st:
                 node = nr["spec"]["nodeName"]
-                st["agent"] = {"rung": nr["spec"]["rung"], "state": "Done", "message": "restarted"}
+                st["agent"] = {"rung": nr["status"]["rung"], "state": "Done",
+                               "message": "restarted"}
                 self.kube.unhang(node)  # the restarted runtime stops the stuck pods
                 if self.heal:
                     self.kube.set_condition(node, "False", iso(self.t))
@@ -100,7 +101,7 @@ def test_hung_runtime_drain_times_out_then_the_action_frees_the_pods() -> None:
     assert sim.by_node() == {"a": "Draining"}
     sim.run(30)
     nr = next(iter(sim.kube.nrs.values()))
-    assert nr["spec"]["rung"] == 0  # the restart ran on its own rung, no escalation
+    assert nr["status"]["rung"] == 0  # the restart ran on its own rung, no escalation
     assert nr["status"]["phase"] == "Succeeded"
     assert any("the repair is what frees them" in m for m in nr["status"]["messages"])
     assert "web/web-1" not in sim.kube.pods  # the restarted runtime let it finish
@@ -411,7 +412,7 @@ def test_a_dead_agent_skips_the_action_with_a_reason() -> None:
     sim.kube.heartbeat = lambda at: None  # type: ignore[method-assign]  # the agent is gone
     sim.run(6)
     nr = next(iter(sim.kube.nrs.values()))
-    assert nr["spec"]["rung"] >= 1 and "bootIDBefore" not in nr["status"]
+    assert nr["status"]["rung"] >= 1 and "bootIDBefore" not in nr["status"]
     assert any("agent has not reported" in m for m in nr["status"]["messages"])
 
 

@@ -50,8 +50,8 @@ class Walk:
                 self.status.pop(k, None)
             else:
                 self.status[k] = v
-        if s.rung is not None:
-            self.rung = s.rung
+        if "rung" in s.patch:
+            self.rung = s.patch["rung"]
         return s
 
     @property
@@ -119,7 +119,7 @@ def test_drain_timeout_moves_to_next_rung_or_fails() -> None:
     w.go(n, at=T0 + 599, left=1)
     assert w.phase == "Draining"
     s = w.go(n, at=T0 + 601, left=1)
-    assert w.rung == 1 and w.phase == "Draining" and s.rung == 1
+    assert w.rung == 1 and w.phase == "Draining" and s.patch["rung"] == 1
     assert "drain timed out" in w.status["message"]
 
     w = Walk(parse_policy("p", {**SPEC, "drain": {"timeout": "10m", "onTimeout": "fail",
