@@ -17,7 +17,7 @@ from nodeprobe.operator import ladder
 from nodeprobe.operator.drain import Drainer
 from nodeprobe.operator.gates import TERMINAL, NodeView
 from nodeprobe.operator.grammar import iso
-from nodeprobe.operator.kube import MERGE, Kube
+from nodeprobe.operator.kube import MERGE, Kube, KubeError
 from nodeprobe.operator.policy import (
     ANNOTATION_CORDONED_BY,
     GROUP,
@@ -68,31 +68,30 @@ class Episodes:
         if status.get("phase", RemediationPhase.PENDING) in TERMINAL:
             return nr
         rung = current_rung(nr)
-        seen = self._observe(plan, rung, status, node, ctx, now, int(spec.get("flapping", 0)))
+        seen = self._observe(plan, rung, status, node, ctx, now, int(spec.get("flapping", 0)),
+                             name=str(meta.get("name")))
         st = ladder.step(plan, rung=rung, status=status, seen=seen)
         if not st.changed:
             return nr
         name = str(meta.get("name"))
-        for intent in st.intents:
-            if intent is not ladder.Intent.CORDON and node is not None:
-                self.apply(intent, node, name, plan)
+        if not self._carry_out(st.intents, node, name, plan):
+            return nr  # nothing recorded: the same transition is tried again next pass
+        if ladder.Intent.CORDON in st.intents and \
+                (delay := cordon_delay(spec, now=now)) is not None:
+            self.sink.cordoned(delay)
         if st.patch:
             self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status",
                               body={"status": st.patch}, content_type=MERGE)
             final = st.patch.get("phase")
             if final in TERMINAL:
                 self.sink.finished(RemediationPhase(final))
-        if ladder.Intent.CORDON in st.intents and node is not None:
-            self.apply(ladder.Intent.CORDON, node, name, plan)
-            if (delay := cordon_delay(spec, now=now)) is not None:
-                self.sink.cordoned(delay)
         for kind, reason, message in st.events:
             self.node_event(node, name, kind, reason, message, now)
         status.update(st.patch)
         return {**nr, "spec": spec, "status": {k: v for k, v in status.items() if v is not None}}
 
     def _observe(self, plan: Plan, rung: int, status: Mapping[str, Any], node: NodeView | None,
-                 ctx: Context, now: float, flapping: int) -> ladder.Seen:
+                 ctx: Context, now: float, flapping: int, *, name: str) -> ladder.Seen:
         if node is None:
             return ladder.Seen(node=None, now=now)
         left: int | None = None
@@ -108,7 +107,24 @@ class Episodes:
                   for t in plan.triggers)
         return ladder.Seen(node=node, now=now, drain_left=left, kept=kept, frozen=ctx.frozen,
                            abort=ctx.abort, agent_alive=agent_alive(node, plan, now),
-                           triggered=bad, flapping=flapping)
+                           triggered=bad, flapping=flapping, cordon_ours=node.cordon_ours(name))
+
+    def _carry_out(self, intents: list[ladder.Intent], node: NodeView | None, nr: str,
+                   plan: Plan) -> bool:
+        """The node changes before the status that records them (a cordon first, then
+        `Cordoned`): False when one failed, so the status stays and the pass is retried."""
+        if node is None:
+            return True
+        try:
+            for intent in intents:
+                self.apply(intent, node, nr, plan)
+        except KubeError as e:
+            if e.status == 0 or e.status >= 500:
+                raise
+            log.warning("%s: %s of node %s refused (%s); trying again next pass", nr,
+                        intents, node.name, e)
+            return False
+        return True
 
     def apply(self, intent: ladder.Intent, node: NodeView, nr: str, plan: Plan) -> None:
         path = f"/api/v1/nodes/{node.name}"
@@ -117,13 +133,18 @@ class Episodes:
                 "metadata": {"annotations": {ANNOTATION_CORDONED_BY: nr}},
                 "spec": {"unschedulable": True}})
         elif intent is ladder.Intent.UNCORDON:
-            if node.annotations.get(ANNOTATION_CORDONED_BY) != nr:
-                log.info("node %s: cordon no longer marked as ours (%s); leaving it cordoned",
-                         node.name, ANNOTATION_CORDONED_BY)
-                return
+            ours = node.cordon_ours(nr)
+            if not ours:
+                log.info("node %s: its cordon is no longer ours alone (%s, managers %s); "
+                         "leaving it cordoned", node.name, ANNOTATION_CORDONED_BY,
+                         ", ".join(node.cordon_managers))
             self.kube.request("PATCH", path, content_type=MERGE, body={
                 "metadata": {"annotations": {ANNOTATION_CORDONED_BY: None}},
-                "spec": {"unschedulable": None}})
+                **({"spec": {"unschedulable": None}} if ours else {})})
+        elif intent is ladder.Intent.UNMARK:
+            if node.annotations.get(ANNOTATION_CORDONED_BY) == nr:
+                self.kube.request("PATCH", path, content_type=MERGE, body={
+                    "metadata": {"annotations": {ANNOTATION_CORDONED_BY: None}}})
         elif intent is ladder.Intent.LABEL_ESCALATED:
             self.kube.request("PATCH", path, content_type=MERGE,
                               body={"metadata": {"labels": {LABEL_ESCALATED: "true"}}})

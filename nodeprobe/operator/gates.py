@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 
 from nodeprobe.model import RemediationPhase, Status
 from nodeprobe.operator.grammar import iso
-from nodeprobe.operator.policy import LABEL_EXCLUDE, Policy
+from nodeprobe.operator.policy import ANNOTATION_CORDONED_BY, LABEL_EXCLUDE, Policy
 
 TERMINAL = frozenset({RemediationPhase.SUCCEEDED, RemediationPhase.FAILED,
                       RemediationPhase.ESCALATED})
 """The one set of final phases: a NodeRemediation in one of them never changes phase again."""
+OPERATOR_MANAGER = "nodeprobe-operator"
+"""Prefix of the operator's field manager (`nodeprobe-operator-<replica>`) in managedFields."""
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
 
@@ -83,6 +85,15 @@ class NodeView:
     boot_id: str = ""
     uid: str = ""
     annotations: Mapping[str, str] = field(default_factory=dict)
+    cordon_managers: tuple[str, ...] = ()
+    """Field managers that own `spec.unschedulable` (its managedFields): who cordoned it, as
+    the API server recorded it. Empty when the server recorded none."""
+
+    def cordon_ours(self, nr: str) -> bool:
+        """The node's cordon is the one episode `nr` made: our mark names it, and no one else
+        (a person's `kubectl cordon`, even an uncordon+cordon between passes) owns the field."""
+        return (self.annotations.get(ANNOTATION_CORDONED_BY) == nr
+                and all(m.startswith(OPERATOR_MANAGER) for m in self.cordon_managers))
 
     @property
     def ready(self) -> bool:

@@ -32,6 +32,8 @@ class Intent(enum.StrEnum):
 
     CORDON = "cordon"
     UNCORDON = "uncordon"
+    UNMARK = "unmark"
+    """Remove our cordoned-by annotation, leaving the cordon as it is (not ours any more)."""
     LABEL_ESCALATED = "label-escalated"
     WEBHOOK = "webhook"
 
@@ -113,8 +115,16 @@ def _aborted(c: Ctx) -> Step:
 
 
 def _person_uncordoned(c: Ctx) -> Step:
+    c.out.intents.append(Intent.UNMARK)
     return c.finish(Phase.FAILED, "someone uncordoned the node mid-episode; leaving it alone",
                     EventType.NORMAL, "RemediationAbandoned", cordonedByUs=False)
+
+
+def _person_cordoned(c: Ctx) -> Step:
+    c.out.intents.append(Intent.UNMARK)
+    c.patch(cordonedByUs=False)
+    c.say("a person cordoned the node too; it stays cordoned after the episode")
+    return c.out
 
 
 def _frozen(c: Ctx) -> Step:
@@ -283,6 +293,7 @@ TABLE: dict[tuple[Phase, Ev], tuple[str, Transition]] = {
     **{(p, Ev.NODE_GONE): ("Failed", _node_gone) for p in _ANY_LIVE},
     **{(p, Ev.ABORTED): ("Failed", _aborted) for p in BEFORE_ACTION},
     **{(p, Ev.PERSON_UNCORDONED): ("Failed", _person_uncordoned) for p in _AFTER_PENDING},
+    **{(p, Ev.PERSON_CORDONED): ("(same)", _person_cordoned) for p in _AFTER_PENDING},
     **{(p, Ev.FROZEN): ("(same)", _frozen) for p in _ANY_LIVE},
     **{(p, Ev.HEALED_WHILE_FROZEN): ("Succeeded", _healed_while_frozen) for p in _AFTER_PENDING},
     (Phase.PENDING, Ev.START): ("Cordoned", _start),

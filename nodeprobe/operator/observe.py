@@ -26,6 +26,7 @@ class Ev(enum.StrEnum):
     NODE_GONE = "node-gone"
     ABORTED = "aborted"
     PERSON_UNCORDONED = "person-uncordoned"
+    PERSON_CORDONED = "person-cordoned"
     FROZEN = "frozen"
     HEALED_WHILE_FROZEN = "healed-while-frozen"
     START = "start"
@@ -66,6 +67,8 @@ class Seen:
     triggered: bool = True
     """A trigger condition of the episode's plan is in its bad state right now."""
     flapping: int = 0
+    cordon_ours: bool = False
+    """The node's cordon is this episode's own (`NodeView.cordon_ours`)."""
 
 
 BEFORE_ACTION = (Phase.PENDING, Phase.CORDONED, Phase.DRAINING)
@@ -82,13 +85,18 @@ def observe(plan: Plan, *, rung: int, status: Mapping[str, Any], seen: Seen) -> 
     ours = bool(status.get("cordonedByUs"))
     if phase is not Phase.PENDING and ours and not node.unschedulable:
         return Ev.PERSON_UNCORDONED
+    if phase is not Phase.PENDING and ours and not seen.cordon_ours:
+        return Ev.PERSON_CORDONED
     if seen.frozen is not None:
         return Ev.FROZEN if seen.triggered or phase is Phase.PENDING else Ev.HEALED_WHILE_FROZEN
     current = plan.ladder[min(rung, len(plan.ladder) - 1)]
     if phase is Phase.PENDING:
         if seen.flapping:
             return Ev.FLAP_LIMIT
-        return Ev.START_ALREADY_CORDONED if node.unschedulable else Ev.START
+        # Cordoned by this very episode (its status write failed, or a kill came between):
+        # still ours, so START again (the cordon write is idempotent).
+        return (Ev.START_ALREADY_CORDONED if node.unschedulable and not seen.cordon_ours
+                else Ev.START)
     if phase is Phase.CORDONED:
         return Ev.CORDON_SEEN
     if phase is Phase.DRAINING:

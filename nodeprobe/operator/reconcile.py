@@ -96,7 +96,16 @@ def node_view(node: Mapping[str, Any]) -> NodeView:
         uid=str(meta.get("uid", "")),
         annotations={k: v for k, v in (meta.get("annotations") or {}).items()
                      if k.startswith(f"{GROUP}/")},
+        cordon_managers=cordon_managers(meta),
     )
+
+
+def cordon_managers(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """Managers whose managedFields entry owns `spec.unschedulable`."""
+    return tuple(sorted({
+        str(m.get("manager", "")) for m in meta.get("managedFields") or []
+        if isinstance(m, Mapping) and "f:unschedulable" in
+        ((m.get("fieldsV1") or {}).get("f:spec") or {})}))
 
 
 def remediation_view(nr: Mapping[str, Any], node: NodeView | None) -> RemediationView:

@@ -43,6 +43,7 @@ class Walk:
         bad = node is not None and any(
             (c := node.conditions.get(t.type)) is not None and c.status == t.status
             for t in self.policy.triggers)
+        seen.setdefault("cordon_ours", bool(self.status.get("cordonedByUs")))
         s = step(self.policy.plan, rung=self.rung, status=self.status,
                  seen=Seen(node=node, now=at, drain_left=left, triggered=bad, **seen))
         for k, v in s.patch.items():
@@ -109,7 +110,27 @@ def test_person_uncordons_mid_episode_left_alone() -> None:
     w.go(replace(n, unschedulable=True), at=T0 + 1)
     s = w.go(n, at=T0 + 2, left=3)  # someone ran kubectl uncordon
     assert w.phase == "Failed" and "uncordoned" in w.status["message"]
-    assert s.intents == [] and not holds_cordon(w.status)
+    assert s.intents == [Intent.UNMARK] and not holds_cordon(w.status)  # our mark goes too
+
+
+def test_a_person_cordoning_mid_episode_keeps_the_node_cordoned_after_it() -> None:
+    w = Walk(parse_policy("p", SPEC))
+    n = sick_node()
+    w.go(n, at=T0)
+    cordoned = replace(n, unschedulable=True)
+    w.go(cordoned, at=T0 + 1)
+    s = w.go(cordoned, at=T0 + 2, cordon_ours=False)  # kubectl uncordon + cordon meanwhile
+    assert w.phase == "Draining" and s.intents == [Intent.UNMARK]
+    assert w.status["cordonedByUs"] is False
+    w.go(cordoned, at=T0 + 3, left=0, cordon_ours=False)
+    w.status["agent"] = {"rung": 0, "state": "Done"}
+    w.go(cordoned, at=T0 + 4, cordon_ours=False)
+    assert w.phase == "Verifying"
+    healed = replace(cordoned, conditions={
+        "ContainerRuntimeUnavailable": NodeCondition("False", T0),
+        "Ready": NodeCondition("True", T0)})
+    s = w.go(healed, at=T0 + 200, cordon_ours=False)
+    assert w.phase == "Succeeded" and Intent.UNCORDON not in s.intents
 
 
 def test_drain_timeout_moves_to_next_rung_or_fails() -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from nodeprobe.operator.kube import KubeError
 from nodeprobe.operator.ladder import iso, parse_iso
 from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
 from tests.unit.operator.fake_kube import FakeKube
@@ -286,3 +287,30 @@ def test_a_noderemediation_the_operator_did_not_open_is_refused(clock: Clock) ->
     assert kube.cordoned() == set()
     assert sum(kube.evictions.values()) == 0
     assert any(e["reason"] == "RemediationRefused" for e in kube.events)
+
+
+class RefusesFirstCordon(FakeKube):
+    """An admission policy that denies the first cordon write (422)."""
+
+    refused = 0
+
+    def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        body = kw.get("body") or {}
+        if method == "PATCH" and path.startswith("/api/v1/nodes/") and not self.refused \
+                and isinstance(body, dict) and (body.get("spec") or {}).get("unschedulable"):
+            self.refused += 1
+            raise KubeError(422, "denied by an admission policy")
+        return super().request(method, path, **kw)
+
+
+def test_a_refused_cordon_write_is_retried_and_the_episode_goes_on(clock: Clock) -> None:
+    kube = RefusesFirstCordon()
+    policy(kube)
+    kube.add_node("a", sick_since=SICK_SINCE)
+    kube.add_pod("a", "web", "web-1")
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=10)
+    assert kube.refused == 1
+    assert phases(kube) == {"a": "Succeeded"}
+    assert kube.cordoned() == set()
+    assert "kube-system/web-1" not in kube.pods and "web/web-1" not in kube.pods
