@@ -123,9 +123,9 @@ class Drainer:
 
     def _one(self, pod: Mapping[str, Any], drain: Drain, out: DrainPass, now: float) -> None:
         key = _key(pod)
-        deleting = parse_iso((pod.get("metadata") or {}).get("deletionTimestamp"))
-        if deleting is not None:
-            if now - deleting > drain.terminating_skip_s:
+        evicted = evicted_at(pod)
+        if evicted is not None:
+            if now - evicted > drain.terminating_skip_s:
                 out.stuck.append(key)  # a hung runtime cannot stop it; the repair will
             else:
                 out.left += 1  # evicted already; waiting for its grace period
@@ -167,6 +167,18 @@ class Drainer:
                  if _key(p) != _key(pod)]
         return any((p.get("metadata") or {}).get("deletionTimestamp")
                    or (p.get("status") or {}).get("phase") != "Running" for p in peers)
+
+
+def evicted_at(pod: Mapping[str, Any]) -> float | None:
+    """When the pod's deletion was asked for: the API server sets deletionTimestamp to that
+    moment plus the grace period (deletionGracePeriodSeconds), so `terminatingSkip` counts
+    from the eviction, as documented, not from the end of the grace period."""
+    meta = pod.get("metadata") or {}
+    deleting = parse_iso(meta.get("deletionTimestamp"))
+    if deleting is None:
+        return None
+    grace = meta.get("deletionGracePeriodSeconds")
+    return deleting - (grace if isinstance(grace, int) and not isinstance(grace, bool) else 0)
 
 
 def _key(pod: Mapping[str, Any]) -> str:

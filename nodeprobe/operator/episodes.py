@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nodeprobe.model import ConditionType, EventType, RemediationPhase
-from nodeprobe.operator import ladder
+from nodeprobe.model import EventType, RemediationPhase
+from nodeprobe.operator import gates, ladder
 from nodeprobe.operator.drain import Drainer
 from nodeprobe.operator.gates import TERMINAL, NodeView
 from nodeprobe.operator.grammar import iso
@@ -32,14 +32,11 @@ from nodeprobe.operator.stats import Sink, cordon_delay
 log = logging.getLogger(__name__)
 
 API = f"/apis/{GROUP}/{VERSION}"
-AGENT_CONDITIONS = frozenset(c.value for c in ConditionType)
 
 
 def agent_alive(node: NodeView, plan: Plan, now: float) -> bool:
     """The node's agent wrote one of its conditions (heartbeat) within the plan's silence."""
-    beats = [max(c.heartbeat, c.since) for t, c in node.conditions.items()
-             if t in AGENT_CONDITIONS]
-    return bool(beats) and now - max(beats) <= plan.agent_silence_s
+    return gates.agent_alive(node, plan.agent_silence_s, now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from nodeprobe.model import RemediationPhase, Status
+from nodeprobe.model import ConditionType, RemediationPhase, Status
 from nodeprobe.operator.grammar import iso
 from nodeprobe.operator.policy import ANNOTATION_CORDONED_BY, LABEL_EXCLUDE, Policy
 
@@ -63,6 +63,12 @@ class Wait(enum.StrEnum):
     """The node's cool-down after its last remediation has not passed."""
     EPISODE_ENDED = "episodeEnded"
     """This episode already ended (any outcome); a new one needs the condition to clear first."""
+    RELEASED = "released"
+    """A person released this node's escalation while the condition stayed bad: that release
+    holds until the condition clears (a new bad stretch may start a new episode)."""
+    AGENT_SILENT = "agentSilent"
+    """The node's agent has not reported within the policy's agentSilence: no one would carry
+    out the action, so nothing is cordoned or evicted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +115,16 @@ class NodeView:
         return LABEL_EXCLUDE in self.labels and self.labels[LABEL_EXCLUDE] != "false"
 
 
+AGENT_CONDITIONS = frozenset(c.value for c in ConditionType)
+
+
+def agent_alive(node: NodeView, silence_s: float, now: float) -> bool:
+    """The node's agent wrote one of its conditions (heartbeat) within `silence_s`."""
+    beats = [max(c.heartbeat, c.since) for t, c in node.conditions.items()
+             if t in AGENT_CONDITIONS]
+    return bool(beats) and now - max(beats) <= silence_s
+
+
 def held_since(policy: Policy, node: NodeView, *, now: float) -> float | None:
     """When the earliest trigger that has held for its duration began, or None."""
     starts = [
@@ -142,6 +158,8 @@ class RemediationView:
     finished: float | None
     holds: bool
     """Holds a slot of the budget: live, or Escalated and not yet released by a person."""
+    released: float | None = None
+    """When a person released it (Escalated only)."""
 
     @property
     def active(self) -> bool:
@@ -245,6 +263,7 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
     out.storm = healthy_pct < policy.min_healthy_pct
     if not out.storm and storm_since is not None:
         storm_ended_at = now  # the storm ends in this very pass
+    _escalated(cluster, matched, out)
     candidates = [c for n, since in sick
                   if (c := _candidate(policy, cluster, n, since, held, out, now=now))]
     if not candidates:
@@ -265,7 +284,8 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
         reason = Wait.ALERT, alert
     if reason is not None:
         out.blocked.append(reason[1])
-        out.reasons.update((c.node, reason[0]) for c in candidates)
+        for c in candidates:
+            _wait(out, c.node, reason[0], reason[1])
         return out
     taken = set(held)
     for c in candidates:
@@ -290,6 +310,16 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
         taken.add(c.node)
         in_policy += 1
     return out
+
+
+def _escalated(cluster: Cluster, matched: Sequence[NodeView], out: PolicyDecision) -> None:
+    """Name every matched node an escalation holds, with why it sits there."""
+    names = {n.name for n in matched}
+    for r in cluster.remediations:
+        if r.node in names and r.holds and r.phase == RemediationPhase.ESCALATED:
+            out.waiting[r.node] = (f"escalated ({r.name}): the ladder gave up; it stays cordoned "
+                                   "until a person uncordons it or removes the "
+                                   "nodeprobe.io/escalated label")
 
 
 def _full(cluster_room: int, policy_room: int, rate_room: int | None) -> Wait | None:
@@ -324,10 +354,20 @@ def _candidate(policy: Policy, cluster: Cluster, node: NodeView, since: float, h
         _wait(out, node.name, Wait.EPISODE_ENDED, f"episode {name} already ended; waiting for "
               "the condition to clear before another attempt")
         return None
+    released = [r for r in mine if r.released is not None and since <= r.released]
+    if released:
+        _wait(out, node.name, Wait.RELEASED, f"a person released escalated episode "
+              f"{released[0].name}; no new episode until the condition clears")
+        return None
     ends = [t for t in [rec.finished, *(r.finished for r in mine)] if t is not None]
     if ends and now - max(ends) < policy.cool_down_s:
         _wait(out, node.name, Wait.COOL_DOWN, f"node cool-down until "
               f"{iso(max(ends) + policy.cool_down_s)} after the last remediation")
+        return None
+    if not agent_alive(node, policy.plan.agent_silence_s, now):
+        _wait(out, node.name, Wait.AGENT_SILENT, f"the node's agent has not reported for over "
+              f"{policy.plan.agent_silence_s:.0f}s: no one would carry out the repair, so "
+              "nothing is cordoned or evicted")
         return None
     opened = {int(t) for t in rec.episodes} | {int(r.created) for r in mine}
     recent = sum(1 for t in opened if now - t < policy.flap_window_s)

@@ -116,7 +116,8 @@ def remediation_view(nr: Mapping[str, Any], node: NodeView | None) -> Remediatio
         name=str(meta.get("name", "")), node=str(spec.get("nodeName", "")),
         policy=str(spec.get("policy", "")),
         phase=str(status.get("phase", RemediationPhase.PENDING)), created=created,
-        finished=parse_iso(status.get("finishedAt")), holds=holds_slot(nr))
+        finished=parse_iso(status.get("finishedAt")), holds=holds_slot(nr),
+        released=parse_iso(status.get("releasedAt")))
 
 
 def post_webhook(url: str, payload: Mapping[str, Any]) -> None:
@@ -396,7 +397,7 @@ class Reconciler:
     def _policy_status(self, st: PolicyState, old: Mapping[str, Any], new: dict[str, Any], *,
                        blocked: list[str], plan: list[str] | None = None) -> None:
         new["blocked"] = blocked or None
-        changed = {k: v for k, v in new.items() if old.get(k) != v}
+        changed = {k: _replacing(old.get(k), v) for k, v in new.items() if old.get(k) != v}
         if not changed:
             return
         self.kube.request("PATCH", f"{API}/{POLICY_PLURAL}/{st.name}/status",
@@ -412,7 +413,8 @@ class Reconciler:
                 self.kube.event(involved=involved, kind=EventType.WARNING, reason=kind,
                                 message=reason, namespace=ns, now=stamp)
         for node, why in (new.get("waiting") or {}).items():
-            if (old.get("waiting") or {}).get(node) != why and not why.startswith("waiting for"):
+            if (old.get("waiting") or {}).get(node) != why and not why.startswith("waiting for") \
+                    and why not in blocked:
                 self.kube.event(involved=involved, kind=EventType.NORMAL,
                                 reason="RemediationWaiting", message=f"{node}: {why}",
                                 namespace=ns, now=stamp)
@@ -420,6 +422,13 @@ class Reconciler:
             if line not in (old.get("dryRunPlan") or []):
                 self.kube.event(involved=involved, kind=EventType.NORMAL, reason="DryRun",
                                 message=line, namespace=ns, now=stamp)
+
+
+def _replacing(old: object, new: Any) -> Any:
+    """A merge patch that replaces map `old` by map `new` (a key left out stays otherwise)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return {**dict.fromkeys(old), **new}
+    return new
 
 
 def _node_of(nr: Mapping[str, Any]) -> str:
