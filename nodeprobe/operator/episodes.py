@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeprobe.model import EventType, RemediationPhase
-from nodeprobe.operator import gates, ladder
+from nodeprobe.operator import ladder, records
 from nodeprobe.operator.drain import Drainer
-from nodeprobe.operator.gates import TERMINAL, NodeView
 from nodeprobe.operator.grammar import iso
 from nodeprobe.operator.kube import MERGE, Kube, KubeError
 from nodeprobe.operator.policy import (
@@ -27,6 +26,7 @@ from nodeprobe.operator.policy import (
     Action,
     Plan,
 )
+from nodeprobe.operator.records import TERMINAL, NodeView
 from nodeprobe.operator.stats import Sink, cordon_delay
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ API = f"/apis/{GROUP}/{VERSION}"
 
 def agent_alive(node: NodeView, plan: Plan, now: float) -> bool:
     """The node's agent wrote one of its conditions (heartbeat) within the plan's silence."""
-    return gates.agent_alive(node, plan.agent_silence_s, now)
+    return records.agent_alive(node, plan.agent_silence_s, now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodeprobe.model import EventType, RemediationPhase
-from nodeprobe.operator.gates import TERMINAL
 from nodeprobe.operator.grammar import iso, parse_iso
 from nodeprobe.operator.observe import BEFORE_ACTION, Ev, Seen, observe
 from nodeprobe.operator.policy import Action, Plan, Rung
+from nodeprobe.operator.records import TERMINAL
 
 MAX_MESSAGES = 20
 """Status keeps the last few transitions; Events hold the rest."""

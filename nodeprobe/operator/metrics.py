@@ -11,7 +11,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nodeprobe.model import RemediationPhase
-from nodeprobe.operator.gates import TERMINAL, Wait
+from nodeprobe.operator.gates import Wait
+from nodeprobe.operator.records import TERMINAL
 from nodeprobe.operator.stats import OPEN_PHASES, PassStats
 
 CORDON_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,

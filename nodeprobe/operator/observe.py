@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeprobe.model import RemediationPhase, RepairState
-from nodeprobe.operator.gates import NodeView
 from nodeprobe.operator.grammar import parse_iso
 from nodeprobe.operator.policy import Action, OnTimeout, Plan, Rung
+from nodeprobe.operator.records import NodeView
 
 Phase = RemediationPhase
 AgentState = RepairState

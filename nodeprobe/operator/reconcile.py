@@ -21,13 +21,9 @@ from nodeprobe.operator.blockers import BlockerChecks, firing_alerts
 from nodeprobe.operator.drain import Drainer
 from nodeprobe.operator.episodes import API, Context, Episodes, holds_slot
 from nodeprobe.operator.gates import (
-    TERMINAL,
     Blockers,
     Cluster,
-    NodeCondition,
-    NodeView,
     PolicyDecision,
-    RemediationView,
     Start,
     Wait,
     count_recent,
@@ -53,6 +49,7 @@ from nodeprobe.operator.policy import (
     plan_snapshot,
     validate_policy,
 )
+from nodeprobe.operator.records import TERMINAL, NodeCondition, NodeView, RemediationView
 from nodeprobe.operator.stats import NoSink, Sink, pass_stats
 
 log = logging.getLogger(__name__)

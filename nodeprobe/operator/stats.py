@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nodeprobe.model import RemediationPhase
-from nodeprobe.operator.gates import PolicyDecision, RemediationView, Wait
+from nodeprobe.operator.gates import PolicyDecision, Wait
 from nodeprobe.operator.grammar import parse_iso
+from nodeprobe.operator.records import RemediationView
 
 OPEN_PHASES = (RemediationPhase.PENDING, RemediationPhase.CORDONED, RemediationPhase.DRAINING,
                RemediationPhase.ACTION_REQUESTED, RemediationPhase.VERIFYING,
