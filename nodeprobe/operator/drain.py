@@ -95,6 +95,24 @@ class Drainer:
         """`namespace/name` of every pod a drain would evict (for dry runs)."""
         return [_key(p) for p in self.pods(node) if moves(p) and kept_because(p, drain) is None]
 
+    def survey(self, node: str, drain: Drain) -> DrainPass:
+        """What is left to go, read only: the result of the last pass's evictions, read by the
+        next pass (the ladder decides from it; `drain_once` is what its EVICT intent runs)."""
+        out = DrainPass()
+        now = self._clock()
+        for pod in self.pods(node):
+            if not moves(pod):
+                continue
+            why = kept_because(pod, drain)
+            evicted = evicted_at(pod)
+            if why is not None:
+                out.kept.append(f"{_key(pod)} ({why})")
+            elif evicted is not None and now - evicted > drain.terminating_skip_s:
+                out.stuck.append(_key(pod))
+            else:
+                out.left += 1
+        return out
+
     def drain_once(self, node: str, drain: Drain) -> DrainPass:
         """Ask once for the eviction of each pod still there; count what is left."""
         out = DrainPass()

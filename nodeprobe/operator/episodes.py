@@ -23,7 +23,6 @@ from nodeprobe.operator.policy import (
     LABEL_ESCALATED,
     REMEDIATION_PLURAL,
     VERSION,
-    Action,
     Plan,
 )
 from nodeprobe.operator.records import TERMINAL, NodeView
@@ -93,12 +92,8 @@ class Episodes:
             return ladder.Seen(node=None, now=now)
         left: int | None = None
         kept: tuple[str, ...] = ()
-        draining = (status.get("phase") == RemediationPhase.DRAINING and ctx.frozen is None
-                    and ctx.abort is None and rung < len(plan.ladder)
-                    and plan.ladder[rung].action is not Action.ESCALATE
-                    and (node.unschedulable or not status.get("cordonedByUs")))
-        if draining:
-            drained = self.drainer.drain_once(node.name, plan.drain)
+        if status.get("phase") == RemediationPhase.DRAINING:  # read only: the ladder decides
+            drained = self.drainer.survey(node.name, plan.drain)
             left, kept = drained.left, tuple(drained.kept)
         bad = any((c := node.conditions.get(t.type)) is not None and c.status == t.status
                   for t in plan.triggers)
@@ -138,6 +133,8 @@ class Episodes:
             self.kube.request("PATCH", path, content_type=MERGE, body={
                 "metadata": {"annotations": {ANNOTATION_CORDONED_BY: None}},
                 **({"spec": {"unschedulable": None}} if ours else {})})
+        elif intent is ladder.Intent.EVICT:
+            self.drainer.drain_once(node.name, plan.drain)
         elif intent is ladder.Intent.UNMARK:
             if node.annotations.get(ANNOTATION_CORDONED_BY) == nr:
                 self.kube.request("PATCH", path, content_type=MERGE, body={

@@ -32,6 +32,9 @@ class Intent(enum.StrEnum):
 
     CORDON = "cordon"
     UNCORDON = "uncordon"
+    EVICT = "evict"
+    """Ask the Eviction API once for each pod still on the node (back-off between passes); the
+    next pass reads what is left."""
     UNMARK = "unmark"
     """Remove our cordoned-by annotation, leaving the cordon as it is (not ours any more)."""
     LABEL_ESCALATED = "label-escalated"
@@ -169,11 +172,13 @@ def _flap_limit(c: Ctx) -> Step:
 
 def _cordon_seen(c: Ctx) -> Step:
     c.patch(phase=Phase.DRAINING, drainStartedAt=iso(c.now))
+    c.out.intents.append(Intent.EVICT)
     c.say("draining through the Eviction API")
     return c.out
 
 
 def _drain_progress(c: Ctx) -> Step:
+    c.out.intents.append(Intent.EVICT)
     left, kept = c.seen.drain_left, list(c.seen.kept) or None
     if left is not None and c.status.get("podsLeft") != left:
         c.patch(podsLeft=left)

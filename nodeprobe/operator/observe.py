@@ -109,12 +109,12 @@ def observe(plan: Plan, *, rung: int, status: Mapping[str, Any], seen: Seen) -> 
 def _observe_drain(plan: Plan, current: Rung, status: Mapping[str, Any], seen: Seen) -> Ev:
     if current.action is Action.ESCALATE:
         return Ev.ESCALATE_RUNG
+    if not seen.agent_alive:  # before any eviction: no one would carry out the action
+        return Ev.AGENT_SILENT
     timed_out = seen.now - (parse_iso(status.get("drainStartedAt")) or seen.now) \
         > plan.drain.timeout_s
     if seen.drain_left == 0 or (timed_out and plan.drain.acts_on_timeout(current.action,
                                                                           plan.triggers)):
-        if not seen.agent_alive:
-            return Ev.AGENT_SILENT
         return Ev.DRAINED if seen.drain_left == 0 else Ev.DRAIN_TIMEOUT_ACT
     if timed_out:
         return Ev.DRAIN_TIMEOUT_FAIL if plan.drain.on_timeout is OnTimeout.FAIL \

@@ -243,7 +243,7 @@ def test_drain_timeout_on_a_hung_runtime_goes_on_to_the_action() -> None:
     w = Walk(parse_policy("p", spec))
     n = replace(sick_node(), unschedulable=True)
     w.status = {"phase": "Draining", "cordonedByUs": True, "drainStartedAt": iso(T0)}
-    assert not w.go(n, at=T0 + 599, left=3).intents
+    assert w.go(n, at=T0 + 599, left=3).intents == [Intent.EVICT]  # still draining
     w.go(n, at=T0 + 601, left=3)
     assert w.phase == "ActionRequested" and w.rung == 0
     assert "the repair is what frees them" in w.status["message"]
@@ -307,3 +307,13 @@ def test_the_transition_table_is_the_one_in_the_docs() -> None:
             rows.add((cells[0], cells[1], cells[2]))
     table = {(p.value, e.value, nxt) for (p, e), (nxt, _) in TABLE.items()}
     assert rows == table
+
+
+def test_the_drain_is_an_intent_of_the_ladder_and_a_silent_agent_gets_none() -> None:
+    w = Walk(parse_policy("p", SPEC))
+    n = replace(sick_node(), unschedulable=True)
+    w.status = {"phase": "Cordoned", "cordonedByUs": True}
+    assert w.go(n, at=T0).intents == [Intent.EVICT] and w.phase == "Draining"
+    assert w.go(n, at=T0 + 1, left=2).intents == [Intent.EVICT]  # what is left, read
+    s = w.go(n, at=T0 + 2, left=2, agent_alive=False)
+    assert Intent.EVICT not in s.intents and "agent has not reported" in w.status["message"]
