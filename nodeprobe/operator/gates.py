@@ -111,7 +111,11 @@ class Start:
 
 @dataclass(slots=True)
 class PolicyDecision:
+    """The whole decision for one policy in one pass; the shell carries it out as it is."""
+
     starts: list[Start] = field(default_factory=list)
+    planned: list[Start] = field(default_factory=list)
+    """What would start if the policy were not in dry run (its status shows the plan)."""
     blocked: list[str] = field(default_factory=list)
     """Policy-level reasons nothing (more) starts."""
     waiting: dict[str, str] = field(default_factory=dict)
@@ -162,9 +166,11 @@ def decide_all(policies: Sequence[Policy], cluster: Cluster, *, now: float,
         since, ended = (storms or {}).get(policy.name, (None, None))
         d = _decide(policy, cluster, held, now=now, started=started, storm_since=since,
                     storm_ended_at=ended, blockers=blockers or Blockers())
-        if not policy.dry_run:
-            held |= {s.node for s in d.starts}
-            started += len(d.starts)
+        if policy.dry_run:  # planned, not started: the plan goes to the policy's status
+            d.planned, d.starts = d.starts, []
+            d.reasons.update((s.node, Wait.DRY_RUN) for s in d.planned)
+        held |= {s.node for s in d.starts}
+        started += len(d.starts)
         out[policy.name] = d
     return out
 

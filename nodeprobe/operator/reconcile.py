@@ -25,7 +25,6 @@ from nodeprobe.operator.gates import (
     Cluster,
     PolicyDecision,
     Start,
-    Wait,
     count_recent,
     decide_all,
     held_nodes,
@@ -358,17 +357,14 @@ class Reconciler:
                 "message": f"policy rejected: {'; '.join(st.problems)}"}, blocked=st.problems)
             return []
         d = d or PolicyDecision()
-        plan: list[str] = []
         opened: list[str] = []
+        plan = [self._dry_run_plan(st.policy, start.node) for start in d.planned]
         for start in d.starts:
-            if st.policy.dry_run:
-                plan.append(self._dry_run_plan(st.policy, start.node))
-                d.reasons[start.node] = Wait.DRY_RUN
-            elif self._open(st, start, views[start.node], now):
+            if self._open(st, start, views[start.node], now):
                 opened.append(start.node)
-            else:
-                d.waiting[start.node] = "the node's Lease is held by someone else"
-                d.reasons[start.node] = Wait.LEASE
+            else:  # the next pass reads the Lease and says who holds it
+                log.info("node %s: its Lease was taken first; not opening %s", start.node,
+                         start.name)
         storm: dict[str, Any] = {}
         if d.storm and not old.get("stormSince"):
             storm = {"stormSince": iso(now), "stormEndedAt": None}
