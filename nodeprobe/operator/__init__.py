@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from nodeprobe.operator.kube import Kube
     from nodeprobe.operator.leader import LeaderElector
+    from nodeprobe.operator.reconcile import OperatorSettings
     from nodeprobe.operator.stats import Sink
 
 CRD_DIR = Path(__file__).parent / "crds"
@@ -46,16 +50,49 @@ def run(
     non-zero so its Deployment restarts it as a follower.
     `max_concurrent` is the cluster budget: nodes held at once under all policies.
     """
-    import kopf
-    from kopf._core.engines.peering import Identity  # kopf exports run(), not its arg type
-    from kubernetes import client, config
-
-    from nodeprobe.operator.guard import Guard
-    from nodeprobe.operator.handlers import register
     from nodeprobe.operator.kube import Kube
     from nodeprobe.operator.leader import Fenced, LeaderElector, Timing
-    from nodeprobe.operator.nodecache import NodeCache
-    from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
+    from nodeprobe.operator.reconcile import OperatorSettings
+
+    api = _api_client(kubeconfig)
+    # Audit logs, managedFields, the leader Lease (and tests) can tell the replicas apart.
+    replica = f"{socket.gethostname()}-{os.getpid()}"
+    api.user_agent = f"nodeprobe-operator/{replica}"
+    ns = namespace or "default"
+    raw = Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128])
+    stop = stop_flag or threading.Event()
+    elector = None if standalone else LeaderElector(
+        raw, namespace=ns, identity=replica, timing=Timing(lease_s, renew_deadline_s, retry_s))
+    if elector is not None and not _wait_to_lead(
+            elector, stop, liveness_endpoint=liveness_endpoint,
+            what=f"Lease {ns}/nodeprobe-operator as {replica}"):
+        return
+    lost = threading.Event()
+
+    def on_lost() -> None:
+        lost.set()
+        stop.set()
+
+    if elector is not None:
+        threading.Thread(target=elector.keep, args=(stop, on_lost), name="leader-lease",
+                         daemon=True).start()
+    try:
+        _serve(api, raw, raw if elector is None else Fenced(raw, elector.leading),
+               settings=OperatorSettings(tick_s=tick_s, lease_namespace=ns,
+                                         max_held=max_concurrent),
+               stop=stop, replica=replica, liveness_endpoint=liveness_endpoint,
+               metrics_port=metrics_port)
+    finally:
+        if elector is not None and not lost.is_set():
+            elector.release()
+    if lost.is_set():
+        raise SystemExit("nodeprobe operator: lost the leader Lease; exiting so that this "
+                         "replica restarts as a follower")
+
+
+def _api_client(kubeconfig: str | None) -> ApiClient:
+    """The official client's configuration: a kubeconfig, else in-cluster, else ~/.kube."""
+    from kubernetes import client, config
 
     try:
         if kubeconfig:
@@ -68,32 +105,22 @@ def run(
     except (config.ConfigException, OSError) as e:
         raise SystemExit(f"nodeprobe operator: cannot load Kubernetes credentials "
                          f"({kubeconfig or 'in-cluster, then ~/.kube/config'}): {e}") from e
-    api = client.ApiClient()
-    # Audit logs, managedFields, the leader Lease (and tests) can tell the replicas apart.
-    replica = f"{socket.gethostname()}-{os.getpid()}"
-    api.user_agent = f"nodeprobe-operator/{replica}"
-    ns = namespace or "default"
-    settings = OperatorSettings(tick_s=tick_s, lease_namespace=ns, max_held=max_concurrent)
-    raw = Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128])
-    stop = stop_flag or threading.Event()
-    elector = None
-    kube: Kube = raw
-    if not standalone:
-        elector = LeaderElector(raw, namespace=ns, identity=replica,
-                                timing=Timing(lease_s, renew_deadline_s, retry_s))
-        kube = Fenced(raw, elector.leading)
-        if not _wait_to_lead(elector, stop, liveness_endpoint=liveness_endpoint,
-                             what=f"Lease {ns}/nodeprobe-operator as {replica}"):
-            return
-    lost = threading.Event()
+    return client.ApiClient()
 
-    def on_lost() -> None:
-        lost.set()
-        stop.set()
 
-    if elector is not None:
-        threading.Thread(target=elector.keep, args=(stop, on_lost), name="leader-lease",
-                         daemon=True).start()
+def _serve(api: ApiClient, raw: Kube, kube: Kube, *, settings: OperatorSettings,
+           stop: threading.Event, replica: str, liveness_endpoint: str | None,
+           metrics_port: int) -> None:
+    """kopf with our handlers, the node view and the pass loop, until `stop` (this replica
+    leads the whole time: `kube` refuses writes once it does not)."""
+    import kopf
+    from kopf._core.engines.peering import Identity  # kopf exports run(), not its arg type
+
+    from nodeprobe.operator.guard import Guard
+    from nodeprobe.operator.handlers import register
+    from nodeprobe.operator.nodecache import NodeCache
+    from nodeprobe.operator.reconcile import Reconciler
+
     registry = kopf.OperatorRegistry()
     sink = _start_metrics(metrics_port)
     nodes = NodeCache(raw)
@@ -109,11 +136,6 @@ def run(
     finally:
         stop.set()
         nodes.stop()
-        if elector is not None and not lost.is_set():
-            elector.release()
-    if lost.is_set():
-        raise SystemExit("nodeprobe operator: lost the leader Lease; exiting so that this "
-                         "replica restarts as a follower")
 
 
 def _wait_to_lead(elector: LeaderElector, stop: threading.Event, *,

@@ -196,16 +196,9 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
         return out
     in_policy = len(held & {n.name for n in matched})
     budget = policy.budget(len(matched))
-    reason = _policy_blocked(policy, out, len(candidates), healthy_pct, storm_ended_at, now)
-    if reason is None and policy.rate_per_hour is not None and started >= policy.rate_per_hour:
-        reason = Wait.RATE, (f"rate limit: {started} episodes opened in the last hour, limit "
-                             f"{policy.rate_per_hour}")
-    if reason is None and in_policy >= budget:
-        reason = Wait.MAX_CONCURRENT, (f"maxConcurrent {budget} reached: {in_policy} matched "
-                                       f"node(s) held; {len(candidates)} wait")
-    if reason is None and len(held) >= cluster.max_held:
-        reason = Wait.BUDGET, (f"cluster budget {cluster.max_held} reached: {len(held)} node(s) "
-                               f"held by nodeprobe or another remediator; {len(candidates)} wait")
+    reason = (_policy_blocked(policy, out, len(candidates), healthy_pct, storm_ended_at, now)
+              or _limits(policy, cluster, held, started=started, in_policy=in_policy,
+                         budget=budget, waiting=len(candidates)))
     if reason is None and (alert := blockers.cluster(policy)) is not None:
         reason = Wait.ALERT, alert
     if reason is not None:
@@ -213,7 +206,30 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
         for c in candidates:
             _wait(out, c.node, reason[0], reason[1])
         return out
-    taken = set(held)
+    _start_what_fits(policy, cluster, candidates, set(held), out, started=started,
+                     in_policy=in_policy, budget=budget, blockers=blockers)
+    return out
+
+
+def _limits(policy: Policy, cluster: Cluster, held: set[str], *, started: int, in_policy: int,
+            budget: int, waiting: int) -> tuple[Wait, str] | None:
+    """The rate, the policy's maxConcurrent and the cluster budget, before any start."""
+    if policy.rate_per_hour is not None and started >= policy.rate_per_hour:
+        return Wait.RATE, (f"rate limit: {started} episodes opened in the last hour, limit "
+                           f"{policy.rate_per_hour}")
+    if in_policy >= budget:
+        return Wait.MAX_CONCURRENT, (f"maxConcurrent {budget} reached: {in_policy} matched "
+                                     f"node(s) held; {waiting} wait")
+    if len(held) >= cluster.max_held:
+        return Wait.BUDGET, (f"cluster budget {cluster.max_held} reached: {len(held)} node(s) "
+                             f"held by nodeprobe or another remediator; {waiting} wait")
+    return None
+
+
+def _start_what_fits(policy: Policy, cluster: Cluster, candidates: list[Start], taken: set[str],
+                     out: PolicyDecision, *, started: int, in_policy: int, budget: int,
+                     blockers: Blockers) -> None:
+    """Start candidates in name order while the limits leave room; say why the rest wait."""
     for c in candidates:
         node = cluster.nodes[c.node]
         full = _full(cluster.max_held - len(taken), budget - in_policy,
@@ -235,7 +251,6 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
         out.starts.append(c)
         taken.add(c.node)
         in_policy += 1
-    return out
 
 
 def _escalated(cluster: Cluster, matched: Sequence[NodeView], out: PolicyDecision) -> None:
