@@ -361,14 +361,19 @@ def test_no_rbac_when_disabled_but_named_service_accounts() -> None:
         policy["spec"]["matchConditions"])
 
 
-def test_own_node_policy_is_on_by_default_and_bound() -> None:
+def _bound_policy(component: str) -> dict[str, Any]:
+    """The component's ValidatingAdmissionPolicy of a default render, checked bound to Deny."""
     objects = _render(None)
-    policy = _one(objects, "ValidatingAdmissionPolicy", "agent")
-    binding = _one(objects, "ValidatingAdmissionPolicyBinding", "agent")
+    policy = _one(objects, "ValidatingAdmissionPolicy", component)
+    binding = _one(objects, "ValidatingAdmissionPolicyBinding", component)
     assert binding["spec"] == {"policyName": policy["metadata"]["name"],
                                "validationActions": ["Deny"]}
-    spec = policy["spec"]
-    assert spec["failurePolicy"] == "Fail"
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    return policy
+
+
+def test_own_node_policy_is_on_by_default_and_bound() -> None:
+    spec = _bound_policy("agent")["spec"]
     assert {r["resources"][0] for r in spec["matchConstraints"]["resourceRules"]} == {
         "nodes/status", "noderemediations/status"}
     (cond,) = spec["matchConditions"]
@@ -456,12 +461,7 @@ def test_manifests_namespace_admits_the_agent() -> None:
 
 def test_noderemediation_guard_is_on_by_default_and_bound() -> None:
     """Only the operator opens NodeRemediations (issue 18): shipped in the default install."""
-    objects = _render(None)
-    policy = _one(objects, "ValidatingAdmissionPolicy", "guard")
-    binding = _one(objects, "ValidatingAdmissionPolicyBinding", "guard")
-    assert binding["spec"] == {"policyName": policy["metadata"]["name"],
-                               "validationActions": ["Deny"]}
-    assert policy["spec"]["failurePolicy"] == "Fail"
+    policy = _bound_policy("guard")
     text = str(policy["spec"]["variables"])
     assert "system:serviceaccount:nodeprobe:nodeprobe-operator" in text
     assert "nodeprobe-admission-check" in str(policy["spec"]["validations"])
