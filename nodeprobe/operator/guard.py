@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 CHECK_LABEL = f"{GROUP}/admission-check"
 MARKER = "nodeprobe-admission-check"
 """In the policy's refusal message: the refusal came from our guard, not something else."""
+PROBE_NAME = "nodeprobe-guard-probe"
+"""Not the marker: a refusal that names the object must not pass for the guard's."""
 RECHECK_S = 60.0
 """How often the guard is asked again (a dry-run create is cheap and writes nothing)."""
 MISSING = ("the admission policy that keeps NodeRemediations to the operator is not in place "
@@ -36,8 +38,8 @@ def probe(kube: Kube) -> str | None:
     """None while the guard refuses the probe; else why it is considered missing. Raises
     `KubeError` (status 0) when the API server cannot be asked at all."""
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "NodeRemediation",
-            "metadata": {"name": MARKER, "labels": {CHECK_LABEL: "true"}},
-            "spec": {"nodeName": MARKER, "policy": MARKER}}
+            "metadata": {"name": PROBE_NAME, "labels": {CHECK_LABEL: "true"}},
+            "spec": {"nodeName": PROBE_NAME, "policy": PROBE_NAME}}
     try:
         kube.request("POST", f"/apis/{GROUP}/{VERSION}/{REMEDIATION_PLURAL}",
                      query={"dryRun": "All"}, body=body)
