@@ -290,15 +290,15 @@ def _candidate(policy: Policy, cluster: Cluster, node: NodeView, since: float, h
     if node.excluded:
         _wait(out, node.name, Wait.EXCLUDED, f"excluded: the node has the {LABEL_EXCLUDE} label")
         return None
-    name = remediation_name(node.name, since)
-    if rec.last_episode == name or any(r.name == name for r in mine):
-        _wait(out, node.name, Wait.EPISODE_ENDED, f"episode {name} already ended; waiting for "
-              "the condition to clear before another attempt")
-        return None
     released = [r for r in mine if r.released is not None and since <= r.released]
     if released:
         _wait(out, node.name, Wait.RELEASED, f"a person released escalated episode "
               f"{released[0].name}; no new episode until the condition clears")
+        return None
+    name = remediation_name(node.name, since)
+    if rec.last_episode == name or any(r.name == name for r in mine):
+        _wait(out, node.name, Wait.EPISODE_ENDED, f"episode {name} already ended; waiting for "
+              "the condition to clear before another attempt")
         return None
     ends = [t for t in [rec.finished, *(r.finished for r in mine)] if t is not None]
     if ends and now - max(ends) < policy.cool_down_s:

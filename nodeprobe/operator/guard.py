@@ -74,8 +74,8 @@ class Guard:
         except KubeError as e:
             log.warning("cannot ask whether the admission guard is in place: %s", e)
             return self.missing or f"cannot ask whether the admission guard is in place: {e}"
-        self._asked = now
-        if missing != self.missing:
+        first, self._asked = self._asked is None, now
+        if first or missing != self.missing:
             if missing:
                 log.error("%s", missing)
             else:

@@ -172,7 +172,8 @@ def _flap_limit(c: Ctx) -> Step:
 
 def _cordon_seen(c: Ctx) -> Step:
     c.patch(phase=Phase.DRAINING, drainStartedAt=iso(c.now))
-    c.out.intents.append(Intent.EVICT)
+    if c.current.action is not Action.ESCALATE and c.seen.agent_alive:
+        c.out.intents.append(Intent.EVICT)  # else the next pass says why not, evicting nothing
     c.say("draining through the Eviction API")
     return c.out
 
