@@ -50,6 +50,9 @@ def run(
     non-zero so its Deployment restarts it as a follower.
     `max_concurrent` is the cluster budget: nodes held at once under all policies.
     """
+    # Everything kopf needs is imported before leading: a SIGTERM right after taking the Lease
+    # then meets kopf's handlers at once, not Python's default (killed, Lease kept).
+    import nodeprobe.operator.handlers  # noqa: F401
     from nodeprobe.operator.kube import Kube
     from nodeprobe.operator.leader import Fenced, LeaderElector, Timing
     from nodeprobe.operator.reconcile import OperatorSettings
