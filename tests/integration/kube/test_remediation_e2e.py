@@ -26,8 +26,9 @@ import yaml
 from tests.harness.kubecluster import KubeCluster, TestKubelet, free_port
 from tests.harness.runtimes import Sandbox
 from tests.integration.agent.agent_process import terminate, wait_for
-from tests.integration.kube.chart import Release, install, kubectl
+from tests.integration.kube.chart import Release, helm, install, kubectl
 from tests.integration.kube.rbac import Permission, granted, used
+from tests.integration.operator.guard import admitted
 from tests.integration.repair.systemd_stub import Servicer, command
 
 NAMESPACE = "np-e2e"
@@ -53,7 +54,14 @@ NOT_EXERCISED = {
 def e2e_release(kube_cluster: KubeCluster) -> Iterator[Release]:
     release = install(kube_cluster, name="np-e2e", namespace=NAMESPACE,
                       values=["agent.repair.enabled=true"])
-    yield release
+    try:
+        # The session's install (if any) has a NodeRemediation guard of its own: one
+        # nodeprobe per cluster, so its guard admits this second install only when told to.
+        with admitted(kube_cluster, operators=(release.username("operator"),),
+                      agents=(release.username("agent"),)):
+            yield release
+    finally:  # its guard would refuse every other install's operator
+        helm(kube_cluster, "uninstall", release.name, "-n", release.namespace)
 
 
 def _deployed(cluster: KubeCluster, kind: str, name: str) -> dict[str, Any]:
