@@ -1,8 +1,10 @@
 """The remediation operator: RemediationPolicies + node conditions -> NodeRemediations.
 
-Layers inside: `policy` and `ladder` are pure (no I/O, time passed in); `drain`, `kube` and
-`reconcile` do the API calls; `handlers` only wires kopf to `reconcile`. The operator never runs
-commands on nodes: the node's agent (`nodeprobe.repair`) does.
+Layers inside: `records` (the vocabulary), `policy`, `gates`, `observe` and `ladder` are pure
+(no I/O, time passed in); `drain`, `kube`, `leases`, `episodes` and `reconcile` do the API calls;
+`guard` checks the admission policy that keeps NodeRemediations to the operator; `leader` and
+`standby` elect the replica that acts; `handlers` only wires kopf to the pass loop. The operator
+never runs commands on nodes: the node's agent (`nodeprobe.repair`) does.
 """
 
 from __future__ import annotations
