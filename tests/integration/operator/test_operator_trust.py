@@ -8,7 +8,9 @@ read from the API server's audit log.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,3 +147,48 @@ def test_a_finished_noderemediation_stays_finished_and_its_spec_never_changes(
     status, reply = fleet.cluster.request(
         "PATCH", path, {"spec": {"plan": ATTACK_PLAN}}, MERGE)
     assert status in (403, 422) and "immutable" in reply["message"], reply
+
+
+BINDINGS = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
+
+
+@pytest.fixture
+def guard_unbound(fleet: Fleet) -> Iterator[None]:
+    """The release's NodeRemediation guard unbound (as on a cluster without it), put back
+    afterwards."""
+    name = f"{fleet.release.name}-noderemediations"
+    saved = fleet.cluster.must("GET", f"{BINDINGS}/{name}")
+    fleet.cluster.must("DELETE", f"{BINDINGS}/{name}")
+    try:
+        yield
+    finally:
+        meta = {k: v for k, v in saved["metadata"].items()
+                if k in ("name", "labels", "annotations")}
+        fleet.cluster.must("POST", BINDINGS, {"apiVersion": saved["apiVersion"],
+                                              "kind": saved["kind"], "metadata": meta,
+                                              "spec": saved["spec"]})
+
+
+def _gauge(port: int, name: str) -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    values = [float(line.split()[-1]) for line in text.splitlines()
+              if line.startswith(f"{name} ")]
+    return values[0] if values else None
+
+
+def test_without_the_guard_the_operator_acts_on_nothing_and_says_so(
+        fleet: Fleet, operators: OperatorFactory, guard_unbound: None) -> None:
+    fleet.add_node("a", sick=True)
+    fleet.add_policy()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    op = operators(metrics_port=port)
+    wait_for(lambda: "the operator acts on nothing until it is" in op.text(), timeout_s=60,
+             what=f"the operator to say why it does nothing\n{op.text()}")
+    assert _gauge(port, "nodeprobe_operator_admission_guard") == 0
+    assert fleet.remediations() == [] and fleet.node_writes() == 0
