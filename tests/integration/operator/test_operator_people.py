@@ -128,3 +128,25 @@ def test_a_node_whose_agent_is_silent_is_never_cordoned_or_drained(
     assert fleet.remediations() == []
     assert fleet.node_writes() == 0
     assert fleet.operator_calls(resource="pods/eviction") == []
+
+
+def test_terminating_skip_counts_from_the_eviction(
+        fleet: Fleet, operators: OperatorFactory) -> None:
+    """A hung runtime cannot stop the evicted pod (the test kubelet holds it Terminating). The
+    server sets its deletionTimestamp to eviction + 30 s grace; a 3 s skip must count from the
+    eviction (issue 19: it used to count from deletionTimestamp, 33 s)."""
+    node = fleet.add_node("a", sick=True)
+    fleet.add_pod("a", "web", "web-0")
+    fleet.kubelet.hold(node)
+    try:
+        fleet.add_policy(drain={"timeout": "120s", "gracePeriodSeconds": 30,
+                                "terminatingSkip": "3s", "actionOnTimeout": False})
+        op = operators()
+        wait_for(lambda: fleet.operator_calls(verbs=frozenset({"create"}),
+                                              resource="pods/eviction"), timeout_s=60,
+                 what=f"the eviction\n{op.text()}")
+        wait_for(lambda: fleet.phases() == {"a": "ActionRequested"}, timeout_s=20,
+                 what=f"the stuck pod to stop counting 3 s after its eviction\n{op.text()}")
+        assert fleet.pod_phase("web", "web-0") is not None  # still there, Terminating
+    finally:
+        fleet.kubelet.release(node)
