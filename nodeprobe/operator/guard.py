@@ -73,7 +73,9 @@ class Guard:
             missing = probe(self.kube)
         except KubeError as e:
             log.warning("cannot ask whether the admission guard is in place: %s", e)
-            return self.missing or f"cannot ask whether the admission guard is in place: {e}"
+            if self._asked is not None:
+                return self.missing  # the last answer stands until the API answers again
+            return f"cannot ask whether the admission guard is in place yet: {e}"
         first, self._asked = self._asked is None, now
         if first or missing != self.missing:
             if missing:

@@ -58,3 +58,14 @@ def test_no_pass_runs_while_the_guard_is_missing() -> None:
     loop.nodes._set_live(True, {"a": kube.nodes["a"]})
     loop.once()
     assert "GET /apis/nodeprobe.io/v1alpha1/remediationpolicies" not in kube.log
+
+
+def test_an_unreachable_api_keeps_the_last_answer() -> None:
+    t = [0.0]
+    kube = Answer(KubeError(403, MARKER))
+    guard = Guard(kube, recheck_s=60, monotonic=lambda: t[0])
+    assert guard.check() is None
+    kube.error = KubeError(0, "connection refused")
+    t[0] = 61
+    assert guard.check() is None
+    assert Guard(kube).check() is not None  # never asked: not known to be in place
