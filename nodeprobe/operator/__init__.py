@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from pathlib import Path
@@ -52,9 +53,6 @@ def run(
     non-zero so its Deployment restarts it as a follower.
     `max_concurrent` is the cluster budget: nodes held at once under all policies.
     """
-    # Everything kopf needs is imported before leading: a SIGTERM right after taking the Lease
-    # then meets kopf's handlers at once, not Python's default (killed, Lease kept).
-    import nodeprobe.operator.handlers  # noqa: F401
     from nodeprobe.operator.kube import Kube
     from nodeprobe.operator.leader import Fenced, LeaderElector, Timing
     from nodeprobe.operator.reconcile import OperatorSettings
@@ -66,6 +64,10 @@ def run(
     ns = namespace or "default"
     raw = Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128])
     stop = stop_flag or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        # Until kopf installs its own handlers: a SIGTERM while waiting to lead, or just after
+        # taking the Lease, stops cleanly (the Lease is given back), not by Python's default.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     elector = None if standalone else LeaderElector(
         raw, namespace=ns, identity=replica, timing=Timing(lease_s, renew_deadline_s, retry_s))
     if elector is not None and not _wait_to_lead(
