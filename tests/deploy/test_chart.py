@@ -269,7 +269,7 @@ def test_operator_disabled_leaves_only_the_agent() -> None:
     objects = _render(_ci("operator-disabled"))
     components = {o["metadata"].get("labels", {}).get("app.kubernetes.io/component")
                   for o in objects if o["kind"] != "CustomResourceDefinition"}
-    assert components == {"agent"}
+    assert components == {"agent", "guard"}  # the NodeRemediation guard stays (issue 18)
 
 
 Grant = tuple[str, str, str, str]
@@ -323,7 +323,6 @@ def test_operator_rbac_is_exactly_what_the_operator_and_kopf_call() -> None:
         ("*", "", "pods", "list"), ("*", "", "pods/eviction", "create"),
         ("*", "nodeprobe.io", "noderemediations", "list"),
         ("*", "nodeprobe.io", "noderemediations", "create"),
-        ("*", "nodeprobe.io", "noderemediations", "patch"),
         # Finished episodes past their retention.
         ("*", "nodeprobe.io", "noderemediations", "delete"),
         ("*", "nodeprobe.io", "noderemediations/status", "patch"),
@@ -374,19 +373,24 @@ def test_no_rbac_when_disabled_but_named_service_accounts() -> None:
     ds = _one(objects, "DaemonSet", "agent")
     assert ds["spec"]["template"]["spec"]["serviceAccountName"] == "nodeprobe-agent-external"
     # The admission policy still guards the externally managed account.
-    policy = _one(objects, "ValidatingAdmissionPolicy")
+    policy = _one(objects, "ValidatingAdmissionPolicy", "agent")
     assert "system:serviceaccount:nodeprobe:nodeprobe-agent-external" in str(
         policy["spec"]["matchConditions"])
 
 
-def test_own_node_policy_is_on_by_default_and_bound() -> None:
+def _bound_policy(component: str) -> dict[str, Any]:
+    """The component's ValidatingAdmissionPolicy of a default render, checked bound to Deny."""
     objects = _render(None)
-    policy = _one(objects, "ValidatingAdmissionPolicy", "agent")
-    binding = _one(objects, "ValidatingAdmissionPolicyBinding", "agent")
+    policy = _one(objects, "ValidatingAdmissionPolicy", component)
+    binding = _one(objects, "ValidatingAdmissionPolicyBinding", component)
     assert binding["spec"] == {"policyName": policy["metadata"]["name"],
                                "validationActions": ["Deny"]}
-    spec = policy["spec"]
-    assert spec["failurePolicy"] == "Fail"
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    return policy
+
+
+def test_own_node_policy_is_on_by_default_and_bound() -> None:
+    spec = _bound_policy("agent")["spec"]
     assert {r["resources"][0] for r in spec["matchConstraints"]["resourceRules"]} == {
         "nodes/status", "noderemediations/status"}
     (cond,) = spec["matchConditions"]
@@ -397,8 +401,13 @@ def test_own_node_policy_is_on_by_default_and_bound() -> None:
     assert "authentication.kubernetes.io/node-name" in str(spec["variables"])
 
 
+def _agent_policies(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in _by_kind(objects, "ValidatingAdmissionPolicy")
+            if o["metadata"]["labels"]["app.kubernetes.io/component"] == "agent"]
+
+
 def test_own_node_policy_is_left_out_when_off_or_unsupported() -> None:
-    assert _by_kind(_render(_ci("own-node-only-disabled")), "ValidatingAdmissionPolicy") == []
+    assert _agent_policies(_render(_ci("own-node-only-disabled"))) == []
     old = h.objects(h.template(kube="1.29.0"))
     assert _by_kind(old, "ValidatingAdmissionPolicy") == []
     assert _by_kind(old, "DaemonSet"), "the rest still renders on 1.29"
@@ -625,3 +634,11 @@ def test_kubectl_nodeprobe_finds_the_agent_whatever_the_name_override(override: 
     assert wanted.items() <= labels.items(), labels
     operator = _one(objects, "Deployment", "operator")["spec"]["template"]["metadata"]["labels"]
     assert not wanted.items() <= operator.items(), "the selector must not match the operator"
+
+
+def test_noderemediation_guard_is_on_by_default_and_bound() -> None:
+    """Only the operator opens NodeRemediations (issue 18): shipped in the default install."""
+    policy = _bound_policy("guard")
+    text = str(policy["spec"]["variables"])
+    assert "system:serviceaccount:nodeprobe:nodeprobe-operator" in text
+    assert "nodeprobe-admission-check" in str(policy["spec"]["validations"])
