@@ -19,7 +19,7 @@ from typing import Protocol
 
 from nodeprobe.config import Config
 from nodeprobe.judge.continuous import Judge
-from nodeprobe.model import Check, Condition, ConditionType, Event, EventType
+from nodeprobe.model import Check, Condition, ConditionType, Event, EventType, Runtime
 from nodeprobe.probes import Probe
 from nodeprobe.publish.metrics import Metrics
 from nodeprobe.schedule import Job, Scheduler
@@ -76,10 +76,22 @@ def jobs_for(config: Config, probes: Sequence[Probe]) -> list[Job]:
         for check in probe.checks:
             s = config.checks.for_check(check)
             horizon = 0.0 if check in NO_HORIZON else config.judge.horizon
+            # the canary creates a container each run: never hurried
+            recheck = 0.0 if check is Check.CANARY else config.judge.recheck_interval
             if s.enabled:
                 jobs.append(Job(probe=probe, check=check, interval_s=s.interval,
-                                deadline_s=s.deadline, slow_s=s.slow, horizon_s=horizon))
+                                deadline_s=s.deadline, slow_s=s.slow, horizon_s=horizon,
+                                recheck_s=recheck))
     return jobs
+
+
+def probed_checks(config: Config, probes: Sequence[Probe]) -> dict[Runtime, tuple[Check, ...]]:
+    """The checks that will run, per runtime: metrics create label series for these only (no
+    dockerd series on a node where dockerd is not probed)."""
+    found: dict[Runtime, list[Check]] = {}
+    for job in jobs_for(config, probes):
+        found.setdefault(job.probe.runtime, []).append(job.check)
+    return {runtime: tuple(checks) for runtime, checks in found.items()}
 
 
 class Agent:
@@ -140,6 +152,7 @@ class Agent:
         now = self._clock()
         self.metrics.observe(obs)
         events = self.judge.observe(obs, now=now)
+        self.scheduler.hurry(self.judge.unsettled(now=now))
         if len(self._seen) < len(self._expected):
             self._seen.add((obs.runtime, obs.check))
             if len(self._seen) == len(self._expected):

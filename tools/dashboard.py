@@ -180,6 +180,11 @@ ROWS = (
               (_q(f"""time() - max(
                     nodeprobe_operator_last_pass_timestamp_seconds{{{OPERATOR}}})""", "age"),),
               width=12, unit="s", thresholds=((None, "green"), (300, "red"))),
+        Panel("Admission guard",
+              "1: the admission policy that keeps NodeRemediations to the operator is in place;"
+              " 0: it is missing and the operator acts on nothing (its log says why).",
+              (_q(f"min(nodeprobe_operator_admission_guard{{{OPERATOR}}})", "guard"),),
+              width=12, thresholds=((None, "red"), (1, "green"))),
     )),
     Row("Agent health", (
         Panel("Agents up",

@@ -109,6 +109,10 @@ class Api:
                 meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
             name = meta.get("name") or ""
             self._validate(rt, obj, name)
+            if "nodeprobe.io/admission-check" in (meta.get("labels") or {}):
+                # The chart's admission guard on NodeRemediations, as the operator probes it.
+                raise ApiError(403, "Forbidden", "ValidatingAdmissionPolicy denied request: "
+                               "nodeprobe-admission-check: the NodeRemediation guard is in place")
             times.normalize(rt, obj)
             if rt.namespaced and self.store.get(NS, "", ns) is None:
                 raise ApiError(404, "NotFound", f'namespaces "{ns}" not found',

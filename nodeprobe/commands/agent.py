@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from nodeprobe import heap
-from nodeprobe.agent import Agent, Publishers
+from nodeprobe.agent import Agent, Publishers, probed_checks
 from nodeprobe.commands.common import (
     build_probes,
     canary_image_problems,
@@ -94,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
     probes = build_probes(config, endpoints)
     disabled_checks(config, probes)
     if not probes:
-        log.error("nothing to probe: no dockerd or containerd socket found; see --docker-socket, "
-                  "--containerd-socket")
+        log.error("nothing to probe: no dockerd or containerd socket found; in the Helm chart "
+                  "set agent.docker.socket or agent.containerd.socket to the socket's host path, "
+                  "on the command line --docker-socket or --containerd-socket (config: "
+                  "docker.socket, containerd.socket)")
         return EXIT_CONFIG
     missing = canary_image_problems(probes)
     if missing:
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     registry = CollectorRegistry()
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, checks=probed_checks(config, probes))
     publishers = Publishers()
     if standalone:
         log.info("standalone mode: no Kubernetes API; transitions go to this log")

@@ -141,6 +141,21 @@ class JudgeSettings:
         "per check) up to this long; if it answers, the hang is re-judged as slowness with the "
         "measured latency. 0 = off. kubelet's own CRI timeout is 2 minutes.",
     )
+    recheck_interval: float = _leaf(
+        1.0,
+        "duration",
+        "A check whose last answers were bad (or whose raised condition has not cleared yet) "
+        "runs this often instead of its own interval, until the judge clears it: a GET /info "
+        "on its 30 s interval needing `clearAfter` good answers kept a recovered node flagged "
+        "for a minute and more. Never longer than the check's own interval.",
+    )
+    recheck_for: float = _leaf(
+        300.0,
+        "duration",
+        "A check failing longer than this goes back to its own interval until another check "
+        "of its runtime answers again, so a runtime that stays down is not polled (nor /proc "
+        "scanned) every `recheckInterval` for hours.",
+    )
     restart: RestartSettings = field(
         default_factory=RestartSettings,
         metadata=_doc("Restart loops, from the process check's pid + start time and DOWN spells."),

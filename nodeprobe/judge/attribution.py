@@ -224,12 +224,15 @@ def _describe(runtime: Runtime, problems: Sequence[Problem]) -> tuple[Outcome, s
 
 
 def attribute(
-    problems: Sequence[Problem], *, seen: Collection[Runtime], late: Collection[Check] = ()
+    problems: Sequence[Problem], *, seen: Collection[Runtime], late: Collection[Check] = (),
+    fresh: Collection[tuple[Runtime, Check]] | None = None,
 ) -> Cause | None:
     """The one cause behind these problems, worded for a person; None when there are none.
 
     `seen` lists the runtimes that were probed at all, so the message can say which answer fine;
-    `late` the checks that answer, but only after their deadline (slow, not hung).
+    `late` the checks that answer, but only after their deadline (slow, not hung); `fresh` the
+    checks that answered since the failures began (None: every answer is fresh, as in a one-shot
+    check), so a call is said to answer only from an answer that came during the fault.
     """
     if not problems:
         return None
@@ -245,7 +248,9 @@ def attribute(
     if cont_core:
         worst, text = _describe(Runtime.CONTAINERD, cont_core)
         reason = _OWN_REASON[Runtime.CONTAINERD][worst]
-        if worst is Outcome.HUNG and not any(p.check is Check.CRI_VERSION for p in cont):
+        version = (Runtime.CONTAINERD, Check.CRI_VERSION)
+        if (worst is Outcome.HUNG and not any(p.check is Check.CRI_VERSION for p in cont)
+                and (fresh is None or version in fresh)):
             text += "; CRI Version answers"
         if docker:
             own = any(p.check is Check.DOCKER_PING for p in docker)

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from nodeprobe.config import Config
+from nodeprobe.config.judge import JudgeSettings
+from nodeprobe.config.tree import DiskSettings, RuntimeLogSettings
 from nodeprobe.judge.trend import Unit, fmt
 from nodeprobe.model import Check, Observation, Reason, Runtime, Value
 
@@ -55,13 +57,12 @@ def _cause(values: Mapping[str, float]) -> str:
     return text.format(fmt(size, Unit.BYTES))
 
 
-def disk_finding(obs: Observation, config: Config) -> Finding | None:
+def disk_finding(obs: Observation, settings: DiskSettings) -> Finding | None:
     values = dict(obs.values)
     avail = values.get(Value.DISK_AVAILABLE_BYTES)
     total = values.get(Value.DISK_TOTAL_BYTES)
     if avail is None or not total:
         return None
-    settings = config.disk
     free = 100.0 * avail / total
     inodes_total = values.get(Value.INODES_TOTAL, 0.0)
     inodes = 100.0 * values.get(Value.INODES_AVAILABLE, 0.0) / inodes_total if inodes_total \
@@ -80,13 +81,13 @@ def disk_finding(obs: Observation, config: Config) -> Finding | None:
     return Finding(_DISK_REASON[obs.runtime], text, obs.runtime)
 
 
-def fd_finding(obs: Observation, config: Config) -> Finding | None:
+def fd_finding(obs: Observation, settings: JudgeSettings) -> Finding | None:
     """The process check's open fds against the daemon's own soft limit (unknown: no finding)."""
     fds, limit = obs.values.get(Value.FDS), obs.values.get(Value.FD_LIMIT)
     if fds is None or not limit:
         return None
     share = 100.0 * fds / limit
-    if share < config.judge.fd_limit_percent:
+    if share < settings.fd_limit_percent:
         return None
     text = (f"{obs.runtime} holds {fds:.0f} open fds, {share:.0f}% of its own limit of "
             f"{limit:.0f} (Max open files): at the limit it cannot accept connections or open "
@@ -95,16 +96,16 @@ def fd_finding(obs: Observation, config: Config) -> Finding | None:
     return Finding(Reason.RUNTIME_FDS_NEAR_LIMIT, text, obs.runtime)
 
 
-def log_finding(obs: Observation, config: Config) -> Finding | None:
-    threshold = config.runtime_log.threshold
-    window = config.runtime_log.window
+def log_finding(obs: Observation, settings: RuntimeLogSettings) -> Finding | None:
+    threshold = settings.threshold
+    window = settings.window
     for value, reason, advice in LOG_FINDINGS:
         count = obs.values.get(value, 0.0)
         if count >= threshold:
-            example = obs.info.get(f"example_{value}", "")
-            quoted = f' (e.g. "{example}")' if example else ""
-            text = (f"{obs.runtime}'s journal has {count:.0f} lines of {advice.split(':')[0]} in "
-                    f"the last {window:g}s{quoted}; {advice.split(': ', 1)[1]}")
+            # the pattern's name and the count only: the lines are in the agent's log
+            text = (f"{obs.runtime}'s journal has {count:.0f} lines of {advice.split(':')[0]} "
+                    f"(pattern {value}) in the last {window:g}s, logged by the agent; "
+                    f"{advice.split(': ', 1)[1]}")
             return Finding(reason, text, obs.runtime)
     return None
 
@@ -120,14 +121,21 @@ def findings(
 ) -> list[Finding]:
     """Every finding in the latest observations of the disk, log and process checks, and the
     `extra` ones judged over time (orphaned shims), worst first."""
+    return judged(observations, judge=config.judge, disk=config.disk, log=config.runtime_log,
+                  extra=extra)
+
+
+def judged(observations: Iterable[Observation], *, judge: JudgeSettings, disk: DiskSettings,
+           log: RuntimeLogSettings, extra: Iterable[Finding] = ()) -> list[Finding]:
+    """`findings` from the three settings it reads (the continuous judge has no whole config)."""
     found = list(extra)
     for obs in observations:
         if obs.check is Check.DISK:
-            finding = disk_finding(obs, config)
+            finding = disk_finding(obs, disk)
         elif obs.check is Check.RUNTIME_LOG:
-            finding = log_finding(obs, config)
+            finding = log_finding(obs, log)
         elif obs.check is Check.PROCESS:
-            finding = fd_finding(obs, config)
+            finding = fd_finding(obs, judge)
         else:
             continue
         if finding is not None:

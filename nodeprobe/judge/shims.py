@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from nodeprobe.config import Config
+from nodeprobe.config.judge import JudgeSettings
 from nodeprobe.judge.degraded import Finding
 from nodeprobe.judge.hysteresis import Counter, step
 from nodeprobe.model import Check, Observation, Reason, Runtime, Value
@@ -110,7 +110,7 @@ def tallies(latest: Iterable[Observation]) -> tuple[Tally, ...]:
 
 
 def observe(
-    state: Orphans, latest: Iterable[Observation], config: Config
+    state: Orphans, latest: Iterable[Observation], settings: JudgeSettings
 ) -> tuple[Orphans, int | None]:
     """Step the judgement on one containerd process check (`latest` includes it).
 
@@ -124,7 +124,7 @@ def observe(
     for tally in found:
         counters[tally.namespace] = step(
             counters.get(tally.namespace, Counter()), tally.surplus > 0,
-            raise_after=config.judge.orphaned_shim_checks, clear_after=config.judge.clear_after)
+            raise_after=settings.orphaned_shim_checks, clear_after=settings.clear_after)
         known[tally.namespace] = tally
     return Orphans(counters, known), sum(t.surplus for t in found)
 
@@ -137,7 +137,7 @@ def _pid_list(pids: tuple[int, ...], shims: int) -> str:
     return f" (shim pids, oldest first: {shown}{f' and {more} more' if more > 0 else ''})"
 
 
-def finding(state: Orphans, config: Config) -> Finding | None:
+def finding(state: Orphans, settings: JudgeSettings) -> Finding | None:
     """ContainerdOrphanedShims while raised, naming each namespace with a surplus."""
     raised = state.raised
     if not raised:
@@ -150,7 +150,7 @@ def finding(state: Orphans, config: Config) -> Finding | None:
     if not parts:
         parts = ["as many shims as pods and containers again (clearing)"]
     checks = max([state.counters[t.namespace].bad_run for t in raised]
-                 + [config.judge.orphaned_shim_checks])
+                 + [settings.orphaned_shim_checks])
     text = (f"containerd runs {'; '.join(parts)}, over {checks} process checks in a row. "
             "Shims containerd no longer knows (it lost its state in a crash) keep their "
             "containers running and are never stopped: compare `ps -o pid,lstart,args -p <pids>` "

@@ -38,7 +38,7 @@ def _ceiling_breach(
             reasons = LEAK_REASON.get((obs.runtime, value))
             if reasons is None:
                 continue
-            limits = trend_limits(config, value, node_memory_bytes=node_memory_bytes)
+            limits = trend_limits(config.judge.leak, value, node_memory_bytes=node_memory_bytes)
             name, unit = SIGNALS[value]
             if limits.ceiling and reading > limits.ceiling:
                 note = f" ({limits.ceiling_note})" if limits.ceiling_note else ""

@@ -1,20 +1,28 @@
 """The remediation operator: RemediationPolicies + node conditions -> NodeRemediations.
 
-Layers inside: `policy` and `ladder` are pure (no I/O, time passed in); `drain`, `kube` and
-`reconcile` do the API calls; `handlers` only wires kopf to `reconcile`. The operator never runs
-commands on nodes: the node's agent (`nodeprobe.repair`) does.
+Layers inside: `records` (the vocabulary), `policy`, `gates`, `observe` and `ladder` are pure
+(no I/O, time passed in); `drain`, `kube`, `leases`, `episodes` and `reconcile` do the API calls;
+`guard` checks the admission policy that keeps NodeRemediations to the operator; `leader` and
+`standby` elect the replica that acts; `handlers` only wires kopf to the pass loop. The operator
+never runs commands on nodes: the node's agent (`nodeprobe.repair`) does.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from nodeprobe.operator.kube import Kube
+    from nodeprobe.operator.leader import LeaderElector
+    from nodeprobe.operator.reconcile import OperatorSettings
     from nodeprobe.operator.stats import Sink
 
 CRD_DIR = Path(__file__).parent / "crds"
@@ -34,6 +42,7 @@ def run(
     lease_s: float = 15.0,
     renew_deadline_s: float = 10.0,
     retry_s: float = 2.0,
+    lease_namespace: str | None = None,
 ) -> None:
     """Run the operator until stopped (SIGTERM/SIGINT, or `stop_flag` when given).
 
@@ -44,15 +53,56 @@ def run(
     replica leads, and a replica that loses the Lease refuses every write at once and exits
     non-zero so its Deployment restarts it as a follower.
     `max_concurrent` is the cluster budget: nodes held at once under all policies.
+    `lease_namespace` moves the node Leases (not the leader Lease) elsewhere, e.g. to
+    `medik8s-leases`, where medik8s's remediators take the same `node-<name>` Leases.
     """
-    import kopf
-    from kubernetes import client, config
-
-    from nodeprobe.operator.handlers import register
     from nodeprobe.operator.kube import Kube
     from nodeprobe.operator.leader import Fenced, LeaderElector, Timing
-    from nodeprobe.operator.nodecache import NodeCache
-    from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
+    from nodeprobe.operator.reconcile import OperatorSettings
+
+    api = _api_client(kubeconfig)
+    # Audit logs, managedFields, the leader Lease (and tests) can tell the replicas apart.
+    replica = f"{socket.gethostname()}-{os.getpid()}"
+    api.user_agent = f"nodeprobe-operator/{replica}"
+    ns = namespace or "default"
+    raw = Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128])
+    stop = stop_flag or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        # Until kopf installs its own handlers: a SIGTERM while waiting to lead, or just after
+        # taking the Lease, stops cleanly (the Lease is given back), not by Python's default.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    elector = None if standalone else LeaderElector(
+        raw, namespace=ns, identity=replica, timing=Timing(lease_s, renew_deadline_s, retry_s))
+    if elector is not None and not _wait_to_lead(
+            elector, stop, liveness_endpoint=liveness_endpoint,
+            what=f"Lease {ns}/nodeprobe-operator as {replica}"):
+        return
+    lost = threading.Event()
+
+    def on_lost() -> None:
+        lost.set()
+        stop.set()
+
+    if elector is not None:
+        threading.Thread(target=elector.keep, args=(stop, on_lost), name="leader-lease",
+                         daemon=True).start()
+    try:
+        _serve(api, raw, raw if elector is None else Fenced(raw, elector.leading),
+               settings=OperatorSettings(tick_s=tick_s, lease_namespace=lease_namespace or ns,
+                                         max_held=max_concurrent),
+               stop=stop, replica=replica, liveness_endpoint=liveness_endpoint,
+               metrics_port=metrics_port)
+    finally:
+        if elector is not None and not lost.is_set():
+            elector.release()
+    if lost.is_set():
+        raise SystemExit("nodeprobe operator: lost the leader Lease; exiting so that this "
+                         "replica restarts as a follower")
+
+
+def _api_client(kubeconfig: str | None) -> ApiClient:
+    """The official client's configuration: a kubeconfig, else in-cluster, else ~/.kube."""
+    from kubernetes import client, config
 
     try:
         if kubeconfig:
@@ -65,49 +115,57 @@ def run(
     except (config.ConfigException, OSError) as e:
         raise SystemExit(f"nodeprobe operator: cannot load Kubernetes credentials "
                          f"({kubeconfig or 'in-cluster, then ~/.kube/config'}): {e}") from e
-    api = client.ApiClient()
-    # Audit logs, managedFields, the leader Lease (and tests) can tell the replicas apart.
-    replica = f"{socket.gethostname()}-{os.getpid()}"
-    api.user_agent = f"nodeprobe-operator/{replica}"
-    ns = namespace or "default"
-    settings = OperatorSettings(tick_s=tick_s, lease_namespace=ns, max_held=max_concurrent)
-    raw = Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128])
-    stop = stop_flag or threading.Event()
-    elector = None
-    kube: Kube = raw
-    if not standalone:
-        elector = LeaderElector(raw, namespace=ns, identity=replica,
-                                timing=Timing(lease_s, renew_deadline_s, retry_s))
-        kube = Fenced(raw, elector.leading)
-        log.info("waiting to lead (Lease %s/nodeprobe-operator) as %s", ns, replica)
-        if not elector.acquire(stop):
-            return
-    lost = threading.Event()
+    return client.ApiClient()
 
-    def on_lost() -> None:
-        lost.set()
-        stop.set()
 
-    if elector is not None:
-        threading.Thread(target=elector.keep, args=(stop, on_lost), name="leader-lease",
-                         daemon=True).start()
+def _serve(api: ApiClient, raw: Kube, kube: Kube, *, settings: OperatorSettings,
+           stop: threading.Event, replica: str, liveness_endpoint: str | None,
+           metrics_port: int) -> None:
+    """kopf with our handlers, the node view and the pass loop, until `stop` (this replica
+    leads the whole time: `kube` refuses writes once it does not)."""
+    import kopf
+    from kopf._core.engines.peering import Identity  # kopf exports run(), not its arg type
+
+    from nodeprobe.operator.guard import Guard
+    from nodeprobe.operator.handlers import register
+    from nodeprobe.operator.nodecache import NodeCache
+    from nodeprobe.operator.reconcile import Reconciler
+
     registry = kopf.OperatorRegistry()
     sink = _start_metrics(metrics_port)
     nodes = NodeCache(raw)
     register(registry, reconciler=Reconciler(kube, settings=settings, sink=sink),
-             nodes=nodes, api=api, stop=stop)
+             nodes=nodes, api=api, stop=stop, guard=Guard(kube))
     nodes.start()
     try:
+        # Our own identity: kopf's default asks getpwuid() for the user name, which fails in
+        # an image without a passwd entry for its uid (KeyError, the operator never runs).
         kopf.run(registry=registry, clusterwide=True, standalone=True,
-                 liveness_endpoint=liveness_endpoint, stop_flag=stop)
+                 liveness_endpoint=liveness_endpoint, stop_flag=stop,
+                 identity=Identity(replica))
     finally:
         stop.set()
         nodes.stop()
-        if elector is not None and not lost.is_set():
-            elector.release()
-    if lost.is_set():
-        raise SystemExit("nodeprobe operator: lost the leader Lease; exiting so that this "
-                         "replica restarts as a follower")
+
+
+def _wait_to_lead(elector: LeaderElector, stop: threading.Event, *,
+                  liveness_endpoint: str | None, what: str) -> bool:
+    """Block until this replica leads (True) or is stopped (False), answering the liveness
+    probe meanwhile (`standby`): a standby that waits is alive."""
+    from nodeprobe.operator.kube import REQUEST_TIMEOUT_S
+    from nodeprobe.operator.standby import StandbyHealth, freshness
+
+    log.info("waiting to lead (%s)", what)
+    if not liveness_endpoint:
+        return elector.acquire(stop)
+    # One attempt is a GET and a write, each under the request timeout, then a retry period.
+    fresh = freshness(lambda: elector.attempted_at,
+                      within_s=elector.timing.retry_s + 2 * REQUEST_TIMEOUT_S + 5)
+    health = StandbyHealth(liveness_endpoint, fresh=fresh).start()
+    try:
+        return elector.acquire(stop)
+    finally:
+        health.close()
 
 
 def _start_metrics(port: int) -> Sink:

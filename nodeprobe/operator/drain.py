@@ -95,6 +95,24 @@ class Drainer:
         """`namespace/name` of every pod a drain would evict (for dry runs)."""
         return [_key(p) for p in self.pods(node) if moves(p) and kept_because(p, drain) is None]
 
+    def survey(self, node: str, drain: Drain) -> DrainPass:
+        """What is left to go, read only: the result of the last pass's evictions, read by the
+        next pass (the ladder decides from it; `drain_once` is what its EVICT intent runs)."""
+        out = DrainPass()
+        now = self._clock()
+        for pod in self.pods(node):
+            if not moves(pod):
+                continue
+            why = kept_because(pod, drain)
+            evicted = evicted_at(pod)
+            if why is not None:
+                out.kept.append(f"{_key(pod)} ({why})")
+            elif evicted is not None and now - evicted > drain.terminating_skip_s:
+                out.stuck.append(_key(pod))
+            else:
+                out.left += 1
+        return out
+
     def drain_once(self, node: str, drain: Drain) -> DrainPass:
         """Ask once for the eviction of each pod still there; count what is left."""
         out = DrainPass()
@@ -123,9 +141,9 @@ class Drainer:
 
     def _one(self, pod: Mapping[str, Any], drain: Drain, out: DrainPass, now: float) -> None:
         key = _key(pod)
-        deleting = parse_iso((pod.get("metadata") or {}).get("deletionTimestamp"))
-        if deleting is not None:
-            if now - deleting > drain.terminating_skip_s:
+        evicted = evicted_at(pod)
+        if evicted is not None:
+            if now - evicted > drain.terminating_skip_s:
                 out.stuck.append(key)  # a hung runtime cannot stop it; the repair will
             else:
                 out.left += 1  # evicted already; waiting for its grace period
@@ -167,6 +185,18 @@ class Drainer:
                  if _key(p) != _key(pod)]
         return any((p.get("metadata") or {}).get("deletionTimestamp")
                    or (p.get("status") or {}).get("phase") != "Running" for p in peers)
+
+
+def evicted_at(pod: Mapping[str, Any]) -> float | None:
+    """When the pod's deletion was asked for: the API server sets deletionTimestamp to that
+    moment plus the grace period (deletionGracePeriodSeconds), so `terminatingSkip` counts
+    from the eviction, as documented, not from the end of the grace period."""
+    meta = pod.get("metadata") or {}
+    deleting = parse_iso(meta.get("deletionTimestamp"))
+    if deleting is None:
+        return None
+    grace = meta.get("deletionGracePeriodSeconds")
+    return deleting - (grace if isinstance(grace, int) and not isinstance(grace, bool) else 0)
 
 
 def _key(pod: Mapping[str, Any]) -> str:

@@ -12,34 +12,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nodeprobe.model import ConditionType, EventType, RemediationPhase
-from nodeprobe.operator import ladder
+from nodeprobe.model import EventType, RemediationPhase
+from nodeprobe.operator import ladder, records
 from nodeprobe.operator.drain import Drainer
-from nodeprobe.operator.gates import TERMINAL, NodeView
 from nodeprobe.operator.grammar import iso
-from nodeprobe.operator.kube import MERGE, Kube
+from nodeprobe.operator.kube import MERGE, Kube, KubeError
 from nodeprobe.operator.policy import (
     ANNOTATION_CORDONED_BY,
     GROUP,
     LABEL_ESCALATED,
     REMEDIATION_PLURAL,
     VERSION,
-    Action,
     Plan,
 )
+from nodeprobe.operator.records import TERMINAL, NodeView
 from nodeprobe.operator.stats import Sink, cordon_delay
 
 log = logging.getLogger(__name__)
 
 API = f"/apis/{GROUP}/{VERSION}"
-AGENT_CONDITIONS = frozenset(c.value for c in ConditionType)
 
 
 def agent_alive(node: NodeView, plan: Plan, now: float) -> bool:
     """The node's agent wrote one of its conditions (heartbeat) within the plan's silence."""
-    beats = [max(c.heartbeat, c.since) for t, c in node.conditions.items()
-             if t in AGENT_CONDITIONS]
-    return bool(beats) and now - max(beats) <= plan.agent_silence_s
+    return records.agent_alive(node, plan.agent_silence_s, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,52 +63,60 @@ class Episodes:
         status: dict[str, Any] = dict(nr.get("status") or {})
         if status.get("phase", RemediationPhase.PENDING) in TERMINAL:
             return nr
-        rung = int(spec.get("rung", 0))
-        seen = self._observe(plan, rung, status, node, ctx, now, int(spec.get("flapping", 0)))
+        rung = current_rung(nr)
+        seen = self._observe(plan, rung, status, node, ctx, now, int(spec.get("flapping", 0)),
+                             name=str(meta.get("name")))
         st = ladder.step(plan, rung=rung, status=status, seen=seen)
         if not st.changed:
             return nr
         name = str(meta.get("name"))
-        for intent in st.intents:
-            if intent is not ladder.Intent.CORDON and node is not None:
-                self.apply(intent, node, name, plan)
-        if st.rung is not None:
-            self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}",
-                              body={"spec": {"rung": st.rung}}, content_type=MERGE)
-            spec = {**spec, "rung": st.rung}
+        if not self._carry_out(st.intents, node, name, plan):
+            return nr  # nothing recorded: the same transition is tried again next pass
+        if ladder.Intent.CORDON in st.intents and \
+                (delay := cordon_delay(spec, now=now)) is not None:
+            self.sink.cordoned(delay)
         if st.patch:
             self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status",
                               body={"status": st.patch}, content_type=MERGE)
             final = st.patch.get("phase")
             if final in TERMINAL:
                 self.sink.finished(RemediationPhase(final))
-        if ladder.Intent.CORDON in st.intents and node is not None:
-            self.apply(ladder.Intent.CORDON, node, name, plan)
-            if (delay := cordon_delay(spec, now=now)) is not None:
-                self.sink.cordoned(delay)
         for kind, reason, message in st.events:
             self.node_event(node, name, kind, reason, message, now)
         status.update(st.patch)
         return {**nr, "spec": spec, "status": {k: v for k, v in status.items() if v is not None}}
 
     def _observe(self, plan: Plan, rung: int, status: Mapping[str, Any], node: NodeView | None,
-                 ctx: Context, now: float, flapping: int) -> ladder.Seen:
+                 ctx: Context, now: float, flapping: int, *, name: str) -> ladder.Seen:
         if node is None:
             return ladder.Seen(node=None, now=now)
         left: int | None = None
         kept: tuple[str, ...] = ()
-        draining = (status.get("phase") == RemediationPhase.DRAINING and ctx.frozen is None
-                    and ctx.abort is None and rung < len(plan.ladder)
-                    and plan.ladder[rung].action is not Action.ESCALATE
-                    and (node.unschedulable or not status.get("cordonedByUs")))
-        if draining:
-            drained = self.drainer.drain_once(node.name, plan.drain)
+        if status.get("phase") == RemediationPhase.DRAINING:  # read only: the ladder decides
+            drained = self.drainer.survey(node.name, plan.drain)
             left, kept = drained.left, tuple(drained.kept)
         bad = any((c := node.conditions.get(t.type)) is not None and c.status == t.status
                   for t in plan.triggers)
         return ladder.Seen(node=node, now=now, drain_left=left, kept=kept, frozen=ctx.frozen,
                            abort=ctx.abort, agent_alive=agent_alive(node, plan, now),
-                           triggered=bad, flapping=flapping)
+                           triggered=bad, flapping=flapping, cordon_ours=node.cordon_ours(name))
+
+    def _carry_out(self, intents: list[ladder.Intent], node: NodeView | None, nr: str,
+                   plan: Plan) -> bool:
+        """The node changes before the status that records them (a cordon first, then
+        `Cordoned`): False when one failed, so the status stays and the pass is retried."""
+        if node is None:
+            return True
+        try:
+            for intent in intents:
+                self.apply(intent, node, nr, plan)
+        except KubeError as e:
+            if e.status == 0 or e.status >= 500:
+                raise
+            log.warning("%s: %s of node %s refused (%s); trying again next pass", nr,
+                        intents, node.name, e)
+            return False
+        return True
 
     def apply(self, intent: ladder.Intent, node: NodeView, nr: str, plan: Plan) -> None:
         path = f"/api/v1/nodes/{node.name}"
@@ -121,19 +125,41 @@ class Episodes:
                 "metadata": {"annotations": {ANNOTATION_CORDONED_BY: nr}},
                 "spec": {"unschedulable": True}})
         elif intent is ladder.Intent.UNCORDON:
-            if node.annotations.get(ANNOTATION_CORDONED_BY) != nr:
-                log.info("node %s: cordon no longer marked as ours (%s); leaving it cordoned",
-                         node.name, ANNOTATION_CORDONED_BY)
-                return
+            ours = node.cordon_ours(nr)
+            if not ours:
+                log.info("node %s: its cordon is no longer ours alone (%s, managers %s); "
+                         "leaving it cordoned", node.name, ANNOTATION_CORDONED_BY,
+                         ", ".join(node.cordon_managers))
             self.kube.request("PATCH", path, content_type=MERGE, body={
                 "metadata": {"annotations": {ANNOTATION_CORDONED_BY: None}},
-                "spec": {"unschedulable": None}})
+                **({"spec": {"unschedulable": None}} if ours else {})})
+        elif intent is ladder.Intent.EVICT:
+            self.drainer.drain_once(node.name, plan.drain)
+        elif intent is ladder.Intent.UNMARK:
+            if node.annotations.get(ANNOTATION_CORDONED_BY) == nr:
+                self.kube.request("PATCH", path, content_type=MERGE, body={
+                    "metadata": {"annotations": {ANNOTATION_CORDONED_BY: None}}})
         elif intent is ladder.Intent.LABEL_ESCALATED:
             self.kube.request("PATCH", path, content_type=MERGE,
                               body={"metadata": {"labels": {LABEL_ESCALATED: "true"}}})
         elif intent is ladder.Intent.WEBHOOK and plan.webhook_url:
             self.webhook(plan.webhook_url, {"node": node.name, "noderemediation": nr,
                                             "reason": "Escalated"})
+
+    def refuse(self, nr: dict[str, Any], node: NodeView | None, *, now: float,
+               why: str) -> dict[str, Any]:
+        """End a NodeRemediation the operator did not open, touching nothing but its status:
+        its plan, rung and phase were never checked by the gates (budget, exclude, trigger)."""
+        name = str((nr.get("metadata") or {}).get("name"))
+        message = f"refused: {why}; nothing was done to the node"
+        patch = {"phase": RemediationPhase.FAILED.value, "finishedAt": iso(now),
+                 "message": message}
+        self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status",
+                          content_type=MERGE, body={"status": patch})
+        log.warning("NodeRemediation %s %s", name, message)
+        self.sink.finished(RemediationPhase.FAILED)
+        self.node_event(node, name, EventType.WARNING, "RemediationRefused", message, now)
+        return {**nr, "status": {**(nr.get("status") or {}), **patch}}
 
     def release_escalated(self, nr: Mapping[str, Any], node: NodeView | None, *,
                           now: float) -> bool:
@@ -173,3 +199,9 @@ def holds_slot(nr: Mapping[str, Any]) -> bool:
     phase = status.get("phase", RemediationPhase.PENDING)
     return phase not in TERMINAL or (phase == RemediationPhase.ESCALATED
                                      and not status.get("releasedAt"))
+
+
+def current_rung(nr: Mapping[str, Any]) -> int:
+    """The ladder's rung: status.rung (spec is immutable); spec.rung of objects from before."""
+    status, spec = nr.get("status") or {}, nr.get("spec") or {}
+    return int(status.get("rung", spec.get("rung", 0)) or 0)

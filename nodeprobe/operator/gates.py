@@ -16,14 +16,21 @@ import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from nodeprobe.model import RemediationPhase, Status
+from nodeprobe.model import RemediationPhase
 from nodeprobe.operator.grammar import iso
 from nodeprobe.operator.policy import LABEL_EXCLUDE, Policy
+from nodeprobe.operator.records import (
+    TERMINAL,
+    NodeCondition,
+    NodeRecord,
+    NodeView,
+    RemediationView,
+    agent_alive,
+)
 
-TERMINAL = frozenset({RemediationPhase.SUCCEEDED, RemediationPhase.FAILED,
-                      RemediationPhase.ESCALATED})
-"""The one set of final phases: a NodeRemediation in one of them never changes phase again."""
-CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+__all__ = ["TERMINAL", "NodeCondition", "NodeRecord", "NodeView", "RemediationView",
+           "agent_alive"]
+
 
 
 class Wait(enum.StrEnum):
@@ -61,41 +68,13 @@ class Wait(enum.StrEnum):
     """The node's cool-down after its last remediation has not passed."""
     EPISODE_ENDED = "episodeEnded"
     """This episode already ended (any outcome); a new one needs the condition to clear first."""
+    RELEASED = "released"
+    """A person released this node's escalation while the condition stayed bad: that release
+    holds until the condition clears (a new bad stretch may start a new episode)."""
+    AGENT_SILENT = "agentSilent"
+    """The node's agent has not reported within the policy's agentSilence: no one would carry
+    out the action, so nothing is cordoned or evicted."""
 
-
-@dataclass(frozen=True, slots=True)
-class NodeCondition:
-    status: str
-    since: float
-    """lastTransitionTime, Unix seconds."""
-    heartbeat: float = 0.0
-    """lastHeartbeatTime, Unix seconds (0 when absent)."""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeView:
-    """The parts of a Node the operator decides on."""
-
-    name: str
-    labels: Mapping[str, str]
-    unschedulable: bool
-    conditions: Mapping[str, NodeCondition]
-    boot_id: str = ""
-    uid: str = ""
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def ready(self) -> bool:
-        c = self.conditions.get("Ready")
-        return c is not None and c.status == Status.TRUE
-
-    @property
-    def control_plane(self) -> bool:
-        return any(k in self.labels for k in CONTROL_PLANE_LABELS)
-
-    @property
-    def excluded(self) -> bool:
-        return LABEL_EXCLUDE in self.labels and self.labels[LABEL_EXCLUDE] != "false"
 
 
 def held_since(policy: Policy, node: NodeView, *, now: float) -> float | None:
@@ -119,36 +98,6 @@ def remediation_name(node: str, episode_start: float) -> str:
     return f"{node}-{int(episode_start)}"[:253]
 
 
-@dataclass(frozen=True, slots=True)
-class RemediationView:
-    """The parts of a NodeRemediation the gates count."""
-
-    name: str
-    node: str
-    policy: str
-    phase: str
-    created: float
-    finished: float | None
-    holds: bool
-    """Holds a slot of the budget: live, or Escalated and not yet released by a person."""
-
-    @property
-    def active(self) -> bool:
-        return self.phase not in TERMINAL
-
-
-@dataclass(frozen=True, slots=True)
-class NodeRecord:
-    """What the node's Lease says: who holds it, and the node's remediation history (kept there
-    so that deleting a NodeRemediation forgets nothing)."""
-
-    holder: str | None = None
-    """Someone else's holder identity while their lease is unexpired; None when free or ours."""
-    last_episode: str | None = None
-    finished: float | None = None
-    episodes: tuple[float, ...] = ()
-    """When recent episodes opened (for the flap limit)."""
-
 
 @dataclass(frozen=True, slots=True)
 class Start:
@@ -162,7 +111,11 @@ class Start:
 
 @dataclass(slots=True)
 class PolicyDecision:
+    """The whole decision for one policy in one pass; the shell carries it out as it is."""
+
     starts: list[Start] = field(default_factory=list)
+    planned: list[Start] = field(default_factory=list)
+    """What would start if the policy were not in dry run (its status shows the plan)."""
     blocked: list[str] = field(default_factory=list)
     """Policy-level reasons nothing (more) starts."""
     waiting: dict[str, str] = field(default_factory=dict)
@@ -213,9 +166,11 @@ def decide_all(policies: Sequence[Policy], cluster: Cluster, *, now: float,
         since, ended = (storms or {}).get(policy.name, (None, None))
         d = _decide(policy, cluster, held, now=now, started=started, storm_since=since,
                     storm_ended_at=ended, blockers=blockers or Blockers())
-        if not policy.dry_run:
-            held |= {s.node for s in d.starts}
-            started += len(d.starts)
+        if policy.dry_run:  # planned, not started: the plan goes to the policy's status
+            d.planned, d.starts = d.starts, []
+            d.reasons.update((s.node, Wait.DRY_RUN) for s in d.planned)
+        held |= {s.node for s in d.starts}
+        started += len(d.starts)
         out[policy.name] = d
     return out
 
@@ -234,29 +189,47 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
     out.storm = healthy_pct < policy.min_healthy_pct
     if not out.storm and storm_since is not None:
         storm_ended_at = now  # the storm ends in this very pass
+    _escalated(cluster, matched, out)
     candidates = [c for n, since in sick
                   if (c := _candidate(policy, cluster, n, since, held, out, now=now))]
     if not candidates:
         return out
     in_policy = len(held & {n.name for n in matched})
     budget = policy.budget(len(matched))
-    reason = _policy_blocked(policy, out, len(candidates), healthy_pct, storm_ended_at, now)
-    if reason is None and policy.rate_per_hour is not None and started >= policy.rate_per_hour:
-        reason = Wait.RATE, (f"rate limit: {started} episodes opened in the last hour, limit "
-                             f"{policy.rate_per_hour}")
-    if reason is None and in_policy >= budget:
-        reason = Wait.MAX_CONCURRENT, (f"maxConcurrent {budget} reached: {in_policy} matched "
-                                       f"node(s) held; {len(candidates)} wait")
-    if reason is None and len(held) >= cluster.max_held:
-        reason = Wait.BUDGET, (f"cluster budget {cluster.max_held} reached: {len(held)} node(s) "
-                               f"held by nodeprobe or another remediator; {len(candidates)} wait")
+    reason = (_policy_blocked(policy, out, len(candidates), healthy_pct, storm_ended_at, now)
+              or _limits(policy, cluster, held, started=started, in_policy=in_policy,
+                         budget=budget, waiting=len(candidates)))
     if reason is None and (alert := blockers.cluster(policy)) is not None:
         reason = Wait.ALERT, alert
     if reason is not None:
         out.blocked.append(reason[1])
-        out.reasons.update((c.node, reason[0]) for c in candidates)
+        for c in candidates:
+            _wait(out, c.node, reason[0], reason[1])
         return out
-    taken = set(held)
+    _start_what_fits(policy, cluster, candidates, set(held), out, started=started,
+                     in_policy=in_policy, budget=budget, blockers=blockers)
+    return out
+
+
+def _limits(policy: Policy, cluster: Cluster, held: set[str], *, started: int, in_policy: int,
+            budget: int, waiting: int) -> tuple[Wait, str] | None:
+    """The rate, the policy's maxConcurrent and the cluster budget, before any start."""
+    if policy.rate_per_hour is not None and started >= policy.rate_per_hour:
+        return Wait.RATE, (f"rate limit: {started} episodes opened in the last hour, limit "
+                           f"{policy.rate_per_hour}")
+    if in_policy >= budget:
+        return Wait.MAX_CONCURRENT, (f"maxConcurrent {budget} reached: {in_policy} matched "
+                                     f"node(s) held; {waiting} wait")
+    if len(held) >= cluster.max_held:
+        return Wait.BUDGET, (f"cluster budget {cluster.max_held} reached: {len(held)} node(s) "
+                             f"held by nodeprobe or another remediator; {waiting} wait")
+    return None
+
+
+def _start_what_fits(policy: Policy, cluster: Cluster, candidates: list[Start], taken: set[str],
+                     out: PolicyDecision, *, started: int, in_policy: int, budget: int,
+                     blockers: Blockers) -> None:
+    """Start candidates in name order while the limits leave room; say why the rest wait."""
     for c in candidates:
         node = cluster.nodes[c.node]
         full = _full(cluster.max_held - len(taken), budget - in_policy,
@@ -278,7 +251,16 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
         out.starts.append(c)
         taken.add(c.node)
         in_policy += 1
-    return out
+
+
+def _escalated(cluster: Cluster, matched: Sequence[NodeView], out: PolicyDecision) -> None:
+    """Name every matched node an escalation holds, with why it sits there."""
+    names = {n.name for n in matched}
+    for r in cluster.remediations:
+        if r.node in names and r.holds and r.phase == RemediationPhase.ESCALATED:
+            out.waiting[r.node] = (f"escalated ({r.name}): the ladder gave up; it stays cordoned "
+                                   "until a person uncordons it or removes the "
+                                   "nodeprobe.io/escalated label")
 
 
 def _full(cluster_room: int, policy_room: int, rate_room: int | None) -> Wait | None:
@@ -308,6 +290,11 @@ def _candidate(policy: Policy, cluster: Cluster, node: NodeView, since: float, h
     if node.excluded:
         _wait(out, node.name, Wait.EXCLUDED, f"excluded: the node has the {LABEL_EXCLUDE} label")
         return None
+    released = [r for r in mine if r.released is not None and since <= r.released]
+    if released:
+        _wait(out, node.name, Wait.RELEASED, f"a person released escalated episode "
+              f"{released[0].name}; no new episode until the condition clears")
+        return None
     name = remediation_name(node.name, since)
     if rec.last_episode == name or any(r.name == name for r in mine):
         _wait(out, node.name, Wait.EPISODE_ENDED, f"episode {name} already ended; waiting for "
@@ -317,6 +304,11 @@ def _candidate(policy: Policy, cluster: Cluster, node: NodeView, since: float, h
     if ends and now - max(ends) < policy.cool_down_s:
         _wait(out, node.name, Wait.COOL_DOWN, f"node cool-down until "
               f"{iso(max(ends) + policy.cool_down_s)} after the last remediation")
+        return None
+    if not agent_alive(node, policy.plan.agent_silence_s, now):
+        _wait(out, node.name, Wait.AGENT_SILENT, f"the node's agent has not reported for over "
+              f"{policy.plan.agent_silence_s:.0f}s: no one would carry out the repair, so "
+              "nothing is cordoned or evicted")
         return None
     opened = {int(t) for t in rec.episodes} | {int(r.created) for r in mine}
     recent = sum(1 for t in opened if now - t < policy.flap_window_s)

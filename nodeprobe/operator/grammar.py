@@ -38,7 +38,12 @@ def parse_iso(text: object) -> float | None:
 
 
 class PolicyError(ValueError):
-    """A duration, selector or quantity that cannot be understood; the message says where."""
+    """A duration, selector or quantity that cannot be understood; the message says where.
+    One error may carry several problems of one object (`problems`), so none hides another."""
+
+    def __init__(self, problem: str, *more: str) -> None:
+        super().__init__("; ".join((problem, *more)))
+        self.problems = (problem, *more)
 
 
 def parse_duration(value: object, *, where: str) -> float:
@@ -165,20 +170,36 @@ def parse_window(raw: object, *, where: str) -> Window:
     if unknown:
         raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}; a window has days, "
                           "start, end and timeZone")
-    names = raw.get("days") or list(DAYS)
-    if not isinstance(names, list) or not names:
-        raise PolicyError(f"{where}.days: expected a list like [Mon, Tue], got {names!r}")
-    days: set[int] = set()
-    for d in names:
-        key = str(d)[:3].capitalize()
-        if key not in DAYS:
-            raise PolicyError(f"{where}.days: unknown day {d!r}; use {', '.join(DAYS)}")
-        days.add(DAYS.index(key))
-    zone = str(raw.get("timeZone", "UTC"))
+    problems: list[str] = []
+    parts: list[object] = []
+    for parse in (lambda: _days(raw.get("days", list(DAYS)), f"{where}.days"),
+                  lambda: _zone(str(raw.get("timeZone", "UTC")), f"{where}.timeZone"),
+                  lambda: _clock(raw.get("start", "00:00"), f"{where}.start"),
+                  lambda: _clock(raw.get("end", "24:00"), f"{where}.end") % 1440):
+        try:
+            parts.append(parse())
+        except PolicyError as e:
+            problems += e.problems
+    if problems:
+        raise PolicyError(*problems)
+    days, zone, start, end = parts
+    return Window(days, start, end, zone)  # type: ignore[arg-type]
+
+
+def _days(names: object, where: str) -> frozenset[int]:
+    if not isinstance(names, list) or not names:  # [] would silently mean every day
+        raise PolicyError(f"{where}: expected a non-empty list like [Mon, Tue] (leave days out "
+                          f"for every day), got {names!r}")
+    bad = [d for d in names if str(d)[:3].capitalize() not in DAYS]
+    if bad:
+        raise PolicyError(*(f"{where}: unknown day {d!r}; use {', '.join(DAYS)}" for d in bad))
+    return frozenset(DAYS.index(str(d)[:3].capitalize()) for d in names)
+
+
+def _zone(zone: str, where: str) -> str:
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError) as e:
-        raise PolicyError(f"{where}.timeZone: unknown time zone {zone!r} (an IANA name like "
+        raise PolicyError(f"{where}: unknown time zone {zone!r} (an IANA name like "
                           "'Europe/Berlin')") from e
-    return Window(frozenset(days), _clock(raw.get("start", "00:00"), f"{where}.start"),
-                  _clock(raw.get("end", "24:00"), f"{where}.end") % 1440, zone)
+    return zone

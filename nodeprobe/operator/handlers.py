@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 from kubernetes import client
 
+from nodeprobe.operator.guard import Guard
 from nodeprobe.operator.kube import KubeError
 from nodeprobe.operator.nodecache import NodeCache
 from nodeprobe.operator.reconcile import Reconciler
@@ -24,11 +25,14 @@ log = logging.getLogger(__name__)
 
 
 class PassLoop:
-    """Calls `reconciler.reconcile()` every tick while the node view is live."""
+    """Calls `reconciler.reconcile()` every tick while the node view is live and the admission
+    guard on NodeRemediations is in place (`guard`; None only in tests of the loop itself)."""
 
-    def __init__(self, reconciler: Reconciler, nodes: NodeCache) -> None:
+    def __init__(self, reconciler: Reconciler, nodes: NodeCache, *,
+                 guard: Guard | None = None) -> None:
         self.reconciler = reconciler
         self.nodes = nodes
+        self.guard = guard
         self.stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -50,6 +54,11 @@ class PassLoop:
         if views is None:
             log.info("waiting for a live view of the nodes before reconciling")
             return
+        if self.guard is not None:
+            missing = self.guard.check()
+            self.reconciler.sink.guarded(missing is None)
+            if missing is not None:
+                return
         try:
             self.reconciler.reconcile(nodes=views)
         except KubeError as e:
@@ -59,14 +68,15 @@ class PassLoop:
 
 
 def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler, nodes: NodeCache,
-             api: client.ApiClient, stop: threading.Event) -> PassLoop:
+             api: client.ApiClient, stop: threading.Event,
+             guard: Guard | None = None) -> PassLoop:
     """Attach the operator's handlers to `registry` (kopf's decorators with an explicit one).
 
     `stop` is kopf's stop flag: kopf waits on it in an executor thread, which its own shutdown
     then joins. A SIGTERM stops kopf without setting it, so cleanup sets it, or the process
     would hang until the kubelet's SIGKILL.
     """
-    loop = PassLoop(reconciler, nodes)
+    loop = PassLoop(reconciler, nodes, guard=guard)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:

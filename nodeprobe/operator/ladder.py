@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodeprobe.model import EventType, RemediationPhase
-from nodeprobe.operator.gates import TERMINAL
 from nodeprobe.operator.grammar import iso, parse_iso
 from nodeprobe.operator.observe import BEFORE_ACTION, Ev, Seen, observe
 from nodeprobe.operator.policy import Action, Plan, Rung
+from nodeprobe.operator.records import TERMINAL
 
 MAX_MESSAGES = 20
 """Status keeps the last few transitions; Events hold the rest."""
@@ -32,6 +32,11 @@ class Intent(enum.StrEnum):
 
     CORDON = "cordon"
     UNCORDON = "uncordon"
+    EVICT = "evict"
+    """Ask the Eviction API once for each pod still on the node (back-off between passes); the
+    next pass reads what is left."""
+    UNMARK = "unmark"
+    """Remove our cordoned-by annotation, leaving the cordon as it is (not ours any more)."""
     LABEL_ESCALATED = "label-escalated"
     WEBHOOK = "webhook"
 
@@ -41,14 +46,12 @@ class Step:
     """One transition: merge-patch for status (None deletes a key), then side effects."""
 
     patch: dict[str, Any] = field(default_factory=dict)
-    rung: int | None = None
-    """New spec.rung when the ladder moved on."""
     intents: list[Intent] = field(default_factory=list)
     events: list[tuple[EventType, str, str]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.patch or self.intents or self.events or self.rung is not None)
+        return bool(self.patch or self.intents or self.events)
 
 
 @dataclass(slots=True)
@@ -115,8 +118,16 @@ def _aborted(c: Ctx) -> Step:
 
 
 def _person_uncordoned(c: Ctx) -> Step:
+    c.out.intents.append(Intent.UNMARK)
     return c.finish(Phase.FAILED, "someone uncordoned the node mid-episode; leaving it alone",
                     EventType.NORMAL, "RemediationAbandoned", cordonedByUs=False)
+
+
+def _person_cordoned(c: Ctx) -> Step:
+    c.out.intents.append(Intent.UNMARK)
+    c.patch(cordonedByUs=False)
+    c.say("a person cordoned the node too; it stays cordoned after the episode")
+    return c.out
 
 
 def _frozen(c: Ctx) -> Step:
@@ -161,11 +172,14 @@ def _flap_limit(c: Ctx) -> Step:
 
 def _cordon_seen(c: Ctx) -> Step:
     c.patch(phase=Phase.DRAINING, drainStartedAt=iso(c.now))
+    if c.current.action is not Action.ESCALATE and c.seen.agent_alive:
+        c.out.intents.append(Intent.EVICT)  # else the next pass says why not, evicting nothing
     c.say("draining through the Eviction API")
     return c.out
 
 
 def _drain_progress(c: Ctx) -> Step:
+    c.out.intents.append(Intent.EVICT)
     left, kept = c.seen.drain_left, list(c.seen.kept) or None
     if left is not None and c.status.get("podsLeft") != left:
         c.patch(podsLeft=left)
@@ -261,7 +275,6 @@ def next_rung(c: Ctx, why: str) -> Step:
     c.event(EventType.WARNING, "RemediationRungFailed", f"rung {c.rung}: {why}")
     if nxt >= len(c.plan.ladder) or c.plan.ladder[nxt].action is Action.ESCALATE:
         return _escalate(c, why)
-    c.out.rung = nxt
     c.patch(phase=Phase.DRAINING, rung=nxt, drainStartedAt=iso(c.now), agent=None,
             actionRequestedAt=None, verifyingSince=None)
     c.say(f"rung {c.rung} failed ({why}); moving to rung {nxt}: {describe(c.plan.ladder[nxt])}")
@@ -286,6 +299,7 @@ TABLE: dict[tuple[Phase, Ev], tuple[str, Transition]] = {
     **{(p, Ev.NODE_GONE): ("Failed", _node_gone) for p in _ANY_LIVE},
     **{(p, Ev.ABORTED): ("Failed", _aborted) for p in BEFORE_ACTION},
     **{(p, Ev.PERSON_UNCORDONED): ("Failed", _person_uncordoned) for p in _AFTER_PENDING},
+    **{(p, Ev.PERSON_CORDONED): ("(same)", _person_cordoned) for p in _AFTER_PENDING},
     **{(p, Ev.FROZEN): ("(same)", _frozen) for p in _ANY_LIVE},
     **{(p, Ev.HEALED_WHILE_FROZEN): ("Succeeded", _healed_while_frozen) for p in _AFTER_PENDING},
     (Phase.PENDING, Ev.START): ("Cordoned", _start),

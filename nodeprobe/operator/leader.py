@@ -73,6 +73,8 @@ class LeaderElector:
         self.name = name
         self._renewed_at: float | None = None
         """monotonic() of the last successful acquire or renew."""
+        self.attempted_at: float | None = None
+        """monotonic() of the last attempt, won or not (a standby's liveness)."""
 
     def leading(self) -> bool:
         return (self._renewed_at is not None
@@ -80,6 +82,7 @@ class LeaderElector:
 
     def try_once(self) -> bool:
         """One acquire-or-renew attempt; True when this replica holds the Lease now."""
+        self.attempted_at = self.monotonic()
         now = self.clock()
         try:
             lease: dict[str, Any] | None = self.kube.request("GET", f"{self.path}/{self.name}")
@@ -136,14 +139,19 @@ class LeaderElector:
                 return
 
     def release(self) -> None:
-        """On a clean shutdown, let the other replica take over without waiting for expiry."""
-        if not self.leading():
+        """On a clean shutdown, let the other replica take over without waiting for expiry.
+
+        Asks the server, not `leading()`: a shutdown slower than the renew deadline still gives
+        back a Lease that names this replica (the PUT carries its resourceVersion, so a Lease
+        another replica took meanwhile is never touched)."""
+        if self._renewed_at is None:
             return
         try:
             lease = self.kube.request("GET", f"{self.path}/{self.name}")
             if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 self.kube.request("PUT", f"{self.path}/{self.name}", body={
                     **lease, "spec": {**lease["spec"], "holderIdentity": None}})
+                log.info("leader lease %s: released", self.name)
         except KubeError as e:
             log.info("leader lease %s: not released: %s", self.name, e)
         self._renewed_at = None

@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from nodeprobe.operator.gates import NodeRecord
 from nodeprobe.operator.grammar import iso, parse_iso
 from nodeprobe.operator.kube import MERGE, Kube, KubeError
 from nodeprobe.operator.policy import GROUP
+from nodeprobe.operator.records import NodeRecord
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nodeprobe.model import RemediationPhase
-from nodeprobe.operator.gates import TERMINAL, Wait
+from nodeprobe.operator.gates import Wait
+from nodeprobe.operator.records import TERMINAL
 from nodeprobe.operator.stats import OPEN_PHASES, PassStats
 
 CORDON_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
@@ -49,6 +50,11 @@ class OperatorMetrics:
         self.last_pass = Gauge(
             "nodeprobe_operator_last_pass_timestamp_seconds",
             "Unix time the last reconcile pass finished (0: none yet).", registry=registry)
+        self.guard = Gauge(
+            "nodeprobe_operator_admission_guard",
+            "1 while the admission policy that keeps NodeRemediations to the operator is in "
+            "place, 0 while it is missing (then the operator acts on nothing).",
+            registry=registry)
         for outcome in sorted(TERMINAL):
             self.remediations.labels(outcome.value)
         for phase in OPEN_PHASES:
@@ -70,3 +76,6 @@ class OperatorMetrics:
 
     def cordoned(self, after_s: float) -> None:
         self.cordon.observe(after_s)
+
+    def guarded(self, in_place: bool) -> None:
+        self.guard.set(1 if in_place else 0)

@@ -47,7 +47,14 @@ def slim_node(body: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": {"name": meta.get("name"), "uid": meta.get("uid"),
                      "labels": dict(meta.get("labels") or {}),
                      "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
-                                     if k.startswith(OUR_ANNOTATIONS)}},
+                                     if k.startswith(OUR_ANNOTATIONS)},
+                     # Who owns the cordon (spec.unschedulable) only: a person's or ours.
+                     "managedFields": [
+                         {"manager": m.get("manager"), "fieldsV1": {"f:spec": {
+                             "f:unschedulable": {}}}}
+                         for m in meta.get("managedFields") or []
+                         if "f:unschedulable" in ((m.get("fieldsV1") or {}).get("f:spec")
+                                                  or {})]},
         "spec": {"unschedulable": spec.get("unschedulable")},
         "status": {
             "conditions": [{k: c.get(k) for k in ("type", "status", "lastTransitionTime",

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeprobe.model import RemediationPhase, RepairState
-from nodeprobe.operator.gates import NodeView
 from nodeprobe.operator.grammar import parse_iso
 from nodeprobe.operator.policy import Action, OnTimeout, Plan, Rung
+from nodeprobe.operator.records import NodeView
 
 Phase = RemediationPhase
 AgentState = RepairState
@@ -26,6 +26,7 @@ class Ev(enum.StrEnum):
     NODE_GONE = "node-gone"
     ABORTED = "aborted"
     PERSON_UNCORDONED = "person-uncordoned"
+    PERSON_CORDONED = "person-cordoned"
     FROZEN = "frozen"
     HEALED_WHILE_FROZEN = "healed-while-frozen"
     START = "start"
@@ -66,6 +67,8 @@ class Seen:
     triggered: bool = True
     """A trigger condition of the episode's plan is in its bad state right now."""
     flapping: int = 0
+    cordon_ours: bool = False
+    """The node's cordon is this episode's own (`NodeView.cordon_ours`)."""
 
 
 BEFORE_ACTION = (Phase.PENDING, Phase.CORDONED, Phase.DRAINING)
@@ -82,13 +85,18 @@ def observe(plan: Plan, *, rung: int, status: Mapping[str, Any], seen: Seen) -> 
     ours = bool(status.get("cordonedByUs"))
     if phase is not Phase.PENDING and ours and not node.unschedulable:
         return Ev.PERSON_UNCORDONED
+    if phase is not Phase.PENDING and ours and not seen.cordon_ours:
+        return Ev.PERSON_CORDONED
     if seen.frozen is not None:
         return Ev.FROZEN if seen.triggered or phase is Phase.PENDING else Ev.HEALED_WHILE_FROZEN
     current = plan.ladder[min(rung, len(plan.ladder) - 1)]
     if phase is Phase.PENDING:
         if seen.flapping:
             return Ev.FLAP_LIMIT
-        return Ev.START_ALREADY_CORDONED if node.unschedulable else Ev.START
+        # Cordoned by this very episode (its status write failed, or a kill came between):
+        # still ours, so START again (the cordon write is idempotent).
+        return (Ev.START_ALREADY_CORDONED if node.unschedulable and not seen.cordon_ours
+                else Ev.START)
     if phase is Phase.CORDONED:
         return Ev.CORDON_SEEN
     if phase is Phase.DRAINING:
@@ -101,12 +109,12 @@ def observe(plan: Plan, *, rung: int, status: Mapping[str, Any], seen: Seen) -> 
 def _observe_drain(plan: Plan, current: Rung, status: Mapping[str, Any], seen: Seen) -> Ev:
     if current.action is Action.ESCALATE:
         return Ev.ESCALATE_RUNG
+    if not seen.agent_alive:  # before any eviction: no one would carry out the action
+        return Ev.AGENT_SILENT
     timed_out = seen.now - (parse_iso(status.get("drainStartedAt")) or seen.now) \
         > plan.drain.timeout_s
     if seen.drain_left == 0 or (timed_out and plan.drain.acts_on_timeout(current.action,
                                                                           plan.triggers)):
-        if not seen.agent_alive:
-            return Ev.AGENT_SILENT
         return Ev.DRAINED if seen.drain_left == 0 else Ev.DRAIN_TIMEOUT_ACT
     if timed_out:
         return Ev.DRAIN_TIMEOUT_FAIL if plan.drain.on_timeout is OnTimeout.FAIL \

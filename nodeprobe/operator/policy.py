@@ -203,10 +203,18 @@ class Policy:
         return not self.windows or any(w.open_at(now) for w in self.windows)
 
 
+def known(raw: Mapping[str, Any], fields: tuple[str, ...], where: str) -> None:
+    """The CRD keeps unknown fields (so a typo like `dryrun` is seen, not pruned): refuse them."""
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise PolicyError(f"{where}: unknown field(s) {unknown}; known: {', '.join(fields)}")
+
+
 def _rung(raw: object, i: int) -> Rung:
     at = f"spec.ladder[{i}]"
     if not isinstance(raw, Mapping):
         raise PolicyError(f"{at}: expected {{action, timeout, runtime}}")
+    known(raw, ("action", "timeout", "runtime"), at)
     try:
         action = Action(str(raw.get("action")))
     except ValueError as e:
@@ -226,10 +234,11 @@ def _trigger(raw: object, i: int) -> Trigger:
     at = f"spec.triggers[{i}]"
     if not isinstance(raw, Mapping) or not raw.get("type"):
         raise PolicyError(f"{at}: expected {{type, status, for}}")
+    known(raw, ("type", "status", "for"), at)
     ctype = str(raw["type"])
-    known = {c.value for c in ConditionType} | {"Ready"}
-    if ctype not in known:
-        raise PolicyError(f"{at}.type: unknown condition {ctype!r}; use one of {sorted(known)}")
+    types = {c.value for c in ConditionType} | {"Ready"}
+    if ctype not in types:
+        raise PolicyError(f"{at}.type: unknown condition {ctype!r}; use one of {sorted(types)}")
     status = str(raw.get("status", Status.TRUE.value))
     if status not in {s.value for s in Status}:
         raise PolicyError(f"{at}.status: expected True, False or Unknown, got {status!r}")
@@ -254,6 +263,7 @@ def _map(spec: Mapping[str, Any], key: str, fields: str) -> Mapping[str, Any]:
     raw = spec.get(key) or {}
     if not isinstance(raw, Mapping):
         raise PolicyError(f"spec.{key}: expected {{{fields}}}")
+    known(raw, tuple(f.strip() for f in fields.split(",")), f"spec.{key}")
     return raw
 
 
@@ -315,10 +325,6 @@ def plan_snapshot(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def _blockers(spec: Mapping[str, Any]) -> Blockers:
     b = _map(spec, "blockers", "podSelector, prometheus")
-    unknown = set(b) - {"podSelector", "prometheus"}
-    if unknown:
-        raise PolicyError(f"spec.blockers: unknown field(s) {sorted(unknown)}; use podSelector "
-                          "and prometheus")
     prom = b.get("prometheus") or {}
     if not isinstance(prom, Mapping) or set(prom) - {"url", "query"}:
         raise PolicyError(f"spec.blockers.prometheus: expected {{url, query}}, got {prom!r}")
@@ -421,6 +427,5 @@ def validate_policy(spec: Mapping[str, Any]) -> list[str]:
         try:
             check()
         except PolicyError as e:
-            if str(e) not in problems:
-                problems.append(str(e))
+            problems += [p for p in e.problems if p not in problems]
     return problems

@@ -21,22 +21,17 @@ from nodeprobe.operator.blockers import BlockerChecks, firing_alerts
 from nodeprobe.operator.drain import Drainer
 from nodeprobe.operator.episodes import API, Context, Episodes, holds_slot
 from nodeprobe.operator.gates import (
-    TERMINAL,
     Blockers,
     Cluster,
-    NodeCondition,
-    NodeView,
     PolicyDecision,
-    RemediationView,
     Start,
-    Wait,
     count_recent,
     decide_all,
     held_nodes,
 )
 from nodeprobe.operator.grammar import iso, parse_iso
 from nodeprobe.operator.kube import MERGE, Kube, KubeError
-from nodeprobe.operator.leases import NodeLeases
+from nodeprobe.operator.leases import NodeLeases, lease_name
 from nodeprobe.operator.policy import (
     FINALIZER,
     GROUP,
@@ -53,6 +48,7 @@ from nodeprobe.operator.policy import (
     plan_snapshot,
     validate_policy,
 )
+from nodeprobe.operator.records import TERMINAL, NodeCondition, NodeView, RemediationView
 from nodeprobe.operator.stats import NoSink, Sink, pass_stats
 
 log = logging.getLogger(__name__)
@@ -96,7 +92,16 @@ def node_view(node: Mapping[str, Any]) -> NodeView:
         uid=str(meta.get("uid", "")),
         annotations={k: v for k, v in (meta.get("annotations") or {}).items()
                      if k.startswith(f"{GROUP}/")},
+        cordon_managers=cordon_managers(meta),
     )
+
+
+def cordon_managers(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """Managers whose managedFields entry owns `spec.unschedulable`."""
+    return tuple(sorted({
+        str(m.get("manager", "")) for m in meta.get("managedFields") or []
+        if isinstance(m, Mapping) and "f:unschedulable" in
+        ((m.get("fieldsV1") or {}).get("f:spec") or {})}))
 
 
 def remediation_view(nr: Mapping[str, Any], node: NodeView | None) -> RemediationView:
@@ -107,7 +112,8 @@ def remediation_view(nr: Mapping[str, Any], node: NodeView | None) -> Remediatio
         name=str(meta.get("name", "")), node=str(spec.get("nodeName", "")),
         policy=str(spec.get("policy", "")),
         phase=str(status.get("phase", RemediationPhase.PENDING)), created=created,
-        finished=parse_iso(status.get("finishedAt")), holds=holds_slot(nr))
+        finished=parse_iso(status.get("finishedAt")), holds=holds_slot(nr),
+        released=parse_iso(status.get("releasedAt")))
 
 
 def post_webhook(url: str, payload: Mapping[str, Any]) -> None:
@@ -210,6 +216,10 @@ class Reconciler:
             return self._lease_after(nr, name, now)
         if plan is None:
             return nr
+        if not self.leases.holds(_node_of(nr), name):
+            return self.episodes.refuse(nr, node, now=now, why=(
+                f"not opened by the nodeprobe operator: the node's Lease "
+                f"{self.leases.namespace}/{lease_name(_node_of(nr))} does not name it"))
         ctx = Context()
         if state is None:
             ctx = Context(abort=f"policy {spec.get('policy')} no longer exists")
@@ -277,7 +287,7 @@ class Reconciler:
             return False
         policy = st.policy
         spec: dict[str, Any] = {
-            "nodeName": node.name, "policy": policy.name, "rung": 0,
+            "nodeName": node.name, "policy": policy.name,
             "episodeStart": iso(start.episode_start), "openedAt": iso(now),
             "plan": plan_snapshot(st.obj.get("spec") or {})}
         if start.flapping:
@@ -304,7 +314,8 @@ class Reconciler:
             message = f"{start.flapping} episodes within the flap window: escalating"
         self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{start.name}/status",
                           content_type=MERGE, body={"status": {
-                              "phase": RemediationPhase.PENDING.value, "message": message,
+                              "phase": RemediationPhase.PENDING.value, "rung": 0,
+                              "message": message,
                               "attemptsInWindow": start.flapping or None}})
         self.episodes.node_event(node, start.name, EventType.NORMAL, "RemediationOpened",
                                  message, now)
@@ -346,17 +357,14 @@ class Reconciler:
                 "message": f"policy rejected: {'; '.join(st.problems)}"}, blocked=st.problems)
             return []
         d = d or PolicyDecision()
-        plan: list[str] = []
         opened: list[str] = []
+        plan = [self._dry_run_plan(st.policy, start.node) for start in d.planned]
         for start in d.starts:
-            if st.policy.dry_run:
-                plan.append(self._dry_run_plan(st.policy, start.node))
-                d.reasons[start.node] = Wait.DRY_RUN
-            elif self._open(st, start, views[start.node], now):
+            if self._open(st, start, views[start.node], now):
                 opened.append(start.node)
-            else:
-                d.waiting[start.node] = "the node's Lease is held by someone else"
-                d.reasons[start.node] = Wait.LEASE
+            else:  # the next pass reads the Lease and says who holds it
+                log.info("node %s: its Lease was taken first; not opening %s", start.node,
+                         start.name)
         storm: dict[str, Any] = {}
         if d.storm and not old.get("stormSince"):
             storm = {"stormSince": iso(now), "stormEndedAt": None}
@@ -382,7 +390,7 @@ class Reconciler:
     def _policy_status(self, st: PolicyState, old: Mapping[str, Any], new: dict[str, Any], *,
                        blocked: list[str], plan: list[str] | None = None) -> None:
         new["blocked"] = blocked or None
-        changed = {k: v for k, v in new.items() if old.get(k) != v}
+        changed = {k: _replacing(old.get(k), v) for k, v in new.items() if old.get(k) != v}
         if not changed:
             return
         self.kube.request("PATCH", f"{API}/{POLICY_PLURAL}/{st.name}/status",
@@ -398,7 +406,8 @@ class Reconciler:
                 self.kube.event(involved=involved, kind=EventType.WARNING, reason=kind,
                                 message=reason, namespace=ns, now=stamp)
         for node, why in (new.get("waiting") or {}).items():
-            if (old.get("waiting") or {}).get(node) != why and not why.startswith("waiting for"):
+            if (old.get("waiting") or {}).get(node) != why and not why.startswith("waiting for") \
+                    and why not in blocked:
                 self.kube.event(involved=involved, kind=EventType.NORMAL,
                                 reason="RemediationWaiting", message=f"{node}: {why}",
                                 namespace=ns, now=stamp)
@@ -406,6 +415,13 @@ class Reconciler:
             if line not in (old.get("dryRunPlan") or []):
                 self.kube.event(involved=involved, kind=EventType.NORMAL, reason="DryRun",
                                 message=line, namespace=ns, now=stamp)
+
+
+def _replacing(old: object, new: Any) -> Any:
+    """A merge patch that replaces map `old` by map `new` (a key left out stays otherwise)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return {**dict.fromkeys(old), **new}
+    return new
 
 
 def _node_of(nr: Mapping[str, Any]) -> str:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nodeprobe.model import RemediationPhase
-from nodeprobe.operator.gates import PolicyDecision, RemediationView, Wait
+from nodeprobe.operator.gates import PolicyDecision, Wait
 from nodeprobe.operator.grammar import parse_iso
+from nodeprobe.operator.records import RemediationView
 
 OPEN_PHASES = (RemediationPhase.PENDING, RemediationPhase.CORDONED, RemediationPhase.DRAINING,
                RemediationPhase.ACTION_REQUESTED, RemediationPhase.VERIFYING,
@@ -52,6 +53,9 @@ class Sink(Protocol):
     def cordoned(self, after_s: float) -> None:
         """The operator cordoned a node `after_s` seconds after its trigger condition began."""
 
+    def guarded(self, in_place: bool) -> None:
+        """Whether the admission guard on NodeRemediations is in place (else no pass runs)."""
+
 
 class NoSink:
     """Reports nowhere."""
@@ -64,6 +68,9 @@ class NoSink:
 
     def cordoned(self, after_s: float) -> None:
         del after_s
+
+    def guarded(self, in_place: bool) -> None:
+        del in_place
 
 
 def pass_stats(remediations: Iterable[RemediationView],

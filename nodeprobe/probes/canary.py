@@ -275,12 +275,13 @@ class DockerCanary(CanaryBase):
 
     @staticmethod
     def _remove_labelled(call: EngineCall, api: str) -> None:
-        """Remove every container with the canary's label; a failure is the create's to report."""
+        """Remove the containers a canary made (its label and its name prefix, never a user's
+        container that carries the label); a failure is the create's to report."""
         filters = urllib.parse.quote(json.dumps({"label": [LABEL]}))
         try:
             found = call.request("GET", f"/v{api}/containers/json?all=1&filters={filters}").json()
             for item in found if isinstance(found, list) else []:
-                if isinstance(item, dict) and isinstance(item.get("Id"), str):
+                if isinstance(item, dict) and isinstance(item.get("Id"), str) and _ours(item):
                     log.info("removing canary leftover %s", item["Id"][:12])
                     call.request("DELETE", f"/v{api}/containers/{item['Id']}?force=1&v=1",
                                  ok=(204, 404))
@@ -310,3 +311,10 @@ def _step(step: str, fn: Callable[[], _T]) -> _T:
 
 def _quote(image: str) -> str:
     return urllib.parse.quote(image, safe="/:@")
+
+
+def _ours(item: dict[str, object]) -> bool:
+    """A listed container the canary made: one of its names has the canary's prefix."""
+    names = item.get("Names")
+    return isinstance(names, list) and any(
+        isinstance(n, str) and n.lstrip("/").startswith(NAME_PREFIX) for n in names)

@@ -185,12 +185,17 @@ class CriCanary(CanaryBase):
                      pb.RemovePodSandboxRequest(pod_sandbox_id=sandbox))
 
     def _sweep(self, session: _Session) -> None:
-        """Remove pods earlier runs left; a failure here is the sandbox step's to report."""
+        """Remove pods earlier runs left: only what a canary made (its label, its namespace and
+        its name prefix), never a user's pod that carries the label. A failure here is the
+        sandbox step's to report."""
         try:
             wanted = pb.PodSandboxFilter(label_selector={LABEL: "true"})
             reply = session.call("sandbox", session.runtime.ListPodSandbox,
                                  pb.ListPodSandboxRequest(filter=wanted))
             for item in reply.items:
+                if (item.metadata.namespace != NAMESPACE
+                        or not item.metadata.name.startswith(NAME_PREFIX)):
+                    continue
                 log.info("removing canary leftover pod %s", item.id[:12])
                 self._remove_sandbox(session, item.id)
         except StepFailed as e:

@@ -13,158 +13,36 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from nodeprobe.model import Check, Observation, Outcome, Runtime, Value
+from nodeprobe.probes.listener import listener_pid
+from nodeprobe.probes.procfs import (
+    in_pod_cgroup,
+    is_shim_of,
+    memory_stat_path,
+    parse_cgroup,
+    parse_cmdline,
+    parse_max_open_files,
+    parse_memory_stat,
+    parse_start_ticks,
+    parse_stat_fields,
+    parse_status,
+    shim_namespace,
+    socket_match,
+)
 from nodeprobe.probes.unixpeer import peer_pid
 
 PEERCRED_TIMEOUT_S = 1.0
 """Upper bound on the SO_PEERCRED connect; connect blocks only when the listen backlog is full."""
 
 _COMM = {Runtime.DOCKERD: "dockerd", Runtime.CONTAINERD: "containerd"}
-_SHIM_PREFIX = "containerd-shim"
 FD_ADVICE = ("/proc/<pid>/fd needs CAP_SYS_PTRACE over the daemon: memory is still judged, fd "
              "leaks are not")
 
 
-# ---- pure parsing ------------------------------------------------------------------------------
-
-
-def parse_status(text: str) -> dict[str, int]:
-    """`RssAnon` and `VmRSS` from /proc/<pid>/status, in bytes (the kernel writes kB)."""
-    wanted = {"RssAnon": Value.RSS_ANON_BYTES, "VmRSS": Value.RSS_BYTES}
-    found: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        name = wanted.get(key)
-        if name is None:
-            continue
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            unit = 1024 if len(parts) > 1 and parts[1].lower() == "kb" else 1
-            found[str(name)] = int(parts[0]) * unit
-    return found
-
-
-@dataclass(frozen=True, slots=True)
-class CgroupRef:
-    """Where a process's memory cgroup is: the v1 memory hierarchy or the v2 unified one."""
-
-    version: int
-    path: str
-
-
-def parse_max_open_files(text: str) -> int | None:
-    """The soft `Max open files` limit from /proc/<pid>/limits; None when unlimited or absent."""
-    for line in text.splitlines():
-        if line.startswith("Max open files"):
-            parts = line[len("Max open files"):].split()
-            return int(parts[0]) if parts and parts[0].isdigit() else None
-    return None
-
-
-def parse_cgroup(text: str) -> CgroupRef | None:
-    """The memory cgroup from /proc/<pid>/cgroup; v1's memory line wins on hybrid hosts."""
-    unified: CgroupRef | None = None
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        hierarchy, controllers, path = parts
-        if "memory" in controllers.split(","):
-            return CgroupRef(version=1, path=path)
-        if hierarchy == "0" and controllers == "":
-            unified = CgroupRef(version=2, path=path)
-    return unified
-
-
-def memory_stat_path(ref: CgroupRef, *, cgroup_root: str) -> str | None:
-    """The memory.stat file for `ref`; None for the root cgroup, which is the whole machine."""
-    rel = ref.path.strip("/")
-    if not rel:
-        return None
-    if ref.version == 1:
-        return os.path.join(cgroup_root, "memory", rel, "memory.stat")
-    return os.path.join(cgroup_root, rel, "memory.stat")
-
-
-def parse_memory_stat(text: str, *, version: int) -> int | None:
-    """Anonymous memory in bytes: v2 `anon`; v1 `total_rss` (hierarchical), else `rss`."""
-    stats: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, num = line.partition(" ")
-        if num.strip().isdigit():
-            stats[key] = int(num)
-    keys = ("anon",) if version == 2 else ("total_rss", "rss")
-    for key in keys:
-        if key in stats:
-            return stats[key]
-    return None
-
-
-def parse_cmdline(raw: bytes) -> list[str]:
-    """argv from /proc/<pid>/cmdline (NUL-separated, usually NUL-terminated)."""
-    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
-
-
-def parse_start_ticks(stat_text: str) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks); comm may contain spaces or ')'."""
-    _, sep, rest = stat_text.rpartition(")")
-    fields = rest.split()
-    if not sep or len(fields) < 20 or not fields[19].isdigit():
-        return None
-    return int(fields[19])
-
-
-def same_socket(addr: str, socket_path: str) -> bool:
-    """True when a command-line address names `socket_path`.
-
-    Also true for a path seen from the host while we see it under a mount prefix (the shim says
-    /run/containerd/containerd.sock, we read /host/run/containerd/containerd.sock).
-    """
-    if not addr.startswith("/") or addr.count("/") < 2:
-        return False
-    return addr == socket_path or socket_path.endswith(addr)
-
-
-_ADDRESS_FLAGS = ("-H", "--host", "-a", "--address", "-address")
-
-
-def listen_addresses(argv: list[str]) -> list[str]:
-    """The unix socket paths a command line names with -H/--host/-a/--address (either form)."""
-    found: list[str] = []
-    for i, arg in enumerate(argv):
-        flag, eq, value = arg.partition("=")
-        if eq and flag in _ADDRESS_FLAGS:
-            found.append(value)
-        elif arg in _ADDRESS_FLAGS and i + 1 < len(argv):
-            found.append(argv[i + 1])
-    return [a.removeprefix("unix://") for a in found if a.startswith(("/", "unix:///"))]
-
-
-def socket_match(argv: list[str], socket_path: str) -> bool | None:
-    """True: the command line names `socket_path`; False: it names only other unix sockets
-    (so it is someone else's daemon); None: it names none (defaults, fd://, a config file)."""
-    addresses = listen_addresses(argv)
-    if not addresses:
-        return None
-    return any(same_socket(a, socket_path) for a in addresses)
-
-
-def is_shim_of(argv: list[str], socket_path: str | None) -> bool:
-    """A containerd shim whose `-address` is `socket_path` (any shim when the socket is unknown)."""
-    if not argv or not os.path.basename(argv[0]).startswith(_SHIM_PREFIX):
-        return False
-    return socket_path is None or socket_match(argv, socket_path) is True
-
-
-def shim_namespace(argv: list[str]) -> str:
-    """The containerd namespace a shim serves (`-namespace k8s.io`); "" when it names none."""
-    for i, arg in enumerate(argv[:-1]):
-        if arg in ("-namespace", "--namespace"):
-            return argv[i + 1]
-    return ""
+# ---- reading -----------------------------------------------------------------------------------
 
 
 SHIM_NAMESPACES = {"k8s.io": Value.SHIMS_K8S, "moby": Value.SHIMS_MOBY}
@@ -185,13 +63,12 @@ def permission_advice(path: str) -> str:
             "use hostPID: true and mount the host's /proc")
 
 
-# ---- reading -----------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class _Found:
     pid: int
     found_by: str
+    zombie_of: int | None = None
+    """Set for a zombie (the only process of that name left): its parent's pid."""
 
 
 class ProcessProbe:
@@ -207,8 +84,12 @@ class ProcessProbe:
         proc_root: str = "/proc",
         cgroup_root: str = "/sys/fs/cgroup",
         shim_settle_s: float = SHIM_SETTLE_S,
+        peer: Callable[..., int | None] = peer_pid,
     ) -> None:
+        """`peer` finds the socket's listener by SO_PEERCRED (a test passes one that sees pid
+        0, as an agent without hostPID does)."""
         self.runtime = runtime
+        self._peer = peer
         self.socket_path = socket_path
         self.proc_root = proc_root
         self.cgroup_root = cgroup_root
@@ -260,6 +141,10 @@ class ProcessProbe:
         found = self._find(timeout_s=timeout_s)
         if found is None:
             return Outcome.DOWN, f"no {self._comm} process found under {self.proc_root}", {}, {}
+        if found.zombie_of is not None:
+            return (Outcome.DOWN, f"{self._comm} pid {found.pid} is a zombie: it exited and its "
+                    f"parent (pid {found.zombie_of}) has not reaped it; no {self._comm} runs",
+                    {}, {})
         pid_dir = os.path.join(self.proc_root, str(found.pid))
         try:
             status = parse_status(_read_text(os.path.join(pid_dir, "status")))
@@ -309,20 +194,20 @@ class ProcessProbe:
             return None
 
     def _find(self, *, timeout_s: float) -> _Found | None:
-        """Prefer the socket's listener (exact); fall back to scanning comm names."""
+        """The daemon behind our socket: its listener by SO_PEERCRED (exact, when its pid is
+        visible), else by the socket's inode in /proc (probes/listener.py: works without
+        hostPID), else the one whose argv names our socket, else the oldest of that name. A
+        zombie is never the daemon: it is returned only when nothing else has that name."""
+        candidates, zombies = self._candidates()
         if self.socket_path is not None:
-            pid = peer_pid(self.socket_path, timeout_s=timeout_s)
-            if pid is not None and self._comm_of(pid) == self._comm:
+            pid = self._peer(self.socket_path, timeout_s=timeout_s)
+            if pid is not None and pid in candidates:
                 return _Found(pid, "peercred")
+            pid = listener_pid(self.proc_root, self.socket_path, sorted(candidates))
+            if pid is not None:
+                return _Found(pid, "socket inode")
         best: tuple[bool, int, int] | None = None
-        for pid in self._pids():
-            if self._comm_of(pid) != self._comm:
-                continue
-            try:
-                argv = parse_cmdline(_read_bytes(self._path(pid, "cmdline")))
-                ticks = parse_start_ticks(_read_text(self._path(pid, "stat")))
-            except OSError:
-                continue
+        for pid, (argv, ticks) in candidates.items():
             match = None if self.socket_path is None else socket_match(argv, self.socket_path)
             if match is False:
                 continue  # it serves another socket: another daemon, not ours
@@ -330,7 +215,31 @@ class ProcessProbe:
             key = (match is not True, ticks if ticks is not None else 2**62, pid)
             if best is None or key < best:
                 best = key
-        return None if best is None else _Found(best[2], "scan")
+        if best is not None:
+            return _Found(best[2], "scan")
+        if zombies:
+            pid, parent = min(zombies.items())
+            return _Found(pid, "scan", zombie_of=parent)
+        return None
+
+    def _candidates(self) -> tuple[dict[int, tuple[list[str], int | None]], dict[int, int]]:
+        """Live processes named like our daemon (argv, start ticks), and zombies (ppid)."""
+        live: dict[int, tuple[list[str], int | None]] = {}
+        zombies: dict[int, int] = {}
+        for pid in self._pids():
+            if self._comm_of(pid) != self._comm:
+                continue
+            try:
+                stat = _read_text(self._path(pid, "stat"))
+                argv = parse_cmdline(_read_bytes(self._path(pid, "cmdline")))
+            except OSError:
+                continue
+            fields = parse_stat_fields(stat)
+            if fields is not None and fields[0] == "Z":
+                zombies[pid] = fields[1]
+            else:
+                live[pid] = (argv, parse_start_ticks(stat))
+        return live, zombies
 
     def _start_ticks(self, pid: int) -> int | None:
         """When this pid's process started (with the pid, one incarnation: restarts show)."""
@@ -358,7 +267,7 @@ class ProcessProbe:
 
         Without the kernel's uptime a shim's age is unknown, and so are the namespace counts.
         """
-        shims = list(self._shims())
+        shims = list(self._shims(daemon=int(values[str(Value.PID)])))
         values[str(Value.SHIMS)] = len(shims)
         uptime = self._uptime()
         if uptime is None:
@@ -378,16 +287,24 @@ class ProcessProbe:
         except (OSError, ValueError, IndexError):
             return None
 
-    def _shims(self) -> Iterator[tuple[int, str, int]]:
-        """(pid, namespace, start ticks) of each shim of our socket."""
+    def _shims(self, *, daemon: int) -> Iterator[tuple[int, str, int]]:
+        """(pid, namespace, start ticks) of each shim of our socket: argv names the socket, and
+        (so a tenant's process named containerd-shim... never counts) its parent is the init
+        process or the daemon, and its cgroup is no pod's or container's."""
         for pid in self._pids():
             try:
                 argv = parse_cmdline(_read_bytes(self._path(pid, "cmdline")))
+                if not is_shim_of(argv, self.socket_path):
+                    continue
+                stat = _read_text(self._path(pid, "stat"))
+                cgroup = _read_text(self._path(pid, "cgroup"))
             except OSError:
                 continue
-            if is_shim_of(argv, self.socket_path):
-                ticks = self._start_ticks(pid)
-                yield pid, shim_namespace(argv), ticks if ticks is not None else 0
+            fields = parse_stat_fields(stat)
+            if fields is None or fields[1] not in (1, daemon) or in_pod_cgroup(cgroup):
+                continue
+            ticks = parse_start_ticks(stat)
+            yield pid, shim_namespace(argv), ticks if ticks is not None else 0
 
     def _pids(self) -> Iterator[int]:
         try:

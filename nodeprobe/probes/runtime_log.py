@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import logging
 import os
 import re
 import time
@@ -23,6 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from nodeprobe.model import Check, Observation, Outcome, Runtime, Value
+
+log = logging.getLogger(__name__)
 
 PATTERNS: tuple[tuple[Value, re.Pattern[str]], ...] = (
     (Value.LOG_CORRUPTION, re.compile(
@@ -38,6 +41,8 @@ PATTERNS: tuple[tuple[Value, re.Pattern[str]], ...] = (
 """What each count means; the first pattern that matches a line wins."""
 
 EXAMPLE_CHARS = 160
+"""A matching line goes to the agent's log (cut to this), never into a condition or Event:
+journal lines carry pod UIDs, volume names and paths, and anyone who can get nodes reads those."""
 INSTALL_HINT = ("reading the journal needs systemd-python (pip install systemd-python; Debian: "
                 "python3-systemd)")
 
@@ -85,7 +90,6 @@ class RuntimeLogProbe:
         self._cursors: dict[str, str] = {}
         """Per journal directory: the cursor of the last entry read there."""
         self._matches: list[tuple[float, Value]] = []
-        self._examples: dict[Value, str] = {}
 
     def close(self) -> None:
         """Readers are opened and closed within each run."""
@@ -114,8 +118,7 @@ class RuntimeLogProbe:
         self._matches = [m for m in self._matches if m[0] >= horizon]
         counts = collections.Counter(kind for _, kind in self._matches)
         values = {str(value): float(counts.get(value, 0)) for value, _ in PATTERNS}
-        info = {f"example_{value}": text for value, text in self._examples.items()
-                if counts.get(value)}
+        info: dict[str, str] = {}
         found = ", ".join(f"{int(n)} {k.removeprefix('log_')}" for k, n in values.items() if n)
         detail = (f"{read} new journal entries of {', '.join(self.units)}; in the last "
                   f"{self.window_s:g}s: {found or 'no corruption or exhaustion lines'}")
@@ -183,5 +186,6 @@ class RuntimeLogProbe:
             stamp = entry.get("__REALTIME_TIMESTAMP")
             at = stamp.timestamp() if isinstance(stamp, dt.datetime) else self._clock()
             self._matches.append((at, kind))
-            self._examples[kind] = " ".join(str(message).split())[:EXAMPLE_CHARS]
+            log.warning("%s journal line matches %s: %s", self.runtime, kind,
+                        " ".join(str(message).split())[:EXAMPLE_CHARS])
         return 1

@@ -23,6 +23,7 @@ from nodeprobe.model import (
     ConditionType,
     Observation,
     Outcome,
+    Reason,
     Runtime,
     Status,
     Value,
@@ -92,6 +93,20 @@ def default_checks() -> dict[Runtime, tuple[Check, ...]]:
         Runtime.DOCKERD: (*docker, Check.PROCESS, Check.CANARY),
         Runtime.CONTAINERD: (*cri, Check.PROCESS, Check.CANARY),
     }
+
+
+_REASON_PREFIXES: Mapping[Runtime, tuple[str, ...]] = {
+    Runtime.DOCKERD: ("Dockerd", "DockerRoot"),
+    Runtime.CONTAINERD: ("Containerd", "CRI", "ImageFs", "PodSandbox"),
+}
+
+
+def _runtime_of(reason: Reason) -> Runtime | None:
+    """The runtime a reason belongs to by its name; None for the shared ones."""
+    for runtime, prefixes in _REASON_PREFIXES.items():
+        if str(reason).startswith(prefixes):
+            return runtime
+    return None
 
 
 def build_version() -> str:
@@ -194,9 +209,12 @@ class Metrics:
                 for outcome in Outcome:
                     self.probe_outcomes.labels(str(runtime), str(check), str(outcome))
                     self.probe_last_outcome.labels(str(runtime), str(check), str(outcome)).set(0)
+        probed = set(checks)
         for ctype, reasons in REASONS.items():
             for reason in reasons:
-                self.condition_status.labels(str(ctype), str(reason)).set(0)
+                owner = _runtime_of(reason)
+                if owner is None or owner in probed:  # no dockerd series on a CRI node
+                    self.condition_status.labels(str(ctype), str(reason)).set(0)
         for target in PUBLISH_TARGETS:
             self.publish_errors.labels(target)
 

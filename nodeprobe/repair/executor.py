@@ -128,7 +128,8 @@ class RepairExecutor:
                 continue
             if status.get("phase") != RemediationPhase.ACTION_REQUESTED:
                 continue
-            if self._handle(str(nr["metadata"]["name"]), int(spec.get("rung", 0)), status):
+            rung = int(status.get("rung", spec.get("rung", 0)) or 0)  # spec is immutable
+            if self._handle(str(nr["metadata"]["name"]), rung, status):
                 handled.append(str(nr["metadata"]["name"]))
         return handled
 

@@ -21,6 +21,7 @@ import pytest
 from tests.deploy.kubectl import Kubectl, wait
 from tests.harness.kubecluster import KubeCluster, TestKubelet
 from tests.integration.kube.chart import Release, install
+from tests.integration.operator.guard import ADMIN, admitted
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -107,7 +108,11 @@ def release(kube_cluster: KubeCluster, kubectl: Kubectl) -> Iterator[Release]:
     installed = install(kube_cluster, name=OWN, namespace=OWN,
                         values=["agent.repair.enabled=true"])
     try:
-        yield installed
+        # The admin opens NodeRemediations where the operator would: every NodeRemediation
+        # guard (this install's, and the session's if there) admits it for this module.
+        with admitted(kube_cluster, operators=(ADMIN,),
+                      agents=(installed.username("agent"),)):
+            yield installed
     finally:
         kubectl.helm("uninstall", OWN, "-n", OWN, "--wait", check=False)
 

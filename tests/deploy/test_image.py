@@ -222,4 +222,4 @@ def test_image_reads_the_hosts_journal_where_the_chart_mounts_it(
     assert finding.reason is Reason.RUNTIME_STORAGE_CORRUPT
     assert report["summary"] == one_line(finding.message)
     assert report["summary"].startswith("dockerd's journal has 10 lines of storage corruption")
-    assert "readlink /var/lib/docker/overlay2/l/ABCDEFGH: invalid argument" in finding.message
+    assert "pattern log_corruption" in finding.message and "ABCDEFGH" not in finding.message

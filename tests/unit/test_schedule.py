@@ -138,3 +138,43 @@ def test_an_answer_within_the_deadline_is_not_late():
         scheduler.stop()
     assert [(o.outcome, o.late) for o in got] == [(Outcome.SLOW, False)] * 3
     assert probe.deadlines[:3] == [30.0, 30.0, 30.0]
+
+
+class CountingProbe:
+    """Answers at once and counts calls, so a test sees the cadence change."""
+
+    runtime = Runtime.DOCKERD
+    checks = (Check.DOCKER_INFO,)
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.called = threading.Condition(self.lock)
+
+    def run(self, check: Check, *, deadline_s: float, slow_s: float) -> Observation:
+        with self.called:
+            self.calls += 1
+            self.called.notify_all()
+        return Observation(self.runtime, check, Outcome.OK, 0.0, time.time())
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_hurried_check_runs_at_its_recheck_cadence_at_once_and_slows_down_again():
+    probe = CountingProbe()
+    job = Job(probe, Check.DOCKER_INFO, interval_s=3600, deadline_s=1, slow_s=1, recheck_s=0.01)
+    scheduler = Scheduler([job], rng=random.Random(4))
+    scheduler.start()
+    try:
+        with probe.called:  # the first call comes within half an interval: hurry wakes it
+            scheduler.hurry({(Runtime.DOCKERD, Check.DOCKER_INFO)})
+            assert probe.called.wait_for(lambda: probe.calls >= 5, timeout=WAIT_S)
+            scheduler.hurry(set())
+            settled = probe.calls
+        # back on its hour: at most the call already under way comes (no sleep: none may come)
+        with probe.called:
+            assert not probe.called.wait_for(lambda: probe.calls > settled + 1, timeout=1.0)
+    finally:
+        scheduler.stop()
+    assert not any(t.is_alive() for t in scheduler._threads)

@@ -63,9 +63,14 @@ class RecordingSinks:
 
 
 def config_for(sandbox: Sandbox, **extra: object) -> Config:
+    """The sandbox's sockets, fast intervals, and an empty host root: the agent reads only what
+    the sandbox made, never this machine's /var/lib/containerd or journal."""
+    host = sandbox.base / "empty-host"
+    host.mkdir(exist_ok=True)
     return load(None, overrides={
         "docker.socket": str(sandbox.dockerd.socket),
         "containerd.socket": str(sandbox.containerd.socket),
+        "paths.hostRoot": str(host),
         "metrics.port": 0, **FAST, **extra,
     })
 

@@ -17,9 +17,21 @@ from tests.harness.runtimes import Sandbox
 DEADLINE = 1.0
 
 
+def _sandbox_host(base: Path) -> str:
+    """A config whose host root is an empty directory under `base`: `check` then reads only
+    what the sandbox made, never this machine's own /var/lib/containerd, /var/lib/docker or
+    journal (a developer's machine that ran containerd once has them)."""
+    host = base / "empty-host"
+    host.mkdir(exist_ok=True)
+    config = base / "check-config.yaml"
+    config.write_text(f"paths:\n  hostRoot: {host}\n")
+    return str(config)
+
+
 def _argv(sandbox: Sandbox, *extra: str) -> list[str]:
     return [
         "check",
+        "--config", _sandbox_host(sandbox.base),
         "--docker-socket", str(sandbox.dockerd.socket),
         "--containerd-socket", str(sandbox.containerd.socket),
         "--deadline", str(DEADLINE),
@@ -109,8 +121,8 @@ def test_directory_at_the_docker_socket_path_is_named_with_its_cause(runtimes, t
     """kubelet makes a directory for a hostPath that was missing: say so, not 'nothing listens'."""
     where = tmp_path / "docker.sock"
     where.mkdir()
-    code = main(["check", "--summary", "--docker-socket", str(where), "--no-containerd",
-                 "--no-process"])
+    code = main(["check", "--config", _sandbox_host(tmp_path), "--summary", "--docker-socket",
+                 str(where), "--no-containerd", "--no-process"])
     summary = capsys.readouterr().out.strip()
     assert code == 1
     assert summary.startswith(f"dockerd is down: GET /_ping: {where} is a directory, not a socket")

@@ -247,7 +247,7 @@ class Fleet:
     def report_done(self, nr: dict[str, Any], message: str = "restarted") -> None:
         self.cluster.must(
             "PATCH", f"{API}/noderemediations/{nr['metadata']['name']}/status",
-            {"status": {"agent": {"rung": nr["spec"].get("rung", 0), "state": "Done",
+            {"status": {"agent": {"rung": nr["status"].get("rung", 0), "state": "Done",
                                   "message": message}}}, MERGE)
 
     # cleanup
@@ -334,9 +334,12 @@ class Operator:
     def __init__(self, fleet: Fleet, *, name: str = "op", standalone: bool = True,
                  tick_s: float = 0.3, max_concurrent: int = 1,
                  lease: tuple[float, float, float] = (4, 3, 0.5),
-                 metrics_port: int = 0) -> None:
+                 metrics_port: int = 0, liveness_port: int = 0,
+                 lease_namespace: str | None = None) -> None:
         tmp, release = fleet.tmp, fleet.release
         self.port = metrics_port
+        self.liveness_port = liveness_port
+        liveness = f"http://127.0.0.1:{liveness_port}/healthz" if liveness_port else None
         self.log = tmp / f"{name}.log"
         kubeconfig = fleet.cluster.token_kubeconfig(
             tmp / f"{name}.kubeconfig", release.namespace, release.service_account("operator"))
@@ -347,7 +350,8 @@ class Operator:
             f"run(kubeconfig={str(kubeconfig)!r}, namespace={release.namespace!r}, "
             f"standalone={standalone}, tick_s={tick_s}, max_concurrent={max_concurrent}, "
             f"lease_s={lease[0]}, renew_deadline_s={lease[1]}, retry_s={lease[2]}, "
-            f"metrics_port={metrics_port})")
+            f"metrics_port={metrics_port}, liveness_endpoint={liveness!r}, "
+            f"lease_namespace={lease_namespace!r})")
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-X", "faulthandler", "-c", code], stdout=out,

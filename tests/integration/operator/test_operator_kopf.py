@@ -9,6 +9,10 @@ are simulated (Fleet.fake_agent); the real agent is in tests/integration/kube/.
 
 from __future__ import annotations
 
+import socket
+import urllib.error
+import urllib.request
+
 from tests.integration.kube.chart import kubectl
 from tests.integration.operator.cluster import API, UNHEALTHY, CordonWatch, Fleet, wait_for
 from tests.integration.operator.conftest import OperatorFactory
@@ -186,6 +190,7 @@ def test_policy_schema_defaults_and_the_operators_own_validation(
     assert "spec.drain.onTimeout" in reply["message"] and "sometimes" in reply["message"]
     # What the schema cannot check, the operator reports in the policy's status.
     full = fleet.add_policy(ladder=[{"action": "reimage"}], coolDown="-5m",
+                            maintenanceWindows=[{"days": ["Funday"], "timeZone": "Mars/Olympus"}],
                             nodeSelector={"matchLabels": {"np-op": fleet.id},
                                           "matchExpressions": [{"key": "x",
                                                                 "operator": "Near"}]})
@@ -197,6 +202,7 @@ def test_policy_schema_defaults_and_the_operators_own_validation(
     text = " ".join(fleet.policy_status()["problems"])
     assert "unknown action 'reimage'" in text and "must not be negative" in text
     assert "operator 'Near'" in text
+    assert "unknown day 'Funday'" in text and "unknown time zone 'Mars/Olympus'" in text
     wait_for(lambda: any(e["reason"] == "PolicyInvalid" for e in fleet.events()),
              timeout_s=20, what="a PolicyInvalid event")
     assert fleet.remediations() == []
@@ -244,3 +250,63 @@ def test_sigterm_stops_the_leader_at_once_and_gives_the_lease_back(
     assert code == 0, op.text()
     assert took < 10, f"took {took:.1f}s to stop\n{op.text()}"
     assert holder() == ""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _liveness(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0  # connection refused: what the kubelet's probe got before (issue 17)
+
+
+def test_a_standby_replica_answers_its_liveness_probe_while_it_waits(
+        fleet: Fleet, operators: OperatorFactory) -> None:
+    """The chart's liveness probe reaches a replica that does not lead: it waits, alive."""
+    first = operators(standalone=False, liveness_port=_free_port())
+    wait_for(lambda: leader(fleet).endswith(f"-{first.proc.pid}"), timeout_s=60,
+             what=f"the first replica to lead\n{first.text()}")
+    wait_for(lambda: _liveness(first.liveness_port) == 200, timeout_s=30,
+             what=f"the leader's kopf liveness endpoint\n{first.text()}")
+    second = operators(standalone=False, liveness_port=_free_port())
+    wait_for(lambda: _liveness(second.liveness_port) == 200, timeout_s=30,
+             what=f"the standby's liveness endpoint\n{second.text()}")
+    assert leader(fleet).endswith(f"-{first.proc.pid}")  # it answered as a standby
+    assert second.proc.poll() is None
+    first.stop()  # hands the Lease over: the standby's server gives the port to kopf
+    wait_for(lambda: leader(fleet).endswith(f"-{second.proc.pid}"), timeout_s=60,
+             what=f"the standby to lead\n{second.text()}")
+    wait_for(lambda: _liveness(second.liveness_port) == 200,
+             timeout_s=30, what=f"kopf's liveness endpoint on the new leader\n{second.text()}")
+    second.stop()
+
+
+def test_a_misspelt_field_makes_the_policy_invalid_and_it_acts_on_nothing(
+        fleet: Fleet, operators: OperatorFactory) -> None:
+    """`dryrun: true` (lower case) posted without strict field validation: the CRD keeps the
+    field instead of pruning it, so the policy is never live with dryRun off (issue 18)."""
+    fleet.add_node("a", sick=True)
+    full = fleet.add_policy(dryrun=True)
+    stored = fleet.cluster.must("GET", f"{API}/remediationpolicies/{full}")["spec"]
+    assert stored["dryrun"] is True and stored["dryRun"] is False  # kept; dryRun defaulted
+    op = operators()
+    wait_for(lambda: fleet.policy_status().get("valid") is False, timeout_s=60,
+             what=f"the policy to be marked invalid\n{op.text()}")
+    assert any("spec.dryrun: unknown field" in p for p in fleet.policy_status()["problems"])
+    assert fleet.remediations() == []
+    assert fleet.node_writes() == 0
+    # `days: []` never means every day (the schema refuses it).
+    status, reply = fleet.cluster.request("POST", f"{API}/remediationpolicies", {
+        "apiVersion": "nodeprobe.io/v1alpha1", "kind": "RemediationPolicy",
+        "metadata": {"name": fleet.policy("nodays")},
+        "spec": {"triggers": [{"type": UNHEALTHY}], "ladder": [{"action": "escalate"}],
+                 "maintenanceWindows": [{"days": []}]}})
+    assert status == 422 and "days" in reply["message"], reply

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +81,26 @@ def test_docker_canary_healthy_is_ok_and_leaves_nothing(runtimes: Sandbox) -> No
     assert obs.latency_s == pytest.approx(
         obs.values[Value.CANARY_CREATE_SECONDS] + obs.values[Value.CANARY_START_SECONDS], abs=0.5)
     assert labelled(runtimes.dockerd.socket) == []
+
+
+def test_docker_canary_sweeps_only_what_it_made(runtimes: Sandbox) -> None:
+    """A user's container labelled nodeprobe.io/canary=true survives a canary run; a leftover
+    named like the canary's is swept."""
+    from nodeprobe.probes.canary import NAME_PREFIX
+
+    client = docker.APIClient(base_url=f"unix://{runtimes.dockerd.socket}", version="auto",
+                              timeout=60)
+    made = [client.create_container(BUSYBOX_IMAGE, name=name, labels={LABEL: "true"})["Id"]
+            for name in (f"user-{uuid.uuid4().hex[:8]}", f"{NAME_PREFIX}old{uuid.uuid4().hex[:8]}")]
+    try:
+        canary = DockerCanary(str(runtimes.dockerd.socket), image=BUSYBOX_IMAGE,
+                              cleanup_deadline_s=CLEANUP_S)
+        obs = canary.run(Check.CANARY, deadline_s=DEADLINE_S, slow_s=SLOW_S)
+        assert obs.outcome is Outcome.OK, obs.detail
+        assert labelled(runtimes.dockerd.socket) == [made[0]]  # the user's, and only it
+    finally:
+        client.remove_container(made[0], force=True)
+        client.close()
 
 
 def test_docker_canary_image_missing_is_a_clear_setup_error(runtimes: Sandbox) -> None:
@@ -201,6 +222,48 @@ def test_cri_canary_slow_runc_is_slow_with_its_latency(runtimes: Sandbox, tmp_pa
         assert hung.outcome is Outcome.HUNG and hung.info["step"] == "sandbox", hung.detail
         assert canary.wait_idle(2 * CLEANUP_S), "the timed-out run did not end"
         assert ctr_container_ids(containerd.socket) == set(), "the timed-out pod was left behind"
+
+
+def test_cri_canary_sweeps_only_what_it_made(runtimes: Sandbox, tmp_path: Path) -> None:
+    """A user's pod labelled nodeprobe.io/canary=true survives a canary run; a leftover of an
+    earlier canary run (its namespace and name prefix too) is swept."""
+    import grpc
+
+    from nodeprobe.cri import runtime_v1_pb2 as pb
+    from nodeprobe.cri import runtime_v1_pb2_grpc as pb_grpc
+    from nodeprobe.probes.canary import NAME_PREFIX
+    from nodeprobe.probes.canary_cri import NAMESPACE
+
+    with cri_containerd(sandbox_image=CRI_IMAGE) as containerd:
+        import_image_for_cri(docker_socket=runtimes.dockerd.socket,
+                             containerd_socket=containerd.socket, tmp=tmp_path, cri_name=CRI_IMAGE)
+        with grpc.insecure_channel(f"unix://{containerd.socket}") as channel:
+            rt = pb_grpc.RuntimeServiceStub(channel)
+
+            def sandbox(name: str, namespace: str) -> str:
+                config = pb.PodSandboxConfig(
+                    metadata=pb.PodSandboxMetadata(name=name, uid=name, namespace=namespace),
+                    labels={LABEL: "true"},
+                    linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+                        namespace_options=pb.NamespaceOption(network=2))))  # NODE: no CNI
+                reply = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=60)
+                return str(reply.pod_sandbox_id)
+
+            def sandboxes() -> set[str]:
+                return {p.id for p in rt.ListPodSandbox(pb.ListPodSandboxRequest(),
+                                                        timeout=30).items}
+
+            user = sandbox("web", "default")
+            leftover = sandbox(NAME_PREFIX + "old", NAMESPACE)
+            canary = CriCanary(str(containerd.socket), image=CRI_IMAGE,
+                               cleanup_deadline_s=CLEANUP_S)
+            obs = canary.run(Check.CANARY, deadline_s=DEADLINE_S, slow_s=SLOW_S)
+            assert obs.outcome is Outcome.OK, obs.detail
+            left = sandboxes()
+            assert user in left, "the user's labelled pod was removed"
+            assert leftover not in left, "the canary's leftover stayed"
+            rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=user), timeout=60)
+            rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=user), timeout=60)
 
 
 # ---- the agent, end to end ----------------------------------------------------------------

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,3 +226,79 @@ def test_fds_near_the_daemons_own_limit_raise_and_clear(runtimes: Sandbox) -> No
     obs = check()
     assert obs.values[Value.FD_LIMIT] == int(soft)
     assert degraded()[:2] == (Status.FALSE, Reason.NOT_DEGRADED)
+
+
+# ---- the daemon behind the socket, zombies, tenants named like shims (issues 17, 18) --------
+
+
+def _blind(*_: object, **__: object) -> None:
+    """SO_PEERCRED as an agent without hostPID sees it: the listener's pid is 0 (None)."""
+    return None
+
+
+def test_without_peercred_the_socket_inode_finds_the_younger_containerd(tmp_path: Path) -> None:
+    """Two real containerds whose argv names no socket (a config file does): the scan alone
+    picks the oldest; the listener of our socket is the younger one."""
+    from tests.harness.runtimes import containerd_build, containerd_config
+    from tests.integration.probes.cri_support import containerd_in
+
+    build = containerd_build()
+    bases = [Path(tempfile.mkdtemp(prefix=f"np-two{i}-", dir="/tmp")) for i in range(2)]
+    for base in bases:
+        for d in ("root", "state", "cni-bin", "cni-conf"):
+            (base / d).mkdir()
+        (base / "config.toml").write_text(containerd_config(base))
+    with contextlib.ExitStack() as stack:
+        older, younger = (stack.enter_context(containerd_in(
+            base, name=f"containerd-two{i}", argv=[build.binary, "--config",
+                                                  str(base / "config.toml")], env=build.env))
+            for i, base in enumerate(bases))
+        blind = ProcessProbe(Runtime.CONTAINERD, socket_path=str(younger.socket), peer=_blind)
+        obs = blind.run(Check.PROCESS, deadline_s=DEADLINE_S, slow_s=DEADLINE_S)
+        assert obs.outcome is Outcome.OK, obs.detail
+        assert (obs.values[Value.PID], obs.info["found_by"]) == (younger.pid, "socket inode")
+        other = ProcessProbe(Runtime.CONTAINERD, socket_path=str(older.socket), peer=_blind)
+        assert other.run(Check.PROCESS, deadline_s=DEADLINE_S,
+                         slow_s=DEADLINE_S).values[Value.PID] == older.pid
+
+
+def test_a_zombie_dockerd_is_down_with_its_pid_named(tmp_path: Path) -> None:
+    """A process named dockerd that exited and that its parent (this test) does not reap."""
+    binary = tmp_path / "dockerd"
+    shutil.copy("/bin/sleep", binary)
+    pid = os.posix_spawn(str(binary), ["dockerd", "600"], {})
+    try:
+        os.kill(pid, signal.SIGKILL)
+        stat = Path(f"/proc/{pid}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not become a zombie"
+            time.sleep(0.01)  # polling a real state
+        p = ProcessProbe(Runtime.DOCKERD, socket_path=str(tmp_path / "docker.sock"), peer=_blind)
+        obs = p.run(Check.PROCESS, deadline_s=DEADLINE_S, slow_s=DEADLINE_S)
+    finally:
+        os.waitpid(pid, 0)
+    assert obs.outcome is Outcome.DOWN, obs.detail
+    assert f"pid {pid} is a zombie" in obs.detail and f"pid {os.getpid()}" in obs.detail
+    assert Value.PID not in obs.values and Value.PROCESS_START_TICKS not in obs.values
+
+
+def test_a_tenant_process_named_like_a_shim_is_not_counted(runtimes: Sandbox) -> None:
+    """argv[0] containerd-shim-runc-v2 naming our socket, but its parent is this test, not the
+    init process or containerd."""
+    p = probe(Runtime.CONTAINERD, runtimes.containerd)
+    before = run(p)[1][Value.SHIMS]
+    argv = ["containerd-shim-runc-v2", "-c", "import time; time.sleep(600)", "-namespace",
+            "k8s.io", "-id", "tenant", "-address", str(runtimes.containerd.socket)]
+    pid = os.posix_spawn(sys.executable, argv, dict(os.environ))
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while not cmdline.read_bytes().startswith(b"containerd-shim-runc-v2"):
+            assert time.monotonic() < deadline, "the tenant process did not start"
+            time.sleep(0.01)  # polling a real state
+        after = run(p)[1][Value.SHIMS]
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert after == before

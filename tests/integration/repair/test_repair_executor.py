@@ -14,6 +14,7 @@ from tests.harness.kubecluster import KubeCluster
 from tests.harness.runtimes import Sandbox
 from tests.integration.agent.agent_process import wait_for
 from tests.integration.kube.nodes import AgentNode
+from tests.integration.operator.guard import ADMIN, admitted
 from tests.integration.repair.systemd_stub import Servicer
 from tests.integration.repair.test_repair_actions import settings_for
 
@@ -151,40 +152,42 @@ def test_start_executor_from_agent_config_over_http(
         dockerd_exec_root=str(base.dockerd_exec_root)))
     name = f"{node}-1"
     path = f"{NODEREMEDIATIONS}/{name}"
-    created = kube_cluster.must("POST", NODEREMEDIATIONS, {
-        "apiVersion": "nodeprobe.io/v1alpha1", "kind": "NodeRemediation",
-        "metadata": {"name": name, "labels": {REMEDIATION_NODE_LABEL: node}},
-        "spec": {"nodeName": node, "policy": "p"},
-        "status": {"phase": "Pending"}})
-    assert "status" not in created  # the status subresource: create drops it
-    assert created["spec"]["rung"] == 0  # defaulted by the CRD's schema
-    try:
-        # What the operator does once the node is drained (cluster-admin here).
-        kube_cluster.must("PATCH", f"{path}/status", {"status": {
-            "phase": "ActionRequested", "action": "restart-runtime", "runtime": "dockerd"}},
-            content_type="application/merge-patch+json")
-
-        def agent_state() -> object:
-            nr = kube_cluster.must("GET", path)
-            return ((nr.get("status") or {}).get("agent") or {}).get("state")
-
-        # The config tree decides paths and commands; only the poll interval is the test's.
-        settings = dataclasses.replace(ActionSettings.from_config(cfg), poll_interval_s=0.2)
-        assert settings.dockerd_socket == own_runtimes.dockerd.socket
-        ex = start_executor(cfg, kubeconfig=str(agent_on_node.kubeconfig), settings=settings)
+    # The cluster admin plays the operator here: the chart's guard admits it for this test.
+    with admitted(kube_cluster, operators=(ADMIN,)):
+        created = kube_cluster.must("POST", NODEREMEDIATIONS, {
+            "apiVersion": "nodeprobe.io/v1alpha1", "kind": "NodeRemediation",
+            "metadata": {"name": name, "labels": {REMEDIATION_NODE_LABEL: node}},
+            "spec": {"nodeName": node, "policy": "p"},
+            "status": {"phase": "Pending"}})
+        assert "status" not in created  # the status subresource: create drops it
+        assert created["spec"]["rung"] == 0  # defaulted by the CRD's schema
         try:
-            with Servicer(own_runtimes, spool) as servicer:
-                wait_for(lambda: agent_state() == "Done", timeout_s=60,
-                         what="the executor thread to report Done")
+            # What the operator does once the node is drained (cluster-admin here).
+            kube_cluster.must("PATCH", f"{path}/status", {"status": {
+                "phase": "ActionRequested", "action": "restart-runtime", "runtime": "dockerd"}},
+                content_type="application/merge-patch+json")
+
+            def agent_state() -> object:
+                nr = kube_cluster.must("GET", path)
+                return ((nr.get("status") or {}).get("agent") or {}).get("state")
+
+            # The config tree decides paths and commands; only the poll interval is the test's.
+            settings = dataclasses.replace(ActionSettings.from_config(cfg), poll_interval_s=0.2)
+            assert settings.dockerd_socket == own_runtimes.dockerd.socket
+            ex = start_executor(cfg, kubeconfig=str(agent_on_node.kubeconfig), settings=settings)
+            try:
+                with Servicer(own_runtimes, spool) as servicer:
+                    wait_for(lambda: agent_state() == "Done", timeout_s=60,
+                             what="the executor thread to report Done")
+            finally:
+                ex.stop()
+            status = kube_cluster.must("GET", path)["status"]
+            patches = [e for e in kube_cluster.audit(agent_on_node.username)
+                       if e["verb"] == "patch" and e["objectRef"].get("name") == name]
+            assert [(e["objectRef"]["subresource"], e["responseStatus"]["code"])
+                    for e in patches][:2] == [("status", 200), ("status", 200)]  # Started, Done
         finally:
-            ex.stop()
-        status = kube_cluster.must("GET", path)["status"]
-        patches = [e for e in kube_cluster.audit(agent_on_node.username)
-                   if e["verb"] == "patch" and e["objectRef"].get("name") == name]
-        assert [(e["objectRef"]["subresource"], e["responseStatus"]["code"])
-                for e in patches][:2] == [("status", 200), ("status", 200)]  # Started, Done
-    finally:
-        kube_cluster.request("DELETE", path)
-    assert servicer.restarts["docker"] == 1
-    assert status["phase"] == "ActionRequested"  # the agent reports; the operator moves phases
-    assert Path(status["goroutineDumpPath"]).parent == tmp_path / "dumps"  # kept off tmpfs
+            kube_cluster.request("DELETE", path)
+        assert servicer.restarts["docker"] == 1
+        assert status["phase"] == "ActionRequested"  # the agent reports; the operator moves phases
+        assert Path(status["goroutineDumpPath"]).parent == tmp_path / "dumps"  # kept off tmpfs

@@ -295,16 +295,22 @@ def test_a_call_that_reaches_the_horizon_ends_the_benefit_of_the_doubt() -> None
     assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
 
 
-def test_a_daemon_hung_again_after_answering_in_time_is_hung_at_once() -> None:
-    """SIGCONT releases the held calls (late answers), the daemon answers in time, then hangs
-    again within the horizon: the old late answers forgive nothing of the new hang."""
+def hung_ping(calls: int) -> tuple[Judge, float]:
+    """A judge of /_ping alone that saw one OK, then `calls` HUNGs 3 s apart (raised)."""
     judge = make(checks=[(D, Check.DOCKER_PING)])
     now = T0
     judge.observe(ping(Outcome.OK, now, latency=0.01), now=now)
-    for _ in range(3):
+    for _ in range(calls):
         now += 3
         judge.observe(ping(Outcome.HUNG, now - 3), now=now)
     assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
+    return judge, now
+
+
+def test_a_daemon_hung_again_after_answering_in_time_is_hung_at_once() -> None:
+    """SIGCONT releases the held calls (late answers), the daemon answers in time, then hangs
+    again within the horizon: the old late answers forgive nothing of the new hang."""
+    judge, now = hung_ping(3)
     now += 1  # resumed: the kept call answers late
     judge.observe(ping(Outcome.SLOW, now - 10, latency=10.0, late=True), now=now)
     for _ in range(3):
@@ -315,6 +321,41 @@ def test_a_daemon_hung_again_after_answering_in_time_is_hung_at_once() -> None:
         now += 3
         judge.observe(ping(Outcome.HUNG, now - 3), now=now)
     assert status(judge) == (Status.TRUE, Reason.DOCKERD_HUNG)
+
+
+def test_a_resumed_daemon_raises_nothing_from_its_held_calls_late_answers() -> None:
+    """SIGSTOP for 20 s, SIGCONT: the held call answers after 20 s, the next calls in time. The
+    late answer ends the hang; it is no slowness (it raised DockerdAPISlow for 74 s)."""
+    judge, now = hung_ping(6)
+    assert judge.unsettled(now=now) == {(D, Check.DOCKER_PING)}
+    events: list[Event] = []
+    now += 2
+    events += judge.observe(ping(Outcome.SLOW, now - 20, latency=20.0, late=True), now=now)
+    for _ in range(10):
+        now += 1
+        events += judge.observe(ping(Outcome.OK, now, latency=0.01), now=now)
+    assert status(judge, SLOW) == (Status.FALSE, Reason.NOT_SLOW)
+    assert status(judge) == (Status.FALSE, Reason.HEALTHY)
+    assert [e.type for e in events] == [EventType.NORMAL]
+    assert judge.unsettled(now=now) == frozenset()
+
+
+def test_a_failing_check_is_unsettled_until_it_clears() -> None:
+    judge, clock = make(), Clock()
+    round_(judge, clock)
+    assert judge.unsettled(now=clock.now) == frozenset()
+    round_(judge, clock, cri_list_pod_sandbox=Outcome.HUNG)
+    # pending: not raised yet
+    assert judge.unsettled(now=clock.now) == {(C, Check.CRI_LIST_POD_SANDBOX)}
+    for _ in range(3):
+        round_(judge, clock, cri_list_pod_sandbox=Outcome.HUNG)
+    cleared_after = 0
+    while status(judge)[0] is Status.TRUE:
+        assert judge.unsettled(now=clock.now) == {(C, Check.CRI_LIST_POD_SANDBOX)}
+        round_(judge, clock)
+        cleared_after += 1
+    assert judge.unsettled(now=clock.now) == frozenset()
+    assert cleared_after > 3  # the k-of-n window holds it: the scheduler must ask the judge
 
 
 def test_a_never_answering_daemon_is_hung_as_fast_as_without_a_horizon() -> None:
@@ -406,5 +447,63 @@ def test_a_late_answers_older_reading_does_not_cut_the_leak_window() -> None:
     late = Observation(D, Check.PROCESS, Outcome.OK, 9.0, T0 + 15 * 18.5, late=True,
                        values={Value.RSS_ANON_BYTES: 1e8})
     judge.observe(late, now=T0 + 15 * 19.1)
-    window = judge._series[(D, Check.PROCESS, Value.RSS_ANON_BYTES)]
+    window = judge.leaks.series[(D, Check.PROCESS, Value.RSS_ANON_BYTES)].short
     assert [s.at for s in window] == [T0 + 15 * i for i in range(20)]  # newest kept, in order
+
+
+def test_cri_version_is_said_to_answer_only_from_an_answer_during_the_hang() -> None:
+    """CRI Version runs every 10 s: its last OK from before the hang says nothing about it."""
+    stale, fresh = make(), make()
+    for judge in (stale, fresh):
+        clock = Clock()
+        round_(judge, clock)
+        for _ in range(2):
+            clock.now += 4
+            if judge is fresh:
+                judge.observe(Observation(C, Check.CRI_VERSION, Outcome.OK, 0.002, clock.now),
+                              now=clock.now)
+            hung = Observation(C, Check.CRI_LIST_POD_SANDBOX, Outcome.HUNG, 3.0, clock.now - 3)
+            judge.observe(hung, now=clock.now)
+    for judge in (stale, fresh):
+        assert status(judge) == (Status.TRUE, Reason.CONTAINERD_HUNG)
+    assert "CRI Version answers" not in stale.conditions()[UNHEALTHY].message
+    assert "CRI Version answers" in fresh.conditions()[UNHEALTHY].message
+
+
+def test_a_runtime_down_for_long_is_not_rechecked_until_it_answers_again() -> None:
+    judge, clock = make(), Clock()
+    round_(judge, clock)
+    for _ in range(3):
+        round_(judge, clock, docker_ping=Outcome.DOWN, docker_version=Outcome.DOWN)
+    docker = {(D, Check.DOCKER_PING), (D, Check.DOCKER_VERSION)}
+    assert judge.unsettled(now=clock.now) == docker
+    later = clock.now + Config.defaults().judge.recheck_for
+    assert judge.unsettled(now=later) == frozenset()  # down for 5 min: back to its interval
+    clock.now = later
+    judge.observe(Observation(D, Check.DOCKER_PING, Outcome.OK, 0.002, clock.now), now=clock.now)
+    assert judge.unsettled(now=clock.now) >= {(D, Check.DOCKER_VERSION)}  # dockerd answers again
+
+
+def test_dockerds_calls_into_a_resumed_containerd_failing_a_moment_longer_raise_nothing_new(
+) -> None:
+    """Seen in 1 of 10 containerd hangs: after SIGCONT the CRI checks answered, dockerd's GET
+    /version a few seconds later: that moment was DockerdHung, a new Warning from a recovery."""
+    judge, clock = make(), Clock()
+    round_(judge, clock)
+    cri = {"cri_list_pod_sandbox": Outcome.HUNG, "cri_version": Outcome.HUNG}
+    events = round_(judge, clock, **cri)  # dockerd's /version hangs from the next call on
+    for _ in range(2):
+        events += round_(judge, clock, **cri, docker_version=Outcome.HUNG)
+    assert [e.reason for e in events] == [Reason.CONTAINERD_HUNG]
+    for _ in range(9):  # containerd answers (its checks clear); dockerd's calls into it hang
+        events += round_(judge, clock, docker_version=Outcome.HUNG)
+        assert status(judge) == (Status.TRUE, Reason.CONTAINERD_HUNG)
+    assert "containerd answers again" in judge.conditions()[UNHEALTHY].message
+    while status(judge)[0] is Status.TRUE:
+        events += round_(judge, clock)
+    assert [e.type for e in events] == [EventType.WARNING, EventType.NORMAL]
+    for _ in range(10):  # the horizon has passed: a dockerd path failing now is dockerd's
+        round_(judge, clock)
+    events = round_(judge, clock, docker_version=Outcome.HUNG)
+    events += round_(judge, clock, docker_version=Outcome.HUNG)
+    assert [e.reason for e in events] == [Reason.DOCKERD_HUNG]

@@ -58,7 +58,8 @@ class Sim:
             st = nr.get("status") or {}
             if st.get("phase") == "ActionRequested" and "agent" not in st:
                 node = nr["spec"]["nodeName"]
-                st["agent"] = {"rung": nr["spec"]["rung"], "state": "Done", "message": "restarted"}
+                st["agent"] = {"rung": nr["status"]["rung"], "state": "Done",
+                               "message": "restarted"}
                 self.kube.unhang(node)  # the restarted runtime stops the stuck pods
                 if self.heal:
                     self.kube.set_condition(node, "False", iso(self.t))
@@ -100,7 +101,7 @@ def test_hung_runtime_drain_times_out_then_the_action_frees_the_pods() -> None:
     assert sim.by_node() == {"a": "Draining"}
     sim.run(30)
     nr = next(iter(sim.kube.nrs.values()))
-    assert nr["spec"]["rung"] == 0  # the restart ran on its own rung, no escalation
+    assert nr["status"]["rung"] == 0  # the restart ran on its own rung, no escalation
     assert nr["status"]["phase"] == "Succeeded"
     assert any("the repair is what frees them" in m for m in nr["status"]["messages"])
     assert "web/web-1" not in sim.kube.pods  # the restarted runtime let it finish
@@ -404,15 +405,16 @@ def test_another_remediators_node_lease_is_honoured() -> None:
     assert sim.kube.leases["node-a"]["spec"]["holderIdentity"].startswith("nodeprobe/a-")
 
 
-def test_a_dead_agent_skips_the_action_with_a_reason() -> None:
+def test_a_dead_agent_is_a_start_gate_nothing_is_cordoned_or_evicted() -> None:
     sim = Sim()
     sim.policy(agentSilence="5m")
     sim.kube.add_node("a", sick_since=SICK_SINCE, heartbeat=iso(T0 - 3600))
+    sim.kube.add_pod("a", "web", "web-0")
     sim.kube.heartbeat = lambda at: None  # type: ignore[method-assign]  # the agent is gone
     sim.run(6)
-    nr = next(iter(sim.kube.nrs.values()))
-    assert nr["spec"]["rung"] >= 1 and "bootIDBefore" not in nr["status"]
-    assert any("agent has not reported" in m for m in nr["status"]["messages"])
+    assert sim.kube.nrs == {} and sim.kube.node_writes() == 0
+    assert sum(sim.kube.evictions.values()) == 0
+    assert "agent has not reported" in sim.kube.policies["p"]["status"]["waiting"]["a"]
 
 
 def test_a_policy_without_a_brake_is_rejected() -> None:
@@ -443,3 +445,22 @@ def test_paused_mid_episode_freezes_then_resumes_where_it_was() -> None:
     nr = next(iter(sim.kube.nrs.values()))
     assert nr["status"]["phase"] == "Succeeded" and "frozen" not in nr["status"]
     assert sim.kube.cordoned() == set()
+
+
+def test_terminating_skip_counts_from_the_eviction_not_the_end_of_the_grace() -> None:
+    """The API server sets deletionTimestamp to eviction + grace period: a 30 s grace must not
+    stretch a 20 s skip to 50 s (issue 19)."""
+    from nodeprobe.operator.drain import Drainer
+    from nodeprobe.operator.policy import Drain
+
+    kube = FakeKube()
+    kube.add_pod("a", "web", "web-0")
+    evicted = T0 - 25
+    meta = kube.pods["web/web-0"]["metadata"]
+    meta["deletionTimestamp"] = iso(evicted + 30)
+    meta["deletionGracePeriodSeconds"] = 30
+    drainer = Drainer(kube, clock=lambda: T0)
+    out = drainer.drain_once("a", Drain(terminating_skip_s=20))
+    assert out.stuck == ["web/web-0"] and out.left == 0
+    out = drainer.drain_once("a", Drain(terminating_skip_s=60))
+    assert out.stuck == [] and out.left == 1

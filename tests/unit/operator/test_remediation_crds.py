@@ -32,7 +32,7 @@ def test_noderemediation_columns_and_phases() -> None:
     version = crd("noderemediation.yaml")["spec"]["versions"][0]
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert columns["Node"] == ".spec.nodeName" and columns["Policy"] == ".spec.policy"
-    assert columns["Rung"] == ".spec.rung" and columns["Phase"] == ".status.phase"
+    assert columns["Rung"] == ".status.rung" and columns["Phase"] == ".status.phase"
     assert columns["Age"] == ".metadata.creationTimestamp"
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     assert status["phase"]["enum"] == [p.value for p in RemediationPhase]

@@ -43,6 +43,7 @@ class Walk:
         bad = node is not None and any(
             (c := node.conditions.get(t.type)) is not None and c.status == t.status
             for t in self.policy.triggers)
+        seen.setdefault("cordon_ours", bool(self.status.get("cordonedByUs")))
         s = step(self.policy.plan, rung=self.rung, status=self.status,
                  seen=Seen(node=node, now=at, drain_left=left, triggered=bad, **seen))
         for k, v in s.patch.items():
@@ -50,8 +51,8 @@ class Walk:
                 self.status.pop(k, None)
             else:
                 self.status[k] = v
-        if s.rung is not None:
-            self.rung = s.rung
+        if "rung" in s.patch:
+            self.rung = s.patch["rung"]
         return s
 
     @property
@@ -109,7 +110,27 @@ def test_person_uncordons_mid_episode_left_alone() -> None:
     w.go(replace(n, unschedulable=True), at=T0 + 1)
     s = w.go(n, at=T0 + 2, left=3)  # someone ran kubectl uncordon
     assert w.phase == "Failed" and "uncordoned" in w.status["message"]
-    assert s.intents == [] and not holds_cordon(w.status)
+    assert s.intents == [Intent.UNMARK] and not holds_cordon(w.status)  # our mark goes too
+
+
+def test_a_person_cordoning_mid_episode_keeps_the_node_cordoned_after_it() -> None:
+    w = Walk(parse_policy("p", SPEC))
+    n = sick_node()
+    w.go(n, at=T0)
+    cordoned = replace(n, unschedulable=True)
+    w.go(cordoned, at=T0 + 1)
+    s = w.go(cordoned, at=T0 + 2, cordon_ours=False)  # kubectl uncordon + cordon meanwhile
+    assert w.phase == "Draining" and s.intents == [Intent.UNMARK]
+    assert w.status["cordonedByUs"] is False
+    w.go(cordoned, at=T0 + 3, left=0, cordon_ours=False)
+    w.status["agent"] = {"rung": 0, "state": "Done"}
+    w.go(cordoned, at=T0 + 4, cordon_ours=False)
+    assert w.phase == "Verifying"
+    healed = replace(cordoned, conditions={
+        "ContainerRuntimeUnavailable": NodeCondition("False", T0),
+        "Ready": NodeCondition("True", T0)})
+    s = w.go(healed, at=T0 + 200, cordon_ours=False)
+    assert w.phase == "Succeeded" and Intent.UNCORDON not in s.intents
 
 
 def test_drain_timeout_moves_to_next_rung_or_fails() -> None:
@@ -119,7 +140,7 @@ def test_drain_timeout_moves_to_next_rung_or_fails() -> None:
     w.go(n, at=T0 + 599, left=1)
     assert w.phase == "Draining"
     s = w.go(n, at=T0 + 601, left=1)
-    assert w.rung == 1 and w.phase == "Draining" and s.rung == 1
+    assert w.rung == 1 and w.phase == "Draining" and s.patch["rung"] == 1
     assert "drain timed out" in w.status["message"]
 
     w = Walk(parse_policy("p", {**SPEC, "drain": {"timeout": "10m", "onTimeout": "fail",
@@ -222,7 +243,7 @@ def test_drain_timeout_on_a_hung_runtime_goes_on_to_the_action() -> None:
     w = Walk(parse_policy("p", spec))
     n = replace(sick_node(), unschedulable=True)
     w.status = {"phase": "Draining", "cordonedByUs": True, "drainStartedAt": iso(T0)}
-    assert not w.go(n, at=T0 + 599, left=3).intents
+    assert w.go(n, at=T0 + 599, left=3).intents == [Intent.EVICT]  # still draining
     w.go(n, at=T0 + 601, left=3)
     assert w.phase == "ActionRequested" and w.rung == 0
     assert "the repair is what frees them" in w.status["message"]
@@ -286,3 +307,13 @@ def test_the_transition_table_is_the_one_in_the_docs() -> None:
             rows.add((cells[0], cells[1], cells[2]))
     table = {(p.value, e.value, nxt) for (p, e), (nxt, _) in TABLE.items()}
     assert rows == table
+
+
+def test_the_drain_is_an_intent_of_the_ladder_and_a_silent_agent_gets_none() -> None:
+    w = Walk(parse_policy("p", SPEC))
+    n = replace(sick_node(), unschedulable=True)
+    w.status = {"phase": "Cordoned", "cordonedByUs": True}
+    assert w.go(n, at=T0).intents == [Intent.EVICT] and w.phase == "Draining"
+    assert w.go(n, at=T0 + 1, left=2).intents == [Intent.EVICT]  # what is left, read
+    s = w.go(n, at=T0 + 2, left=2, agent_alive=False)
+    assert Intent.EVICT not in s.intents and "agent has not reported" in w.status["message"]

@@ -12,6 +12,7 @@ from nodeprobe.operator.gates import (
     NodeView,
     PolicyDecision,
     RemediationView,
+    Wait,
     decide_all,
     remediation_name,
 )
@@ -104,6 +105,13 @@ def test_valid_policy_parses_with_defaults() -> None:
     ({"triggers": [{"type": "DiskPressur"}]}, "spec.triggers[0].type: unknown condition"),
     ({"ladder": [{"action": "restart-runtime", "runtime": "crio"}]}, "unknown runtime 'crio'"),
     ({"drain": {"onTimeout": "retry"}}, "spec.drain.onTimeout"),
+    ({"dryrun": True}, "spec.dryrun: unknown field"),
+    ({"drain": {"timout": "1m"}}, "spec.drain: unknown field(s) ['timout']"),
+    ({"ladder": [{"action": "reboot", "timeOut": "1m"}]}, "spec.ladder[0]: unknown field"),
+    ({"triggers": [{"type": "Ready", "For": "1m"}]}, "spec.triggers[0]: unknown field"),
+    ({"retention": {"kepp": 3}}, "spec.retention: unknown field"),
+    ({"maintenanceWindows": [{"days": [], "start": "22:00", "end": "06:00"}]},
+     "spec.maintenanceWindows[0].days: expected a non-empty list"),
 ])
 def test_invalid_policies_rejected_with_clear_message(over: dict[str, Any], needle: str) -> None:
     problems = validate_policy(spec(**over))
@@ -204,3 +212,39 @@ def test_storm_cool_down_after_min_healthy_recovers() -> None:
     assert len(decide(p, nodes, [], now=NOW, storm_ended_at=NOW - 301).starts) == 1
     many = [node(f"s{i}", sick_for=100) for i in range(5)] + [node(f"h{i}") for i in range(5)]
     assert decide(p, many, [], now=NOW).storm
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    problems = validate_policy(spec(maintenanceWindows=[
+        {"days": ["Funday"], "start": "22:00", "end": "06:00", "timeZone": "Mars/Olympus"}]))
+    assert any("unknown day 'Funday'" in p for p in problems), problems
+    assert any("unknown time zone 'Mars/Olympus'" in p for p in problems), problems
+
+
+def test_a_persons_release_holds_until_the_condition_clears() -> None:
+    p = parse_policy("p", spec(coolDown="0s", flapLimit={"attempts": 1}))
+    sick = node("n1", sick_for=1000)
+    released = RemediationView("n1-old", "n1", "p", "Escalated", NOW - 900, NOW - 800, False,
+                               released=NOW - 10)
+    d = decide(p, [sick], [released], now=NOW)
+    assert d.starts == [] and d.reasons["n1"] is Wait.RELEASED
+    assert "released escalated episode n1-old" in d.waiting["n1"]
+    again = node("n1", sick_for=5)  # cleared after the release, then bad again
+    p2 = parse_policy("p", spec(coolDown="0s", triggers=[
+        {"type": "ContainerRuntimeUnavailable", "status": "True", "for": "1s"}]))
+    assert [s.node for s in decide(p2, [again], [released], now=NOW).starts] == ["n1"]
+
+
+def test_every_waiting_or_escalated_node_is_named_with_its_reason() -> None:
+    p = parse_policy("p", spec(paused=True))
+    d = decide(p, [node("n1", sick_for=100), node("n2", sick_for=100, cordoned=True)],
+               [rem("n2", "Escalated")], now=NOW)
+    assert d.waiting["n1"].startswith("policy is paused")
+    assert d.waiting["n2"].startswith("escalated (n2-x)")
+
+
+def test_a_silent_agent_is_a_start_gate() -> None:
+    p = parse_policy("p", spec(agentSilence="5m"))
+    quiet = node("n1", sick_for=1000)  # its last condition write was 1000 s ago
+    d = decide(p, [quiet], [], now=NOW)
+    assert d.starts == [] and d.reasons["n1"] is Wait.AGENT_SILENT

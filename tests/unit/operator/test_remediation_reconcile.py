@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from nodeprobe.operator.kube import KubeError
 from nodeprobe.operator.ladder import iso, parse_iso
 from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
 from tests.unit.operator.fake_kube import FakeKube
@@ -39,7 +40,7 @@ def agent_pass(kube: FakeKube, clock: Clock, *, heal: bool = True) -> None:
     for nr in kube.nrs.values():
         st = nr.get("status") or {}
         if st.get("phase") == "ActionRequested" and "agent" not in st:
-            st["agent"] = {"rung": nr["spec"]["rung"], "state": "Done", "message": "restarted"}
+            st["agent"] = {"rung": nr["status"]["rung"], "state": "Done", "message": "restarted"}
             if heal:
                 kube.set_condition(nr["spec"]["nodeName"], "False", iso(clock.t))
 
@@ -158,7 +159,7 @@ def test_pdb_timeout_with_next_goes_to_the_next_rung(clock: Clock) -> None:
     rec = Reconciler(kube, clock=clock)
     run(kube, rec, clock, passes=20)
     nr = next(iter(kube.nrs.values()))
-    assert nr["spec"]["rung"] == 1
+    assert nr["status"]["rung"] == 1
 
 
 def test_restarted_reconciler_resumes_the_same_remediation(clock: Clock) -> None:
@@ -264,3 +265,52 @@ def test_storm_recorded_then_cool_down_without_a_write_per_pass(clock: Clock) ->
     clock.t += 300
     run(kube, rec, clock, passes=10)
     assert phases(kube) == {"sick-0": "Succeeded"}
+
+
+def test_a_noderemediation_the_operator_did_not_open_is_refused(clock: Clock) -> None:
+    """Made by hand (say, where the admission guard was bypassed): its own plan, on an excluded
+    node, past every gate. The node's Lease does not name it, so it is refused in its status."""
+    kube = FakeKube()
+    kube.add_node("a", labels={"nodeprobe.io/exclude": "true"})
+    kube.add_pod("a", "web", "web-0")
+    policy(kube)
+    kube.nrs["a-1"] = {"metadata": {"name": "a-1"}, "spec": {
+        "nodeName": "a", "policy": "p", "plan": {
+            "triggers": [{"type": "ContainerRuntimeUnavailable"}],
+            "ladder": [{"action": "reboot"}],
+            "drain": {"timeout": "1s", "actionOnTimeout": True}}}}
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=6)
+    status = kube.nrs["a-1"]["status"]
+    assert status["phase"] == "Failed" and "not opened by the nodeprobe operator" in \
+        status["message"]
+    assert kube.cordoned() == set()
+    assert sum(kube.evictions.values()) == 0
+    assert any(e["reason"] == "RemediationRefused" for e in kube.events)
+
+
+class RefusesFirstCordon(FakeKube):
+    """An admission policy that denies the first cordon write (422)."""
+
+    refused = 0
+
+    def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        body = kw.get("body") or {}
+        if method == "PATCH" and path.startswith("/api/v1/nodes/") and not self.refused \
+                and isinstance(body, dict) and (body.get("spec") or {}).get("unschedulable"):
+            self.refused += 1
+            raise KubeError(422, "denied by an admission policy")
+        return super().request(method, path, **kw)
+
+
+def test_a_refused_cordon_write_is_retried_and_the_episode_goes_on(clock: Clock) -> None:
+    kube = RefusesFirstCordon()
+    policy(kube)
+    kube.add_node("a", sick_since=SICK_SINCE)
+    kube.add_pod("a", "web", "web-1")
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=10)
+    assert kube.refused == 1
+    assert phases(kube) == {"a": "Succeeded"}
+    assert kube.cordoned() == set()
+    assert "kube-system/web-1" not in kube.pods and "web/web-1" not in kube.pods

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from nodeprobe.model import Check, Outcome, Runtime, Value
-from nodeprobe.probes.process import (
-    SHIM_SETTLE_S,
+from nodeprobe.probes.process import SHIM_SETTLE_S, ProcessProbe, permission_advice
+from nodeprobe.probes.procfs import (
     CgroupRef,
-    ProcessProbe,
     is_shim_of,
     listen_addresses,
     memory_stat_path,
@@ -20,7 +19,6 @@ from nodeprobe.probes.process import (
     parse_memory_stat,
     parse_start_ticks,
     parse_status,
-    permission_advice,
     shim_namespace,
     socket_match,
 )
@@ -133,12 +131,13 @@ def test_permission_advice_says_what_to_do() -> None:
 
 
 def fake_process(proc: Path, pid: int, *, comm: str, argv: list[str], start: int,
-                 cgroup: str = CGROUP_V2, fds: int = 3) -> None:
+                 cgroup: str = CGROUP_V2, fds: int = 3, ppid: int = 1,
+                 state: str = "S") -> None:
     d = proc / str(pid)
     (d / "fd").mkdir(parents=True)
     (d / "comm").write_text(comm + "\n")
     (d / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
-    fields = ["S"] + ["0"] * 18 + [str(start), "0"]
+    fields = [state, str(ppid)] + ["0"] * 17 + [str(start), "0"]
     (d / "stat").write_text(f"{pid} ({comm}) " + " ".join(fields))
     (d / "status").write_text(STATUS)
     (d / "cgroup").write_text(cgroup)
@@ -247,7 +246,7 @@ def test_unknown_check_is_an_error(tmp_path: Path) -> None:
 
 
 def test_max_open_files_soft_limit() -> None:
-    from nodeprobe.probes.process import parse_max_open_files
+    from nodeprobe.probes.procfs import parse_max_open_files
 
     text = ("Limit                     Soft Limit           Hard Limit           Units\n"
             "Max processes             63471                63471                processes\n"
@@ -279,3 +278,40 @@ def test_only_settled_shims_count_in_their_namespace(trees: tuple[Path, Path]) -
     _, values, info, _ = run(probe)
     assert values[Value.SHIMS] == 4
     assert Value.SHIMS_MOBY not in values and Value.SHIMS_K8S not in values
+
+
+def test_a_zombie_is_never_the_daemon_but_named_when_it_is_all_there_is(
+    trees: tuple[Path, Path], tmp_path: Path
+) -> None:
+    proc, cgroup = trees
+    ours = str(tmp_path / "missing" / "docker.sock")
+    fake_process(proc, 40, comm="dockerd", argv=[], start=10, state="Z", ppid=7)
+    probe = ProcessProbe(Runtime.DOCKERD, socket_path=ours, proc_root=str(proc),
+                         cgroup_root=str(cgroup))
+    outcome, values, _, detail = run(probe)
+    assert outcome is Outcome.DOWN and values == {}  # no pid, no start time: no restart seen
+    assert "pid 40 is a zombie" in detail and "pid 7" in detail, detail
+    fake_process(proc, 41, comm="dockerd", argv=["dockerd"], start=20)
+    outcome, values, _, detail = run(probe)
+    assert outcome is Outcome.OK and values[Value.PID] == 41, detail
+
+
+def test_only_shims_of_init_or_the_daemon_outside_pod_cgroups_count(
+    trees: tuple[Path, Path], tmp_path: Path
+) -> None:
+    proc, cgroup = trees
+    ours = str(tmp_path / "missing" / "containerd.sock")
+    fake_process(proc, 12, comm="containerd", argv=["containerd", "--address", ours], start=9)
+    shim = ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-address", ours]
+    fake_process(proc, 30, comm="containerd-shim", argv=shim, start=10)  # parent: init
+    fake_process(proc, 31, comm="containerd-shim", argv=shim, start=10, ppid=12)  # the daemon
+    # a tenant's processes named like a shim: a container's child, and one reparented to init
+    # but in its pod's cgroup
+    fake_process(proc, 50, comm="containerd-shim", argv=shim, start=10, ppid=31)
+    fake_process(proc, 51, comm="containerd-shim", argv=shim, start=10,
+                 cgroup="0::/kubepods/burstable/pod1234/abcd\n")
+    probe = ProcessProbe(Runtime.CONTAINERD, socket_path=ours, proc_root=str(proc),
+                         cgroup_root=str(cgroup))
+    outcome, values, info, detail = run(probe)
+    assert outcome is Outcome.OK, detail
+    assert values[Value.SHIMS] == 2 and info["shim_pids_k8s.io"] == "30,31"
