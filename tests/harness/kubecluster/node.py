@@ -261,19 +261,21 @@ class RealNode:
         return self
 
     def stop(self) -> None:
-        """Everything stopped and removed, the host as it was; safe after a failed start."""
-        if self.containerd is not None:
-            self.containerd.resume()
-        self.kubelet.stop()
-        _kill_cgroup_tree()
-        if self.containerd is not None:
-            self.containerd.stop()
-        if self._holder is not None:
-            self._kill_namespace()
-        _remove_cgroup_tree()
-        self._relay.stop()
-        for link in (BRIDGE, SERVICE_LINK):
-            _ip("link", "del", link, check=False)
+        """Everything stopped and removed, the host as it was; safe after a failed start, and
+        every step runs even when one before it failed (ExitStack: last registered runs first)."""
+        with contextlib.ExitStack() as steps:
+            for link in (BRIDGE, SERVICE_LINK):
+                steps.callback(_ip, "link", "del", link, check=False)
+            steps.callback(self._relay.stop)
+            steps.callback(_remove_cgroup_tree)
+            if self._holder is not None:
+                steps.callback(self._kill_namespace)
+            if self.containerd is not None:
+                steps.callback(self.containerd.stop)
+            steps.callback(_kill_cgroup_tree)
+            steps.callback(self.kubelet.stop)
+            if self.containerd is not None:
+                steps.callback(self.containerd.resume)
 
     def leftovers(self) -> list[str]:
         """What of the node is still on the host after stop(): nothing, when all went well."""
@@ -303,12 +305,17 @@ def _kubepods() -> list[Path]:
     return [d / "kubepods" for d in CGROUP.iterdir() if (d / "kubepods").is_dir()]
 
 
+def _cgroup_dirs(root: Path) -> list[Path]:
+    """Every cgroup under `root`, deepest first (os.walk skips those kubelet removes meanwhile)."""
+    return [Path(d) for d, _, _ in os.walk(root, topdown=False)]
+
+
 def _kill_cgroup_tree() -> None:
     """SIGKILL every container process kubelet started (they live under kubepods)."""
     for root in _kubepods():
-        for procs in root.rglob("cgroup.procs"):
+        for d in _cgroup_dirs(root):
             with contextlib.suppress(OSError):
-                for pid in procs.read_text().split():
+                for pid in (d / "cgroup.procs").read_text().split():
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(pid), signal.SIGKILL)
 
@@ -317,9 +324,7 @@ def _remove_cgroup_tree() -> None:
     """rmdir kubelet's cgroups, deepest first, once their processes are gone."""
     deadline = time.monotonic() + 20
     for root in _kubepods():
-        dirs = sorted((d for d in root.rglob("*") if d.is_dir()), key=lambda d: len(d.parts),
-                      reverse=True)
-        for d in [*dirs, root]:
+        for d in _cgroup_dirs(root):
             while True:
                 try:
                     d.rmdir()
