@@ -53,6 +53,11 @@ ENV PATH=/opt/nodeprobe/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # Non-root by default; the agent's pod runs as 0 only because the runtime sockets are root's.
+# The uid has a name: kopf asks for it (getpass.getuser), and without a passwd entry the
+# operator died with "getpwuid(): uid not found: 65532" right after taking its Lease.
+RUN groupadd --system --gid 65532 nodeprobe \
+    && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+         --shell /usr/sbin/nologin nodeprobe
 USER 65532:65532
 ENTRYPOINT ["nodeprobe"]
 CMD ["--help"]

@@ -6,9 +6,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := docker.io containerd runc busybox-static prometheus debootstrap git util-linux \
-          libsystemd-dev pkg-config systemd-journal-remote docker-registry
+          libsystemd-dev pkg-config systemd-journal-remote docker-registry \
+          socat iproute2 gcc libc6-dev
 
-.PHONY: demo test tools deps deps-system lint typecheck bench bench-peer stubs manifests release clean
+.PHONY: demo test e2e-node tools deps deps-system lint typecheck bench bench-peer stubs manifests release clean
 
 demo: deps
 	$(PY) -m tests.harness.demo
@@ -16,8 +17,16 @@ demo: deps
 test: deps tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The Go tools the suite runs (kube-apiserver, kube-controller-manager, kubectl, etcd, helm, and
-# containerd 2.x beside Debian's 1.6), built from the Go module proxy once per machine into a cache
+# The real-node end-to-end tests alone (kubelet + containerd 2.x, the agent as a pod from the
+# project's image; they run in `make test` too), closing with one line `N passed, N failed`.
+e2e-node: deps tools
+	@mkdir -p build
+	@$(PY) -m pytest -m real_node tests/integration/node --junitxml=build/e2e-node.xml \
+	  $(PYTEST_ARGS); rc=$$?; $(PY) -m tests.harness.e2e_summary build/e2e-node.xml; exit $$rc
+
+# The Go tools the suite runs (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+# kubectl, etcd, helm, and containerd 2.x beside Debian's 1.6; the pause binary and the CNI
+# plugins of the real node), built from the Go module proxy once per machine into a cache
 # outside the tree (tools/go/build).
 tools:
 	tools/go/build

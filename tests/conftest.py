@@ -14,12 +14,15 @@ import functools
 import shutil
 import subprocess
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.harness import image
 from tests.harness.gotools import kube_versions
 from tests.harness.kubecluster import KubeCluster, TestKubelet, running_cluster
 from tests.harness.runtimes import (
@@ -132,6 +135,26 @@ def _session_sandbox(containerd: str) -> Iterator[Sandbox]:
     finally:
         sandbox.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def project_image(_session_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[tuple[Any, float]]:
+    """The project's Dockerfile built once per session in the sandbox dockerd (offline, on a
+    debootstrapped base): a docker.APIClient for that dockerd and the build's seconds."""
+    import docker  # the SDK, for the harness only
+
+    client = docker.APIClient(base_url=f"unix://{_session_sandbox.dockerd.socket}",
+                              version="auto", timeout=600)
+    try:
+        started = time.monotonic()
+        try:
+            image.build(client, tmp_path_factory.mktemp("image"))
+        except image.ImageBuildError as e:
+            pytest.fail(str(e))
+        yield client, time.monotonic() - started
+    finally:
+        client.close()
 
 
 @pytest.fixture

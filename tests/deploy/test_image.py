@@ -1,81 +1,31 @@
-"""The Dockerfile builds with the real dockerd, offline, and the image diagnoses a real dockerd.
-
-No registry is reachable, so the base is a debootstrapped bookworm imported into the sandbox
-dockerd (tests/deploy/baseimage.py) and the dependencies come from a wheelhouse downloaded on the
-host. The build runs with network "none": nothing in it may reach out.
-"""
+"""The Dockerfile builds with the real dockerd, offline (tests/harness/image.py), and the image
+diagnoses a real dockerd. The build is the session's `project_image` (tests/conftest.py), which
+the real node's tests import into its containerd too."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
-from docker.utils.build import exclude_paths
 
 from nodeprobe.config import load
 from nodeprobe.judge.degraded import findings
 from nodeprobe.judge.verdict import one_line
 from nodeprobe.model import Check, Observation, Outcome, Reason, Runtime, Value
-from tests.deploy import baseimage
+from tests.harness.image import IMAGE
 from tests.harness.journal import CORRUPT, write_journal
 from tests.harness.runtimes import Sandbox
 from tools import helm
 
 pytestmark = pytest.mark.timeout(900)  # a fresh machine debootstraps and downloads first
 
-ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "nodeprobe-test/nodeprobe:test"
-
-
-def _context(tmp: Path) -> Path:
-    """The files `docker build .` would send (per .dockerignore), plus the wheelhouse."""
-    patterns = [
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    ctx = tmp / "ctx"
-    for rel in sorted(exclude_paths(str(ROOT), patterns, dockerfile="Dockerfile")):
-        src = ROOT / rel
-        if src.is_file():
-            dst = ctx / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    shutil.copy2(ROOT / ".dockerignore", ctx / ".dockerignore")
-    shutil.copytree(baseimage.wheelhouse(ROOT / "pyproject.toml"), ctx / "build" / "wheelhouse")
-    return ctx
-
-
-def _build(client: Any, ctx: Path, base: str) -> list[str]:
-    log: list[str] = []
-    for chunk in client.build(
-        path=str(ctx), tag=IMAGE, rm=True, forcerm=True, decode=True, network_mode="none",
-        buildargs={"BASE_IMAGE": base, "PIP_NO_INDEX": "1"},
-    ):
-        if "error" in chunk:
-            pytest.fail("docker build failed: " + chunk["error"] + "\n" + "".join(log[-40:]))
-        log.append(chunk.get("stream", ""))
-    return log
-
 
 @pytest.fixture(scope="module")
-def built_image(_session_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[tuple[Any, float]]:
-    client = docker.APIClient(base_url=f"unix://{_session_sandbox.dockerd.socket}",
-                              version="auto", timeout=600)
-    try:
-        base = baseimage.import_base(client)
-        started = time.monotonic()
-        _build(client, _context(tmp_path_factory.mktemp("image")), base)
-        yield client, time.monotonic() - started
-    finally:
-        client.close()
+def built_image(project_image: tuple[Any, float]) -> tuple[Any, float]:
+    return project_image
 
 
 def _run(client: Any, *, command: list[str], user: str | None = None,
@@ -163,6 +113,10 @@ def test_image_is_non_root_and_has_no_build_tools(built_image: tuple[Any, float]
     client, _ = built_image
     config = client.inspect_image(IMAGE)["Config"]
     assert config["User"] == "65532:65532"
+    # kopf asks for the user's name (getpass): uid 65532 has one, so the operator starts.
+    status, out = _run(client, entrypoint=["python3", "-c"],
+                       command=["import getpass, os; print(getpass.getuser(), os.getuid())"])
+    assert (status, out.split()) == (0, ["nodeprobe", "65532"]), out
     assert config["Entrypoint"] == ["nodeprobe"]
     status, out = _run(
         client, entrypoint=["python3", "-c"],

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from nodeprobe import __version__
-from tests.deploy import baseimage
-from tests.deploy.test_image import _context
+from tests.harness import baseimage
+from tests.harness.image import context as build_context
 from tests.harness.kubecluster import free_port
 from tests.harness.runtimes import Sandbox
 from tools import helm as h
@@ -81,7 +81,7 @@ def test_release_pushes_the_image_and_a_chart_pinned_to_its_digest(
                                    version="auto", timeout=900)
     try:
         base = baseimage.import_base(client)
-        done = rel.release(client, registry=registry, context=_context(tmp_path),
+        done = rel.release(client, registry=registry, context=build_context(tmp_path),
                            out=tmp_path / "release", plain_http=True,
                            build_args={"BASE_IMAGE": base, "PIP_NO_INDEX": "1"})
     finally:

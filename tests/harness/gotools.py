@@ -37,6 +37,9 @@ _DIRS = {
     "kube-apiserver": ("kube", "KUBERNETES"),
     "kube-controller-manager": ("kube", "KUBERNETES"),
     "kubectl": ("kube", "KUBERNETES"),
+    "kube-scheduler": ("kube", "KUBERNETES"),
+    "kubelet": ("kube", "KUBERNETES"),
+    "pause": ("node", "KUBERNETES"),
     "etcd": ("etcd", "ETCD"),
     "helm": ("helm", "HELM"),
 }
@@ -44,13 +47,23 @@ _DIRS = {
 
 def tool(name: str, *, build: bool = False) -> Path:
     """The path of a built tool; with `build`, build it first when it is missing."""
-    directory, key = _DIRS[name]
+    target, key = _DIRS[name]
+    directory = "kube" if target == "node" else target  # pause sits beside kubelet
     path = cache_dir() / f"{directory}-{versions()[key]}" / name
     if not path.exists() and build:
-        subprocess.run([str(BUILD), directory], check=True)
+        subprocess.run([str(BUILD), target], check=True)
     if not path.exists():
-        raise ToolMissing(f"{path} is not built: run `{BUILD} {directory}` (make test does)")
+        raise ToolMissing(f"{path} is not built: run `{BUILD} {target}` (make test does)")
     return path
+
+
+def cni_bin() -> Path:
+    """The directory of Debian's CNI plugins that `tools/go/build node` unpacked."""
+    found = sorted(cache_dir().glob("cni-*/bin/bridge"))
+    if not found:
+        raise ToolMissing(f"no CNI plugins under {cache_dir()}: run `{BUILD} node` "
+                          "(make test does)")
+    return found[-1].parent
 
 
 def kube_versions() -> str:
