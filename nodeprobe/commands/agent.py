@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,10 @@ from nodeprobe.publish.metrics import Metrics
 from nodeprobe.publish.server import MetricsServer, MetricsServerError, ServerSettings
 
 if TYPE_CHECKING:
+    from nodeprobe.agent import ConditionSink
+    from nodeprobe.model import Condition, ConditionType
     from nodeprobe.repair.executor import RepairExecutor
+    from nodeprobe.repair.verify import TriggerMemory
 
 log = logging.getLogger("nodeprobe.agent")
 
@@ -137,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    repair = _start_repair(config, args.kubeconfig, standalone)
+    repair = _start_repair(config, args.kubeconfig, standalone, publishers)
     try:
         Agent(config, probes=probes, metrics=metrics, publishers=publishers,
               after_first_round=heap.release_free_memory).run(stop)
@@ -151,15 +155,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Remember:
+    """Hands every judged change to the repair executor's memory, then to the Node writer: the
+    executor acts only while the agent's own judgement says the node is sick."""
+
+    def __init__(self, inner: ConditionSink, memory: TriggerMemory) -> None:
+        self._inner = inner
+        self._memory = memory
+
+    def update(self, conditions: dict[ConditionType, Condition]) -> None:
+        self._memory.update(conditions, now=time.time())
+        self._inner.update(conditions)
+
+    def sync(self) -> bool:
+        return self._inner.sync()
+
+
 def _start_repair(
-    config: Config, kubeconfig: str | None, standalone: bool
+    config: Config, kubeconfig: str | None, standalone: bool, publishers: Publishers
 ) -> RepairExecutor | None:
     """Node-local repairs run only when enabled and connected to a cluster."""
     if not config.repair.enabled:
         return None
-    if standalone:
+    if standalone or publishers.conditions is None:
         log.warning("repair.enabled is set but the agent is standalone: no repairs will run")
         return None
     from nodeprobe.repair.executor import start_executor
+    from nodeprobe.repair.verify import TriggerMemory
 
-    return start_executor(config, kubeconfig=kubeconfig)
+    memory = TriggerMemory()
+    publishers.conditions = _Remember(publishers.conditions, memory)
+    return start_executor(config, kubeconfig=kubeconfig, triggers=memory)

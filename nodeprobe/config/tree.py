@@ -283,6 +283,12 @@ class RepairSettings:
         "bool",
         "Log and report what a repair would run, and run nothing.",
     )
+    ledger: str = _leaf(
+        "/var/lib/nodeprobe/repair-ledger.json",
+        "str",
+        "Requests already carried out and NodeRemediations seen finished, kept across agent "
+        "restarts so none runs twice; empty keeps them in memory only.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,7 @@ def _agent(cluster: KubeCluster, release: Release, sandbox: Sandbox, node: str,
     config["repair"].update({
         "restartCommand": {"docker": [c.replace("{unit}", "docker") for c in command(tmp)]},
         "dumpDir": str(tmp / "dumps"),
+        "ledger": str(tmp / "repair-ledger.json"),
         "dockerdPidfile": str(sandbox.base / "docker" / "dockerd.pid"),
         "dockerdExecRoot": str(sandbox.base / "docker" / "exec"),
     })
