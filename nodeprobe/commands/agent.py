@@ -30,6 +30,7 @@ from nodeprobe.publish.server import MetricsServer, MetricsServerError, ServerSe
 if TYPE_CHECKING:
     from nodeprobe.agent import ConditionSink
     from nodeprobe.model import Condition, ConditionType
+    from nodeprobe.publish.kubeclient import ClientSettings
     from nodeprobe.repair.executor import RepairExecutor
     from nodeprobe.repair.verify import TriggerMemory
 
@@ -49,6 +50,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
+def client_settings(config: Config) -> ClientSettings:
+    from nodeprobe.publish.kubeclient import ClientSettings
+
+    return ClientSettings(max_idle_s=config.kubernetes.connection_max_idle)
+
+
 def in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
@@ -58,7 +65,8 @@ def _kube_publishers(config: Config, kubeconfig: str | None, metrics: Metrics) -
     from nodeprobe.publish.events import EventRecorder, EventSettings
     from nodeprobe.publish.kubeclient import new_client
 
-    api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
+    api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None,
+                     settings=client_settings(config))
     kube = config.kubernetes
     writer = ConditionWriter(
         config.node_name, api,
@@ -141,7 +149,12 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    repair = _start_repair(config, args.kubeconfig, standalone, publishers)
+    try:
+        repair = _start_repair(config, args.kubeconfig, standalone, publishers)
+    except _StartupFailed:
+        if server is not None:
+            server.stop()
+        return EXIT_CONFIG
     try:
         Agent(config, probes=probes, metrics=metrics, publishers=publishers,
               after_first_round=heap.release_free_memory).run(stop)
@@ -153,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
         for probe in probes:
             probe.close()
     return 0
+
+
+class _StartupFailed(Exception):
+    """Already logged; the agent exits with EXIT_CONFIG."""
 
 
 class _Remember:
@@ -180,9 +197,14 @@ def _start_repair(
     if standalone or publishers.conditions is None:
         log.warning("repair.enabled is set but the agent is standalone: no repairs will run")
         return None
+    from nodeprobe.publish.kubeclient import KubeConfigError
     from nodeprobe.repair.executor import start_executor
     from nodeprobe.repair.verify import TriggerMemory
 
     memory = TriggerMemory()
     publishers.conditions = _Remember(publishers.conditions, memory)
-    return start_executor(config, kubeconfig=kubeconfig, triggers=memory)
+    try:
+        return start_executor(config, kubeconfig=kubeconfig, triggers=memory)
+    except KubeConfigError as e:
+        log.error("repair executor: %s", e)
+        raise _StartupFailed from e

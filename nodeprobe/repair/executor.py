@@ -28,6 +28,7 @@ from nodeprobe.model import (
 )
 from nodeprobe.publish.kubeclient import (
     API_ERRORS,
+    ClientSettings,
     KubeClient,
     new_client,
     request_json,
@@ -247,7 +248,8 @@ def start_executor(config: Config, *, triggers: TriggerMemory, kubeconfig: str |
     sandbox paths, short timings).
     """
     settings = settings or ActionSettings.from_config(config)
-    api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
+    api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None,
+                     settings=ClientSettings(max_idle_s=config.kubernetes.connection_max_idle))
     ledger = Ledger(Path(config.repair.ledger) if config.repair.ledger else None)
     executor = RepairExecutor(config.node_name, api, settings,
                               dry_run=dry_run or config.repair.dry_run, triggers=triggers,
