@@ -39,8 +39,8 @@ class DeadlineSocket(socket.socket):
     """A socket whose every blocking operation times out at `budget.deadline`."""
 
     def __init__(self, budget: Budget, family: int = socket.AF_UNIX,
-                 kind: int = socket.SOCK_STREAM) -> None:
-        super().__init__(family, kind)
+                 kind: int = socket.SOCK_STREAM, *, fileno: int | None = None) -> None:
+        super().__init__(family, kind, fileno=fileno)
         self._budget = budget
 
     def _arm(self) -> None:
