@@ -1,4 +1,4 @@
-"""Entry point: `nodeprobe check | agent | operator`. Only parsing and wiring live here.
+"""Entry point: `nodeprobe check | agent | operator | repair-executor`; parsing and wiring.
 
 Flags and environment are read here and nowhere else (house rule 6). Imports are lazy per
 subcommand so `nodeprobe check` never pays for the Kubernetes client or kopf at start-up.
@@ -69,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                           help="kopf liveness endpoint")
     operator.add_argument("--metrics-port", type=int, default=9104)
+
+    executor = sub.add_parser(
+        "repair-executor", help="the privileged half of repair mode: restart or reboot, only "
+        "for a verified order from the agent over a unix socket")
+    executor.add_argument("--config", metavar="FILE", help="the agent's YAML config file")
+    executor.add_argument("--socket", metavar="PATH",
+                          help="listen here (default: repair.executorSocket)")
+    executor.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
+                          help="this node's name (default: $NODE_NAME)")
+    executor.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
+                          help="kubeconfig file (default: $KUBECONFIG, else in-cluster config)")
     return parser
 
 
@@ -82,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nodeprobe.commands import agent
 
         return agent.run(args)
+    if args.command == "repair-executor":
+        from nodeprobe.commands import repair_executor
+
+        return repair_executor.run(args)
     from nodeprobe.commands import operator
 
     return operator.run(args)

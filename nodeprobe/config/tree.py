@@ -299,6 +299,12 @@ class RepairSettings:
         "bool",
         "Log and report what a repair would run, and run nothing.",
     )
+    executor_socket: str = _leaf(
+        "",
+        "path-or-empty",
+        "The privileged repair executor's socket (`nodeprobe repair-executor`, its own "
+        "container): the agent asks it to act and keeps no privilege. Empty: act in-process.",
+    )
     ledger: str = _leaf(
         "/var/lib/nodeprobe/repair-ledger.json",
         "path-or-empty",

@@ -24,7 +24,6 @@ from nodeprobe.model import (
     RemediationAction,
     RemediationPhase,
     RepairState,
-    Runtime,
 )
 from nodeprobe.publish.kubeclient import (
     API_ERRORS,
@@ -36,6 +35,7 @@ from nodeprobe.publish.kubeclient import (
 )
 from nodeprobe.repair import actions
 from nodeprobe.repair.actions import ActionResult, ActionSettings
+from nodeprobe.repair.channel import Order, carry_out, send_order
 from nodeprobe.repair.verify import TERMINAL, Ledger, Request, TriggerMemory, parse, refusal
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,21 @@ class KubeRemediationStore:
             "firstTimestamp": now, "lastTimestamp": now, "count": 1})
 
 
+class KubeLookup:
+    """What the privileged repair executor reads itself to verify an order (channel.Lookup)."""
+
+    def __init__(self, api: KubeClient, node: str) -> None:
+        self._api, self._node = api, node
+
+    def remediation(self, name: str) -> Mapping[str, Any]:
+        return request_json(self._api, "GET", f"{_PATH}/{name}")
+
+    def node_conditions(self) -> list[Mapping[str, Any]]:
+        node = request_json(self._api, "GET", f"/api/v1/nodes/{self._node}")
+        conditions: list[Mapping[str, Any]] = (node.get("status") or {}).get("conditions") or []
+        return conditions
+
+
 class RepairExecutor:
     """Polls NodeRemediations labelled for `node_name` and carries out requested actions."""
 
@@ -97,6 +112,7 @@ class RepairExecutor:
         store: RemediationStore | None = None,
         triggers: TriggerMemory | None = None,
         ledger: Ledger | None = None,
+        hands: Callable[[Order], ActionResult] | None = None,
     ) -> None:
         self.node_name = node_name
         self.settings = settings
@@ -110,6 +126,9 @@ class RepairExecutor:
         self.triggers = triggers or TriggerMemory()
         """The agent's own judgement; an empty memory (no loop feeding it) refuses everything."""
         self.ledger = ledger or Ledger()
+        self.hands = hands or self._local
+        """Who carries out a verified request: this process, or the privileged repair executor
+        container over its socket (`channel.send_order`), which verifies it again."""
         self._warned: set[tuple[str, int, float | None, str]] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -170,7 +189,7 @@ class RepairExecutor:
         boot = actions.boot_id(self.settings)
         self._report(req.name, req.rung, RepairState.STARTED, f"{action.value} started",
                      bootID=boot)
-        result = self._act(req.name, action, req)
+        result = self._act(req)
         self._report(req.name, req.rung, RepairState.DONE if result.ok else RepairState.FAILED,
                      result.message, bootID=boot)
         return True
@@ -203,30 +222,16 @@ class RepairExecutor:
         except API_ERRORS as e:
             log.warning("could not record the refusal of %s: %s", req.name, e)
 
-    def _act(self, name: str, action: RemediationAction, req: Request) -> ActionResult:
-        if action is RemediationAction.REBOOT:
-            log.warning("rebooting node %s for %s", self.node_name, name)
-            return actions.reboot(self.settings, dry_run=self.dry_run)
-        if action is not RemediationAction.RESTART_RUNTIME:
-            return ActionResult(False, f"{action.value} is not a node-local action")
-        runtime = Runtime(req.runtime or Runtime.CONTAINERD.value)
-        notes = []
-        dump_path: str | None = None
-        since = time.time()
-        if runtime is Runtime.DOCKERD:
-            dump = actions.dump_goroutines(self.settings, dry_run=self.dry_run)
-            notes.append(dump.message)
-            dump_path = dump.dump_path
-            if dump_path:
-                self._patch(name, {"goroutineDumpPath": dump_path})
-        log.warning("restarting %s on %s for %s", runtime.value, self.node_name, name)
-        result = actions.restart_runtime(runtime, self.settings, dry_run=self.dry_run)
-        if runtime is Runtime.DOCKERD and not self.dry_run and not dump_path:
-            late = actions.late_dump(self.settings, since)
-            if late:
-                self._patch(name, {"goroutineDumpPath": late})
-                notes.append(f"goroutine stacks written to {late} once dockerd resumed")
-        return ActionResult(result.ok, "; ".join([*notes, result.message]))
+    def _act(self, req: Request) -> ActionResult:
+        order = Order(name=req.name, uid=req.uid, rung=req.rung, action=req.action,
+                      runtime=req.runtime)
+        result = self.hands(order)
+        if result.dump_path:
+            self._patch(req.name, {"goroutineDumpPath": result.dump_path})
+        return result
+
+    def _local(self, order: Order) -> ActionResult:
+        return carry_out(order, self.settings, dry_run=self.dry_run)
 
     def _report(self, name: str, rung: int, state: RepairState, message: str,
                 **extra: str) -> None:
@@ -250,9 +255,18 @@ def start_executor(config: Config, *, triggers: TriggerMemory, kubeconfig: str |
     settings = settings or ActionSettings.from_config(config)
     api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None,
                      settings=ClientSettings(max_idle_s=config.kubernetes.connection_max_idle))
-    ledger = Ledger(Path(config.repair.ledger) if config.repair.ledger else None)
+    remote = config.repair.executor_socket
+    # With a separate executor, the ledger on disk is the executor's; this container has none.
+    ledger = Ledger(Path(config.repair.ledger) if config.repair.ledger and not remote else None)
+    hands = None
+    if remote:
+        wait = settings.command_timeout_s + settings.answer_wait_s + settings.dump_wait_s + 30
+
+        def hands(order: Order) -> ActionResult:
+            return send_order(Path(remote), order, timeout_s=wait)
+
     executor = RepairExecutor(config.node_name, api, settings,
                               dry_run=dry_run or config.repair.dry_run, triggers=triggers,
-                              ledger=ledger)
+                              ledger=ledger, hands=hands)
     executor.start()
     return executor

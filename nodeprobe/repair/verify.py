@@ -79,7 +79,7 @@ class Request:
         return (self.uid, self.rung)
 
 
-def _time(value: object) -> float | None:
+def parse_time(value: object) -> float | None:
     from datetime import datetime
 
     if not isinstance(value, str) or not value:
@@ -128,7 +128,7 @@ def parse(obj: Mapping[str, Any]) -> Request:
     raw_rung = status.get("rung", spec.get("rung", 0))
     rung = raw_rung if isinstance(raw_rung, int) else -1
     planned_action, planned_runtime = _planned(plan, rung)
-    terminal = [t for t in (_time(status.get("finishedAt")), _time(status.get("releasedAt")))
+    terminal = [t for t in (parse_time(status.get(k)) for k in ("finishedAt", "releasedAt"))
                 if t is not None]
     raw_triggers = plan.get("triggers")
     triggers: list[Any] = raw_triggers if isinstance(raw_triggers, list) else []
@@ -138,7 +138,7 @@ def parse(obj: Mapping[str, Any]) -> Request:
         node=str(spec.get("nodeName", "")), phase=str(status.get("phase", "")), rung=rung,
         action=str(status.get("action", "")),
         runtime=_RUNTIMES.get(str(status.get("runtime") or "containerd")),
-        requested_at=_time(status.get("actionRequestedAt")),
+        requested_at=parse_time(status.get("actionRequestedAt")),
         terminal_at=max(terminal) if terminal else None,
         planned_action=planned_action, planned_runtime=planned_runtime,
         triggers=frozenset(str(t.get("type")) for t in triggers if isinstance(t, Mapping)),
