@@ -35,13 +35,11 @@ class Budget:
         return left
 
 
-class DeadlineSocket(socket.socket):
-    """A socket whose every blocking operation times out at `budget.deadline`."""
+class _Armed(socket.socket):
+    """Arms the socket timeout to the time left before each blocking operation; the shared
+    half of `DeadlineSocket` and `DeadlineSSLSocket` (their MROs put the real one after it)."""
 
-    def __init__(self, budget: Budget, family: int = socket.AF_UNIX,
-                 kind: int = socket.SOCK_STREAM, *, fileno: int | None = None) -> None:
-        super().__init__(family, kind, fileno=fileno)
-        self._budget = budget
+    _budget: Budget
 
     def _arm(self) -> None:
         super().settimeout(self._budget.remaining())
@@ -53,13 +51,13 @@ class DeadlineSocket(socket.socket):
         self._arm()
         super().connect(address)
 
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+    def recv(self, *args: Any) -> bytes:
         self._arm()
-        return super().recv(bufsize, flags)
+        return super().recv(*args)
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    def recv_into(self, *args: Any) -> int:
         self._arm()
-        return super().recv_into(buffer, nbytes, flags)
+        return super().recv_into(*args)
 
     def send(self, data: Any, flags: int = 0) -> int:
         self._arm()
@@ -70,37 +68,22 @@ class DeadlineSocket(socket.socket):
         super().sendall(data, flags)
 
 
-class DeadlineSSLSocket(ssl.SSLSocket):
+class DeadlineSocket(_Armed):
+    """A socket whose every blocking operation times out at `budget.deadline`."""
+
+    def __init__(self, budget: Budget, family: int = socket.AF_UNIX,
+                 kind: int = socket.SOCK_STREAM, *, fileno: int | None = None) -> None:
+        super().__init__(family, kind, fileno=fileno)
+        self._budget = budget
+
+
+class DeadlineSSLSocket(_Armed, ssl.SSLSocket):
     """The TLS counterpart; `SSLContext.wrap_socket` builds it (`tls_connect`), so the budget
     is attached after construction and before the handshake."""
-
-    _budget: Budget
-
-    def _arm(self) -> None:
-        super().settimeout(self._budget.remaining())
-
-    def settimeout(self, value: float | None) -> None:
-        """Ignored, as in `DeadlineSocket`."""
 
     def do_handshake(self, block: bool = False) -> None:
         self._arm()
         super().do_handshake(block)
-
-    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
-        self._arm()
-        return super().recv(buflen, flags)
-
-    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
-        self._arm()
-        return super().recv_into(buffer, nbytes, flags)
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        self._arm()
-        return super().send(data, flags)
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        self._arm()
-        super().sendall(data, flags)
 
 
 def tcp_connect(host: str | bytes, port: int, budget: Budget) -> DeadlineSocket:

@@ -110,4 +110,5 @@ def test_a_trickled_request_is_cut_at_the_deadline() -> None:
             except OSError:
                 closed_after = time.monotonic() - start
                 break
-    assert closed_after is not None and 1.0 <= closed_after < 1.6, closed_after
+    # the whole trickle would take ~7.6 s; the deadline (1 s) cuts it, with slack for a busy box
+    assert closed_after is not None and 1.0 <= closed_after < 4.0, closed_after

@@ -369,7 +369,8 @@ def test_one_deadline_for_the_whole_request_however_the_reply_trickles(
         with pytest.raises(TimeoutError):
             api.send("GET", "/api/v1/nodes/n1", timeout=1.0)
         took = time.monotonic() - start
-    assert 1.0 <= took < 1.5, took  # each byte came well within any per-read timeout
+    # each byte came well within any per-read timeout; the whole trickle takes 8 s
+    assert 1.0 <= took < 3.0, took
 
 
 def test_a_reply_over_the_size_cap_is_not_read() -> None:
