@@ -1,9 +1,11 @@
 """The agent's side of a remediation: carry out what a NodeRemediation asks of this node.
 
 The operator never runs commands on nodes; it sets phase ActionRequested and waits. This executor,
-inside the node's agent, sees that, writes `status.agent.state = Started` before acting (so a
-restarted agent never repeats a half-done action blindly), acts, and reports Done or Failed for
-the same rung. A reboot is reported Done after the node comes back with a new bootID.
+inside the node's agent, sees that, verifies the request (`verify.py`: refused ones get a Warning
+Event and nothing runs), writes `status.agent.state = Started` before acting (so a restarted agent
+never repeats a half-done action blindly), has it carried out (in-process, or by the privileged
+`repair-executor` container over its socket, `channel.py`), and reports Done or Failed for the
+same rung. A reboot is reported Done after the node comes back with a new bootID.
 """
 
 from __future__ import annotations
