@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import sys
 import threading
 import uuid
@@ -109,7 +110,8 @@ def _agent(cluster: KubeCluster, release: Release, sandbox: Sandbox, node: str,
         "restartCommand": {"docker": [c.replace("{unit}", "docker") for c in command(tmp)]},
         "dumpDir": str(tmp / "dumps"),
         "ledger": str(tmp / "repair-ledger.json"),
-        "executorSocket": str(tmp / "executor.sock"),
+        # a short path: unix socket paths end at 107 bytes
+        "executorSocket": str(Path(tempfile.mkdtemp(prefix="np-rx-", dir="/tmp")) / "x.sock"),
         "dockerdPidfile": str(sandbox.base / "docker" / "dockerd.pid"),
         "dockerdExecRoot": str(sandbox.base / "docker" / "exec"),
     })
