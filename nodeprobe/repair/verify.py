@@ -38,6 +38,7 @@ from typing import Any
 
 from nodeprobe.durations import parse_duration
 from nodeprobe.model import Condition, ConditionType, RemediationPhase, Status
+from nodeprobe.publish.kubeclient import parse_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +81,9 @@ class Request:
 
 
 def parse_time(value: object) -> float | None:
-    from datetime import datetime
-
-    if not isinstance(value, str) or not value:
-        return None
+    """A Kubernetes time, or None when absent or not one (a forged status may hold anything)."""
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return parse_rfc3339(value) if isinstance(value, str) and value else None
     except ValueError:
         return None
 

@@ -8,27 +8,16 @@ import selectors
 import socket
 import threading
 
+from tests.integration.publish.tcp_server import Listener
 
-class IdleClosingProxy:
+
+class IdleClosingProxy(Listener):
     def __init__(self, target: tuple[str, int], *, idle_s: float) -> None:
         self.target, self.idle_s = target, idle_s
-        self.connections = 0
         self.closed_idle = threading.Event()
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
-
-    def _pipe(self, client: socket.socket) -> None:
+    def serve(self, client: socket.socket) -> None:
         with contextlib.closing(client), socket.create_connection(self.target) as upstream, \
                 selectors.DefaultSelector() as sel:
             sel.register(client, selectors.EVENT_READ, upstream)
@@ -43,7 +32,3 @@ class IdleClosingProxy:
                     if not data:
                         return
                     key.data.sendall(data)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._server.close()

@@ -33,6 +33,7 @@ from nodeprobe.publish.kubeclient import (
     describe_error,
     new_client,
 )
+from tests.integration.publish.tcp_server import Listener
 
 
 def _openssl(*args: str) -> None:
@@ -272,7 +273,7 @@ def test_every_kubeconfig_mistake_is_a_config_error_naming_the_field(
     assert message in str(e.value)
 
 
-class Scripted:
+class Scripted(Listener):
     """A real TCP server (optionally TLS) whose replies a test scripts per request.
 
     `reply(n, request_head)` returns what to send for the n-th request (bytes, or a list of
@@ -283,23 +284,10 @@ class Scripted:
                  idle_close_s: float = 30.0) -> None:
         self.reply, self.tls, self.idle_close_s = reply, tls, idle_close_s
         self.requests: list[bytes] = []
-        self.connections = 0
         self.closed_idle = threading.Event()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError), contextlib.closing(conn):
             if self.tls is not None:
                 conn = self.tls.wrap_socket(conn, server_side=True)
@@ -330,9 +318,6 @@ class Scripted:
                 return
             conn.sendall(data)
 
-    def close(self) -> None:
-        self._stop.set()
-        self._sock.close()
 
 
 def ok(body: bytes = b"{}", *, status: str = "200 OK", extra: str = "") -> bytes:
