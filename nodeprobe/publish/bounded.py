@@ -75,10 +75,12 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
-            if len(self._open) >= self.limits.max_connections and not self._evict_one():
-                self.shutdown_request(request)  # every slot is answering: this one waits
-                return
-            self._open[request] = (time.monotonic(), False)
+            full = len(self._open) >= self.limits.max_connections and not self._evict_one()
+            if not full:
+                self._open[request] = (time.monotonic(), False)
+        if full:
+            self.shutdown_request(request)  # every slot is answering: this one is refused
+            return
         super().process_request(request, client_address)
 
     def _evict_one(self) -> bool:

@@ -112,3 +112,54 @@ def test_a_trickled_request_is_cut_at_the_deadline() -> None:
                 break
     # the whole trickle would take ~7.6 s; the deadline (1 s) cuts it, with slack for a busy box
     assert closed_after is not None and 1.0 <= closed_after < 4.0, closed_after
+
+
+def test_at_the_cap_with_every_slot_answering_a_new_connection_is_refused_not_queued() -> None:
+    """No reader to evict: the newcomer is closed at once, and the server goes on serving."""
+    import threading
+    from http.server import BaseHTTPRequestHandler
+
+    from nodeprobe.publish.bounded import BoundedHTTPServer
+
+    release, entered = threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            assert isinstance(self.server, BoundedHTTPServer)
+            if not self.server.answering(self.request):
+                return
+            entered.set()
+            release.wait(10)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = BoundedHTTPServer(("127.0.0.1", 0), Handler,
+                              limits=Limits(max_connections=1, request_deadline_s=10))
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                     daemon=True).start()
+    port = httpd.server_address[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as busy:
+            busy.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert entered.wait(10)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as late:
+                late.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                assert late.recv(100) == b""  # closed, not left waiting behind the busy one
+            release.set()
+            assert busy.recv(100).startswith(b"HTTP/1.0 204")
+        assert scrape_status(port) == 204
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def scrape_status(port: int) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().status
+    finally:
+        conn.close()
