@@ -33,6 +33,7 @@ from nodeprobe.publish.kubeclient import (
     describe_error,
     new_client,
 )
+from tests.harness.runtimes import Sandbox
 from tests.integration.publish.tcp_server import Listener
 
 
@@ -439,3 +440,19 @@ def test_no_failed_write_on_a_connection_the_server_closed_while_idle(
             assert api.request_json("PATCH", "/api/v1/nodes/n1/status", body={}) == {}
     assert len(srv.requests) == 2 and srv.connections == 2
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_the_agent_stops_at_start_up_on_a_kubeconfig_mistake(runtimes: Sandbox, tmp_path: Path,
+                                                            pki: Path) -> None:
+    """issue 18: bad CA data raised a raw ssl.SSLError that start-up did not catch."""
+    config = _kubeconfig(tmp_path / "kc", cluster={
+        "server": "https://127.0.0.1:1",
+        "certificate-authority-data": base64.b64encode(b"junk").decode()}, user={})
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("nodeprobe")), "agent", "--node-name", "n1",
+         "--docker-socket", str(runtimes.dockerd.socket), "--no-containerd",
+         "--metrics-port", "0", "--kubeconfig", str(config)],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "clusters[c].certificate-authority-data: not a PEM CA certificate" in done.stderr
+    assert "Traceback" not in done.stderr
