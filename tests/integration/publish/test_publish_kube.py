@@ -434,3 +434,33 @@ def test_no_failed_write_after_the_api_server_closed_an_idle_connection(
         proxy.close()
     assert proxy.connections == 2
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_401_rereads_a_rotated_token_file_at_once(agent_on_node: AgentNode,
+                                                   tmp_path: Path) -> None:
+    """The real API server refuses the file's old token (as it does one past its expiry); the
+    client re-reads the file on that 401, not at the next 60 s re-read, and the write goes
+    through with the token kubelet wrote meanwhile."""
+    import yaml
+
+    from nodeprobe.publish.kubeclient import KubeClient, KubeError
+
+    doc = yaml.safe_load(agent_on_node.kubeconfig.read_text())
+    good = doc["users"][0]["user"].pop("token")
+    token = tmp_path / "token"
+    token.write_text("not-a-token\n")
+    doc["users"][0]["user"]["tokenFile"] = "token"
+    config = tmp_path / "file.kubeconfig"
+    config.write_text(yaml.safe_dump(doc))
+    api = KubeClient.from_kubeconfig(str(config))
+    path = f"/api/v1/nodes/{agent_on_node.name}"
+    with pytest.raises(KubeError) as e:
+        api.request_json("GET", path)  # the file holds a bad token, unchanged on re-read
+    assert e.value.status == 401
+    token.write_text(good + "\n")  # rotated
+    assert api.request_json("GET", path)["metadata"]["name"] == agent_on_node.name
+    api.close()
+    codes = [entry["responseStatus"]["code"] for entry in agent_on_node.cluster.audit(
+        agent_on_node.username) if entry["objectRef"].get("name") == agent_on_node.name
+        and entry["verb"] == "get"]
+    assert codes[-1] == 200
