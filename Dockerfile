@@ -3,7 +3,7 @@
 #   docker build -t nodeprobe .
 #
 # Offline (no PyPI): put wheels for the dependencies and setuptools in build/wheelhouse
-# (`pip download -d build/wheelhouse 'setuptools>=68' wheel .`) and pass
+# (`pip download -d build/wheelhouse 'setuptools>=68' wheel '.[operator]'`) and pass
 # --build-arg PIP_NO_INDEX=1. The base is pinned by digest; override it with
 # --build-arg BASE_IMAGE=... (CI builds on a debootstrapped Debian bookworm it imports locally).
 ARG BASE_IMAGE=debian:bookworm-slim@sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
@@ -36,7 +36,7 @@ COPY nodeprobe ./nodeprobe
 # path), and nothing else of the system's site-packages.
 RUN python3 -m venv /opt/nodeprobe \
     && /opt/nodeprobe/bin/pip install --no-cache-dir --disable-pip-version-check \
-         ${PIP_NO_INDEX:+--no-index} --find-links /wheelhouse /src \
+         ${PIP_NO_INDEX:+--no-index} --find-links /wheelhouse "/src[operator]" \
     && /opt/nodeprobe/bin/pip uninstall -y --disable-pip-version-check pip setuptools wheel \
     && ln -s "$(python3 -c 'import os, systemd; print(os.path.dirname(systemd.__file__))')" \
          "$(/opt/nodeprobe/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/systemd" \

@@ -6,9 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := docker.io containerd runc busybox-static prometheus debootstrap git util-linux \
-          libsystemd-dev pkg-config systemd-journal-remote
+          libsystemd-dev pkg-config systemd-journal-remote docker-registry
 
-.PHONY: demo test tools deps deps-system lint typecheck bench bench-peer stubs manifests clean
+.PHONY: demo test tools deps deps-system lint typecheck bench bench-peer stubs manifests release clean
 
 demo: deps
 	$(PY) -m tests.harness.demo
@@ -45,6 +45,15 @@ stubs: deps
 manifests: deps
 	tools/go/build helm
 	$(PY) -m tools.helm write
+
+# What a release publishes (tools/release.py): the image built and pushed to $(REGISTRY), then
+# the chart with image.digest pinned to the digest the registry gave, packaged into
+# build/release/ and pushed to oci://$(REGISTRY)/charts. Log in first (docker login, helm
+# registry login). tests/deploy/test_release.py runs it against a registry on loopback.
+REGISTRY ?= ghcr.io
+release: deps
+	tools/go/build helm
+	$(PY) -m tools.release --registry $(REGISTRY)
 
 deps: deps-system $(STAMP)
 

@@ -7,6 +7,7 @@ subcommand so `nodeprobe check` never pays for the Kubernetes client or kopf at 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                           help="kopf liveness endpoint")
     operator.add_argument("--metrics-port", type=int, default=9104)
+    operator.add_argument("--lease-namespace",
+                          default=os.environ.get("NODEPROBE_LEASE_NAMESPACE"),
+                          help="namespace of the per-node Leases `node-<name>` (default: the "
+                          "operator's own; medik8s-leases interlocks with medik8s)")
 
     executor = sub.add_parser(
         "repair-executor", help="the privileged half of repair mode: restart or reboot, only "
@@ -97,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nodeprobe.commands import repair_executor
 
         return repair_executor.run(args)
+    if importlib.util.find_spec("kopf") is None:
+        print("nodeprobe operator: kopf is not installed; the operator's dependencies come "
+              "with an extra: pip install 'kube-nodeprobe[operator]'", file=sys.stderr)
+        return 2
     from nodeprobe.commands import operator
 
     return operator.run(args)

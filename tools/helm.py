@@ -6,6 +6,7 @@ helm is built from the Go module proxy by tools/go/build into a per-version cach
 depend on the version compiled into the helm binary.
 
     python -m tools.helm write   # copy the operator's CRDs into the chart, regenerate manifests/
+                                 # and the chart README's values table
     python -m tools.helm check   # exit 1 when manifests/ differs from a fresh render
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from tests.harness.gotools import ToolMissing, tool, versions
+from tools import chart_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "nodeprobe"
@@ -157,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args == ["write"]:
             for path in [*sync_crds(), *write_manifests()]:
                 print(f"wrote {path.relative_to(ROOT)}")
+            chart_readme.main(["write"])  # the values table follows values.yaml's comments
             return 0
         stale = stale_manifests()
     except HelmError as e:

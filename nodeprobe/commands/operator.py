@@ -23,5 +23,6 @@ def run(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         metrics_port=args.metrics_port,
         max_concurrent=args.max_concurrent,
+        lease_namespace=args.lease_namespace or None,
     )
     return 0

@@ -34,6 +34,7 @@ def run(
     lease_s: float = 15.0,
     renew_deadline_s: float = 10.0,
     retry_s: float = 2.0,
+    lease_namespace: str | None = None,
 ) -> None:
     """Run the operator until stopped (SIGTERM/SIGINT, or `stop_flag` when given).
 
@@ -44,6 +45,8 @@ def run(
     replica leads, and a replica that loses the Lease refuses every write at once and exits
     non-zero so its Deployment restarts it as a follower.
     `max_concurrent` is the cluster budget: nodes held at once under all policies.
+    `lease_namespace` moves the node Leases (not the leader Lease) elsewhere, e.g. to
+    `medik8s-leases`, where medik8s's remediators take the same `node-<name>` Leases.
     """
     import kopf
     from kubernetes import client, config
@@ -70,7 +73,8 @@ def run(
     replica = f"{socket.gethostname()}-{os.getpid()}"
     api.user_agent = f"nodeprobe-operator/{replica}"
     ns = namespace or "default"
-    settings = OperatorSettings(tick_s=tick_s, lease_namespace=ns, max_held=max_concurrent)
+    settings = OperatorSettings(tick_s=tick_s, lease_namespace=lease_namespace or ns,
+                                max_held=max_concurrent)
     raw = Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128])
     stop = stop_flag or threading.Event()
     elector = None

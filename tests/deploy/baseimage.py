@@ -82,7 +82,8 @@ def wheelhouse(pyproject: Path, *, cache_dir: Path = CACHE_DIR) -> Path:
     network; cached by the dependency list, as the base rootfs is.
     """
     meta = tomllib.loads(pyproject.read_text())
-    reqs = [*meta["build-system"]["requires"], "wheel", *meta["project"]["dependencies"]]
+    reqs = [*meta["build-system"]["requires"], "wheel", *meta["project"]["dependencies"],
+            *meta["project"]["optional-dependencies"]["operator"]]  # the image runs it too
     key = hashlib.sha256(json.dumps([sys.version_info[:2], reqs]).encode()).hexdigest()[:16]
     target = cache_dir / f"wheelhouse-{key}"
     if (target / ".complete").exists():

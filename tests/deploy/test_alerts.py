@@ -10,7 +10,9 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from nodeprobe.model import REASONS, ConditionType
@@ -19,6 +21,7 @@ from tools import helm as h
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parents[1] / "docs"
 RULES = h.CHART / "files" / "nodeprobe.rules.yaml"
+TUNED = h.CHART / "ci" / "prometheusrule-tuned-values.yaml"
 ALERTS = ("NodeprobeRuntimeHung", "NodeprobeRuntimeDown", "NodeprobeRuntimeLeaking",
           "NodeprobeAgentNotReporting", "NodeprobeAgentAbsent", "NodeprobeRemediationFailed",
           "NodeprobeRemediationEscalated", "NodeprobeOperatorStuck",
@@ -102,3 +105,75 @@ def test_every_alert_links_to_an_existing_runbook_section() -> None:
             assert doc.is_file(), f"{rule['alert']}: {doc} does not exist"
             if anchor:
                 assert anchor in _anchors(doc.read_text()), f"{rule['alert']}: no #{anchor}"
+
+
+def _rendered_rules(*values: Path | str,
+                    set_values: tuple[str, ...] = ()) -> dict[str, Any]:
+    objects = h.objects(h.template(list(values), set_values=set_values))
+    (rule,) = [o for o in objects if o["kind"] == "PrometheusRule"]
+    return {"groups": rule["spec"]["groups"]}
+
+
+def _alerts(groups: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["alert"]: r for g in groups["groups"] for r in g["rules"]}
+
+
+def test_runbook_links_point_at_the_charts_own_version_by_default(tmp_path: Path) -> None:
+    chart = yaml.safe_load((h.CHART / "Chart.yaml").read_text())
+    for rule in _alerts(_rendered_rules(TUNED.parent / "prometheusrule-values.yaml")
+                        ).values():
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith("https://github.com/nodeprobe/nodeprobe/blob/v"
+                              f"{chart['appVersion']}/docs/runbooks/"), url
+
+
+def test_alerts_can_be_turned_off_retuned_relinked_narrowed_and_added(tmp_path: Path) -> None:
+    groups = _rendered_rules(TUNED)
+    path = tmp_path / "tuned.rules.yaml"
+    path.write_text(yaml.safe_dump(groups))
+    proc = _promtool("check", "rules", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    alerts = _alerts(groups)
+    assert "NodeprobeRuntimeLeaking" not in alerts
+    hung = alerts["NodeprobeRuntimeHung"]
+    assert (hung["for"], hung["labels"]) == ("5m", {"severity": "warning", "pager": "false",
+                                                    "team": "platform"})
+    assert alerts["NodeprobeRuntimeDown"]["labels"] == {"severity": "critical", "team": "platform"}
+    assert hung["annotations"]["runbook_url"] == (
+        "https://wiki.example.com/runbooks/nodeprobe/ContainerRuntimeUnavailable.md")
+    assert alerts["NodeprobeAgentAbsent"]["expr"] == (
+        'absent(nodeprobe_loop_last_iteration_timestamp_seconds{job=~"nodeprobe-.*"})')
+    assert "NodeprobeAgentsFew" in alerts
+
+    # promtool on the rendered rules: the job selector keeps another job's series out.
+    (tmp_path / "tuned.test.yaml").write_text(yaml.safe_dump({
+        "rule_files": [str(path)], "evaluation_interval": "30s",
+        "tests": [{"interval": "30s", "input_series": [
+            {"series": 'nodeprobe_condition_status{condition="ContainerRuntimeUnavailable",'
+                       'reason="DockerdHung",node="a",job="nodeprobe-agent"}',
+             "values": "1x20"},
+            {"series": 'nodeprobe_condition_status{condition="ContainerRuntimeUnavailable",'
+                       'reason="DockerdHung",node="b",job="someone-else"}',
+             "values": "1x20"}],
+            "alert_rule_test": [
+                {"eval_time": "4m", "alertname": "NodeprobeRuntimeHung", "exp_alerts": []},
+                {"eval_time": "6m", "alertname": "NodeprobeRuntimeHung", "exp_alerts": [
+                    {"exp_labels": {"severity": "warning", "pager": "false", "team": "platform",
+                                    "condition": "ContainerRuntimeUnavailable",
+                                    "reason": "DockerdHung", "node": "a",
+                                    "job": "nodeprobe-agent"},
+                     "exp_annotations": {
+                         "summary": "DockerdHung on node a for more than 5m",
+                         "description": hung["annotations"]["description"].replace(
+                             "{{ $labels.node }}", "a").replace("{{ $labels.instance }}", "")
+                         .replace("{{ $labels.reason }}", "DockerdHung").strip(),
+                         "runbook_url": hung["annotations"]["runbook_url"]}}]}]}]}))
+    proc = _promtool("test", "rules", str(tmp_path / "tuned.test.yaml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_an_unknown_alert_name_fails_the_render_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(h.HelmError, match=re.escape(
+            "prometheusRule.alerts.NodeprobeTypo: no such alert")):
+        h.template(set_values=("prometheusRule.enabled=true",
+                               "prometheusRule.alerts.NodeprobeTypo.enabled=false"))

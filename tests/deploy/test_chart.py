@@ -7,7 +7,9 @@ test_chart_server.py. manifests/ must equal a fresh default render.
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,9 @@ import pytest
 import yaml
 
 from nodeprobe.config import load
+from nodeprobe.kubectl_check import AGENT_SELECTOR
+from tests.deploy.umbrella import umbrella_chart
+from tests.harness.gotools import tool, versions
 from tools import helm as h
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +70,11 @@ def _agent_config(values: Path | None) -> dict[str, Any]:
 
 def test_there_is_a_ci_values_file_per_toggle() -> None:
     names = {p.name for p in CI_VALUES}
-    for toggle in ("repair", "operator-disabled", "pdb", "servicemonitor", "prometheusrule",
+    for toggle in ("repair", "operator-disabled", "pdb-disabled", "servicemonitor",
+                   "prometheusrule", "extra-volumes", "sidecars", "topology-spread",
+                   "image-registry", "servicemonitor-relabelings", "networkpolicy",
+                   "prometheusrule-tuned", "lease-namespace",
+                   "dashboard-mixin",
                    "rbac-disabled", "containerd-only", "explicit-sockets",
                    "own-node-only-disabled", "persistent-journal-disabled", "journal-only"):
         assert f"{toggle}-values.yaml" in names
@@ -236,7 +245,7 @@ def test_repair_mode_puts_the_privilege_in_a_separate_small_container() -> None:
             continue
         pod = _agent_pod(values)
         assert "hostPID" not in pod
-        assert [c["name"] for c in pod["containers"]] == ["agent"]
+        assert "repair-executor" not in [c["name"] for c in pod["containers"]]
         assert not pod["containers"][0]["securityContext"].get("privileged")
 
 
@@ -266,9 +275,17 @@ def test_operator_deployment() -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 9104, "liveness": 8080}
-    assert _by_kind(objects, "PodDisruptionBudget") == []
-    pdb = _one(_render(_ci("pdb")), "PodDisruptionBudget")
+    # one node drain cannot take both replicas: spread by default, and a PDB keeps one
+    [term] = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == dep["spec"]["selector"][
+        "matchLabels"]
+    pdb = _one(objects, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == dep["spec"]["selector"]
+    assert _by_kind(_render(_ci("pdb-disabled")), "PodDisruptionBudget") == []
+    one = h.objects(h.template(set_values=["operator.replicas=1"]))
+    assert _by_kind(one, "PodDisruptionBudget") == [], "one replica: a PDB would block drains"
 
 
 def test_operator_disabled_leaves_only_the_agent() -> None:
@@ -423,7 +440,11 @@ def test_monitoring_objects_only_when_enabled() -> None:
 
 def test_prometheus_rule_holds_exactly_the_rules_file() -> None:
     rule = _one(_render(_ci("prometheusrule")), "PrometheusRule")
-    on_disk = yaml.safe_load((h.CHART / "files" / "nodeprobe.rules.yaml").read_text())
+    text = (h.CHART / "files" / "nodeprobe.rules.yaml").read_text()
+    version = yaml.safe_load((h.CHART / "Chart.yaml").read_text())["appVersion"]
+    # by default only the runbook links move, to the runbooks of the version deployed
+    on_disk = yaml.safe_load(text.replace("/nodeprobe/blob/main/docs/runbooks/",
+                                          f"/nodeprobe/blob/v{version}/docs/runbooks/"))
     assert rule["spec"]["groups"] == on_disk["groups"]
 
 
@@ -472,3 +493,159 @@ def test_manifests_namespace_admits_the_agent() -> None:
     """The agent mounts host paths: Pod Security admits it only at the privileged level."""
     ns = yaml.safe_load((h.MANIFESTS / "namespace.yaml").read_text())
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+def _pod_of(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    kind = "DaemonSet" if component == "agent" else "Deployment"
+    pod: dict[str, Any] = _one(objects, kind, component)["spec"]["template"]["spec"]
+    return pod
+
+
+def _pod(values: str, component: str) -> dict[str, Any]:
+    return _pod_of(_render(_ci(values)), component)
+
+
+def test_extra_volumes_and_mounts_reach_both_pods() -> None:
+    for component, volume, mount in (("agent", "ca-bundle", "/etc/ssl/corp"),
+                                     ("operator", "scratch", "/scratch")):
+        pod = _pod("extra-volumes", component)
+        assert volume in [v["name"] for v in pod["volumes"]]
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts[volume] == mount
+        assert "tmp" in mounts, "the chart's own mounts stay"
+
+
+def test_init_and_sidecar_containers_come_after_the_charts_own() -> None:
+    assert [c["name"] for c in _pod("sidecars", "agent")["containers"]] == ["agent", "log-shipper"]
+    assert [c["name"] for c in _pod("sidecars", "agent")["initContainers"]] == [
+        "wait-for-runtime"]
+    assert [c["name"] for c in _pod("sidecars", "operator")["containers"]] == ["operator", "proxy"]
+    assert "initContainers" not in _one(_render(None), "DaemonSet")["spec"]["template"]["spec"]
+
+
+def test_topology_spread_constraints_for_the_operator() -> None:
+    [constraint] = _pod("topology-spread", "operator")["topologySpreadConstraints"]
+    assert constraint["topologyKey"] == "topology.kubernetes.io/zone"
+
+
+def _image(*set_values: str) -> str:
+    dep = _one(h.objects(h.template(set_values=set_values)), "Deployment", "operator")
+    ds = _one(h.objects(h.template(set_values=set_values)), "DaemonSet", "agent")
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == dep["spec"]["template"][
+        "spec"]["containers"][0]["image"]
+    return str(dep["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def test_a_registry_replaces_the_repositorys_registry_host_and_global_wins() -> None:
+    assert _image() == "ghcr.io/nodeprobe/nodeprobe:0.1.0"
+    assert _image("image.registry=registry.example.com") == (
+        "registry.example.com/nodeprobe/nodeprobe:0.1.0")
+    assert _image("image.registry=r.example.com:5000/proxy", "image.repository=nodeprobe-test",
+                  "image.tag=dev") == "r.example.com:5000/proxy/nodeprobe-test:dev"
+    assert _image("image.repository=localhost:5000/np", "global.imageRegistry=m.example.com",
+                  "image.registry=ignored.example.com") == "m.example.com/np:0.1.0"
+    assert _image("image.repository=nodeprobe-test", "image.tag=dev") == "nodeprobe-test:dev"
+    ds = _pod("image-registry", "agent")
+    assert ds["containers"][0]["image"] == "mirror.example.com/nodeprobe/nodeprobe:0.1.0"
+
+
+def test_servicemonitor_relabelings_follow_the_charts_own() -> None:
+    monitors = {m["metadata"]["labels"]["app.kubernetes.io/component"]: m["spec"]["endpoints"][0]
+                for m in _by_kind(_render(_ci("servicemonitor-relabelings")), "ServiceMonitor")}
+    assert [r.get("targetLabel") for r in monitors["agent"]["relabelings"]] == ["node", "cluster"]
+    assert [r.get("targetLabel") for r in monitors["operator"]["relabelings"]] == ["cluster"]
+    for endpoint in monitors.values():
+        assert endpoint["metricRelabelings"][0]["action"] == "drop"
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"agent": {"extraVolumeMounts": [{"name": "x"}]}}, "mountPath"),
+    ({"operator": {"extraContainers": [{"name": "x"}]}}, "image"),
+    ({"operator": {"topologySpreadConstraints": [{"maxSkew": 1}]}}, "topologyKey"),
+    ({"serviceMonitor": {"relabelings": {"targetLabel": "x"}}}, "relabelings"),
+    ({"image": {"registry": "a b"}}, "registry"),
+    ({"enabled": "yes"}, "enabled"),
+])
+def test_the_schema_checks_the_escape_hatches(tmp_path: Path, values: dict[str, Any],
+                                              message: str) -> None:
+    bad = tmp_path / "bad-values.yaml"
+    bad.write_text(yaml.safe_dump(values))
+    with pytest.raises(h.HelmError, match=message):
+        h.template([bad])
+
+
+def test_an_umbrella_chart_renders_and_lints_with_global_and_a_condition(
+        tmp_path: Path) -> None:
+    umbrella = umbrella_chart(tmp_path)
+    h.lint(chart=umbrella)
+    objects = h.objects(h.template(chart=umbrella))
+    ds = _one(objects, "DaemonSet", "agent")
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
+        "mirror.example.com/nodeprobe/nodeprobe:")
+    off = h.objects(h.template(chart=umbrella, set_values=["nodeprobe.enabled=false"]))
+    assert off == []
+
+
+def test_helm_template_exactly_as_docs_install_md_writes_it() -> None:
+    """No --kube-version: the suite's helm carries the release build's ldflags (tools/go/build),
+    so it assumes the Kubernetes a user's helm assumes, not v1.20, which fails kubeVersion."""
+    assert h.helm("version", "--template", "{{.Version}}").stdout == versions()["HELM"]
+    [line] = [ln.strip() for ln in (ROOT / "docs" / "install.md").read_text().splitlines()
+              if ln.startswith("helm template ")]
+    argv = shlex.split(line)
+    assert "--kube-version" not in line
+    done = subprocess.run([str(tool("helm")), *argv[1:]], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    kinds = {o["kind"] for o in h.objects(done.stdout)}
+    assert {"DaemonSet", "Deployment", "ValidatingAdmissionPolicy"} <= kinds, kinds
+
+
+def test_network_policies_admit_scrapes_and_probes_and_let_out_dns_and_the_api_server() -> None:
+    assert _by_kind(_render(None), "NetworkPolicy") == []
+    policies = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p["spec"]
+                for p in _by_kind(_render(_ci("networkpolicy")), "NetworkPolicy")}
+    assert set(policies) == {"agent", "operator"}
+    for component, ports in (("agent", {9103}), ("operator", {9104, 8080})):
+        spec = policies[component]
+        kind = "DaemonSet" if component == "agent" else "Deployment"
+        pod_labels = _one(_render(_ci("networkpolicy")), kind, component)["spec"]["template"][
+            "metadata"]["labels"]
+        assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        [ingress] = spec["ingress"]
+        assert {p["port"] for p in ingress["ports"]} == ports
+        assert ingress["from"][0]["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "monitoring"}
+        egress_ports = [{p["port"] for p in rule["ports"]} for rule in spec["egress"]]
+        assert egress_ports == [{53}, {443, 6443}, {9090}]
+    off = h.objects(h.template([_ci("networkpolicy")], set_values=["operator.enabled=false"]))
+    assert [p["metadata"]["labels"]["app.kubernetes.io/component"]
+            for p in _by_kind(off, "NetworkPolicy")] == ["agent"]
+
+
+def test_a_lease_namespace_reaches_the_operator_with_a_role_there() -> None:
+    objects = _render(_ci("lease-namespace"))
+    [container] = _pod("lease-namespace", "operator")["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["NODEPROBE_LEASE_NAMESPACE"] == "medik8s-leases"
+    roles = [o for o in _by_kind(objects, "Role") if o["metadata"]["namespace"] == "medik8s-leases"]
+    [role] = roles
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["list", "create", "update", "patch"]}]
+    [binding] = [o for o in _by_kind(objects, "RoleBinding")
+                 if o["metadata"]["namespace"] == "medik8s-leases"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    default = _render(None)
+    assert not any(o["metadata"].get("namespace") == "medik8s-leases" for o in default)
+    [op] = _pod_of(default, "operator")["containers"]
+    assert "NODEPROBE_LEASE_NAMESPACE" not in {e["name"] for e in op["env"]}
+
+
+@pytest.mark.parametrize("override", ["", "np", "fleet-health"])
+def test_kubectl_nodeprobe_finds_the_agent_whatever_the_name_override(override: str) -> None:
+    objects = h.objects(h.template(set_values=[f"nameOverride={override}"] if override else []))
+    labels = _one(objects, "DaemonSet", "agent")["spec"]["template"]["metadata"]["labels"]
+    wanted = dict(term.split("=") for term in AGENT_SELECTOR.split(","))
+    assert wanted.items() <= labels.items(), labels
+    operator = _one(objects, "Deployment", "operator")["spec"]["template"]["metadata"]["labels"]
+    assert not wanted.items() <= operator.items(), "the selector must not match the operator"

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.deploy.kubectl import CRDS, Kubectl, wait
+from tests.deploy.umbrella import umbrella_chart
 from tools import helm as h
 
 pytestmark = pytest.mark.timeout(600)
@@ -51,11 +52,23 @@ def _dry_run(kubectl: Kubectl, text: str) -> subprocess.CompletedProcess[str]:
 def test_every_render_passes_server_side_dry_run(kubectl: Kubectl, crds: None,
                                                  values: Path | None) -> None:
     kubectl.run("create", "namespace", DRY, check=False)
+    kubectl.run("create", "namespace", "medik8s-leases", check=False)  # lease-namespace
     text = _render(values)
     proc = _dry_run(kubectl, text)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     objects = h.objects(text)
     assert proc.stdout.count("(server dry run)") == len(objects), proc.stdout
+
+
+def test_an_umbrella_charts_render_passes_server_side_dry_run(kubectl: Kubectl, crds: None,
+                                                              tmp_path: Path) -> None:
+    """nodeprobe as a dependency (`condition: nodeprobe.enabled`, `global` values)."""
+    kubectl.run("create", "namespace", DRY, check=False)
+    text = h.template(chart=umbrella_chart(tmp_path), include_crds=False, release=DRY,
+                      namespace=DRY)
+    proc = _dry_run(kubectl, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("(server dry run)") == len(h.objects(text)) > 0, proc.stdout
 
 
 def test_server_side_dry_run_refuses_an_invalid_object(kubectl: Kubectl, crds: None) -> None:
@@ -162,7 +175,7 @@ def test_helm_install_upgrade_uninstall(kubectl: Kubectl, life_namespace: str,
         return str(got["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
 
     before = checksum()
-    kubectl.helm("upgrade", RELEASE, str(h.CHART), "-n", ns, "--reuse-values",
+    kubectl.helm("upgrade", RELEASE, str(h.CHART), "-n", ns, "--reset-then-reuse-values",
                  "--set", "agent.config.judge.raiseAfter=4",
                  "--set", "operator.podDisruptionBudget.enabled=true")
     assert checksum() != before, "a config change must roll the agent pods"
@@ -178,8 +191,10 @@ def test_helm_install_upgrade_uninstall(kubectl: Kubectl, life_namespace: str,
         return (crd["metadata"].get("annotations") or {}).get(CRD_MARKER)
 
     newer = _chart_with_changed_crd(tmp_path)
-    kubectl.helm("upgrade", RELEASE, str(newer), "-n", ns, "--reuse-values")
+    kubectl.helm("upgrade", RELEASE, str(newer), "-n", ns, "--reset-then-reuse-values")
     assert policy_crd_marker() is None, "helm upgrade changed a CRD: docs/install.md is wrong"
+    cm = kubectl.json("get", "configmap", ds, "-n", ns)  # the user's own values survive
+    assert yaml.safe_load(cm["data"]["config.yaml"])["judge"]["raiseAfter"] == 4
     shown = kubectl.helm("show", "crds", str(newer)).stdout
     try:
         kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=shown)

@@ -105,3 +105,26 @@ def test_chart_dashboard_configmap_for_the_grafana_sidecar() -> None:
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert cm["metadata"]["annotations"] == {"grafana_folder": "nodeprobe"}
     assert json.loads(cm["data"]["nodeprobe.json"]) == json.loads(CHART_FILE.read_text())
+
+
+def _exprs(d: dict[str, Any]) -> list[str]:
+    return [t["expr"] for p in d["panels"] for t in p.get("targets", []) if "expr" in t]
+
+
+def test_chart_dashboard_takes_a_cluster_label_and_a_job_selector() -> None:
+    [cm] = _dashboard_configmaps(h.CHART / "ci" / "dashboard-mixin-values.yaml")
+    d = json.loads(cm["data"]["nodeprobe.json"])
+    assert dash.lint(d) == []
+    exprs = _exprs(d)
+    assert exprs and all('k8s_cluster="$cluster"' in e for e in exprs if "$cluster" in e)
+    assert not any('cluster="$cluster"' in e.replace('k8s_cluster="$cluster"', "")
+                   or "(cluster," in e for e in exprs)
+    variables = {v["name"]: v["query"]["query"] for v in d["templating"]["list"]
+                 if isinstance(v.get("query"), dict)}
+    assert variables["cluster"] == "label_values(nodeprobe_build_info, k8s_cluster)"
+    assert variables["job"] == ('label_values(nodeprobe_build_info{k8s_cluster="$cluster", '
+                                'job=~"nodeprobe.*"}, job)')
+    # every change is one of those: the rest of the dashboard is the committed file
+    plain = json.loads(CHART_FILE.read_text())
+    assert len(_exprs(plain)) == len(exprs)
+    assert [p["title"] for p in plain["panels"]] == [p["title"] for p in d["panels"]]

@@ -38,11 +38,28 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- end }}
 {{- end -}}
 
+{{/* The image. A registry (global.imageRegistry, which a parent chart sets for every subchart,
+else image.registry) replaces the registry host that leads the repository, or is put in front
+of a repository without one: ghcr.io/nodeprobe/nodeprobe -> mirror.example.com/nodeprobe/nodeprobe. */}}
+{{- define "nodeprobe.repository" -}}
+{{- $repo := .Values.image.repository -}}
+{{- $registry := (dig "imageRegistry" "" (.Values.global | default dict)) | default .Values.image.registry -}}
+{{- if $registry -}}
+{{- $parts := splitList "/" $repo -}}
+{{- $head := first $parts -}}
+{{- if and (gt (len $parts) 1) (or (contains "." $head) (contains ":" $head) (eq $head "localhost")) -}}
+{{- $repo = join "/" (rest $parts) -}}
+{{- end -}}
+{{- $repo = printf "%s/%s" (trimSuffix "/" $registry) $repo -}}
+{{- end -}}
+{{- $repo -}}
+{{- end -}}
+
 {{- define "nodeprobe.image" -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" (include "nodeprobe.repository" .) .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" (include "nodeprobe.repository" .) (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
 

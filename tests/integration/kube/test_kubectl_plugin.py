@@ -5,7 +5,9 @@ the real kubectl (v1.37) finding the plugin on PATH with an admin kubeconfig.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -97,6 +99,24 @@ def test_status_lists_the_hung_node_within_one_agent_interval_and_not_before(
             conditions, events = done.stdout.split("Events (nodeprobe):")
             assert "DockerdHung" in conditions
             assert "DockerdHung" in events.split("Remediations:")[0]
+
+            # For scripts: the same data as JSON/YAML, a node label selector, a wide table.
+            done = kubectl_nodeprobe(kube_cluster, "status", "-o", "json",
+                                     "-l", f"kubernetes.io/hostname={node}")
+            assert done.returncode == 0, done.stderr
+            [shown] = json.loads(done.stdout)["nodes"]
+            assert shown["name"] == node
+            assert [(c["type"], c["reason"]) for c in shown["conditions"]] == [
+                (UNAVAILABLE, "DockerdHung")]
+            done = kubectl_nodeprobe(kube_cluster, "status", "-l", "kubernetes.io/hostname=none")
+            assert listed(done.stdout, node) == [], done.stdout
+            done = kubectl_nodeprobe(kube_cluster, "describe", node, "-o", "yaml")
+            described = yaml.safe_load(done.stdout)
+            assert described["node"] == node
+            assert any(e["reason"] == "DockerdHung" for e in described["events"])
+            done = kubectl_nodeprobe(kube_cluster, "status", "-o", "wide")
+            [line] = listed(done.stdout, node)
+            assert "HEARTBEAT" in done.stdout.splitlines()[0]
     finally:
         agent.stop()
 
@@ -154,10 +174,10 @@ def test_clear_errors_and_kubectls_kubeconfig_rules(kube_cluster: KubeCluster,
                                                     agent_on_node: AgentNode,
                                                     tmp_path: Path) -> None:
     done = kubectl_nodeprobe(kube_cluster, "describe", "nope")
-    assert done.returncode == 1
-    assert 'node "nope" not found' in done.stdout
+    assert (done.returncode, done.stdout) == (4, "")
+    assert 'node "nope" not found' in done.stderr
     done = kubectl_nodeprobe(kube_cluster, "check", "nope")
-    assert done.returncode == 1
+    assert done.returncode == 4
     assert "no running nodeprobe agent pod on node nope" in done.stderr
     kube = plugin.connect(str(kube_cluster.admin_kubeconfig), None)
     with pytest.raises(LookupError, match="in namespace kube-system"):
@@ -170,7 +190,7 @@ def test_clear_errors_and_kubectls_kubeconfig_rules(kube_cluster: KubeCluster,
     done = subprocess.run([str(BIN / "kubectl-nodeprobe"), "--kubeconfig", admin, "check",
                            agent_on_node.name], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PATH": str(BIN)}, check=False)
-    assert done.returncode == 1
+    assert done.returncode == 4
     assert "no kubectl is on PATH" in done.stderr, done.stderr
 
     # --kubeconfig beats $KUBECONFIG, a `:` list is merged, --context picks a context.
@@ -190,7 +210,7 @@ def test_clear_errors_and_kubectls_kubeconfig_rules(kube_cluster: KubeCluster,
                  "HOME": str(tmp_path)})
 
     done = run("status", env=str(two))
-    assert done.returncode == 1
+    assert done.returncode == 4
     assert "cannot reach the Kubernetes API at https://127.0.0.1:1" in done.stderr
     done = run("--context", context, "status", env=str(two))
     assert done.returncode == 0, done.stderr
@@ -199,4 +219,47 @@ def test_clear_errors_and_kubectls_kubeconfig_rules(kube_cluster: KubeCluster,
     done = run("status", env=f"{tmp_path / 'missing.yaml'}:{admin}")
     assert done.returncode == 0, done.stderr
     done = run("status", "--kubeconfig", str(tmp_path / "missing.yaml"), env=admin)
-    assert done.returncode == 1 and "cannot load kubeconfig" in done.stderr
+    assert done.returncode == 4 and "cannot load kubeconfig" in done.stderr
+
+
+def test_check_when_exec_hangs_says_so_and_shows_the_nodes_conditions(
+    kube_cluster: KubeCluster, agent_on_node: AgentNode,
+) -> None:
+    """The node's kubelet address is a loopback listener that accepts and never answers, as a
+    kubelet whose runtime hangs does for exec: the real kubectl exec through the real API server
+    hangs, and the plugin gives up at --exec-timeout with the Node's conditions instead."""
+    node = agent_on_node.name
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel accepts; nothing ever reads or answers
+        kube_cluster.must("PATCH", f"/api/v1/nodes/{node}/status", {"status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                          {"type": "Hostname", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": silent.getsockname()[1]}}}},
+            content_type="application/strategic-merge-patch+json")
+        wait_for(lambda: (kube_cluster.must("GET", f"/api/v1/namespaces/nodeprobe/pods/"
+                                                   f"{agent_on_node.pod}").get("status") or {})
+                 .get("phase") == "Running", timeout_s=60, what="the agent pod Running")
+        started = time.monotonic()
+        done = kubectl_nodeprobe(kube_cluster, "check", node, "--exec-timeout", "3")
+        took = time.monotonic() - started
+        assert done.returncode == 3, (done.returncode, done.stdout, done.stderr)
+        assert "kubectl exec did not answer within 3s" in done.stderr
+        assert "may be hung" in done.stderr
+        assert "none: no nodeprobe agent has reported on this node" in done.stdout
+        assert took < 10, took
+
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        kube_cluster.must("PATCH", f"/api/v1/nodes/{node}/status", {"status": {"conditions": [
+            {"type": UNAVAILABLE, "status": "True", "reason": "ContainerdHung",
+             "message": "CRI Version did not answer within 5s", "lastHeartbeatTime": now,
+             "lastTransitionTime": now}]}},
+            content_type="application/strategic-merge-patch+json")
+        done = kubectl_nodeprobe(kube_cluster, "check", node, "--exec-timeout", "2",
+                                 "-o", "json")
+        assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+        assert "did not answer within 2s" in done.stderr
+        shown = json.loads(done.stdout)
+        assert (shown["node"], shown["checked"]) == (node, False)
+        assert [(c["type"], c["status"], c["reason"]) for c in shown["conditions"]] == [
+            (UNAVAILABLE, "True", "ContainerdHung")]

@@ -334,7 +334,7 @@ class Operator:
     def __init__(self, fleet: Fleet, *, name: str = "op", standalone: bool = True,
                  tick_s: float = 0.3, max_concurrent: int = 1,
                  lease: tuple[float, float, float] = (4, 3, 0.5),
-                 metrics_port: int = 0) -> None:
+                 metrics_port: int = 0, lease_namespace: str | None = None) -> None:
         tmp, release = fleet.tmp, fleet.release
         self.port = metrics_port
         self.log = tmp / f"{name}.log"
@@ -347,7 +347,7 @@ class Operator:
             f"run(kubeconfig={str(kubeconfig)!r}, namespace={release.namespace!r}, "
             f"standalone={standalone}, tick_s={tick_s}, max_concurrent={max_concurrent}, "
             f"lease_s={lease[0]}, renew_deadline_s={lease[1]}, retry_s={lease[2]}, "
-            f"metrics_port={metrics_port})")
+            f"metrics_port={metrics_port}, lease_namespace={lease_namespace!r})")
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-X", "faulthandler", "-c", code], stdout=out,
