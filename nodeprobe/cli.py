@@ -1,4 +1,4 @@
-"""Entry point: `nodeprobe check | agent | operator`. Only parsing and wiring live here.
+"""Entry point: `nodeprobe check | agent | operator | repair-executor`; parsing and wiring.
 
 Flags and environment are read here and nowhere else (house rule 6). Imports are lazy per
 subcommand so `nodeprobe check` never pays for the Kubernetes client or kopf at start-up.
@@ -74,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
                           default=os.environ.get("NODEPROBE_LEASE_NAMESPACE"),
                           help="namespace of the per-node Leases `node-<name>` (default: the "
                           "operator's own; medik8s-leases interlocks with medik8s)")
+
+    executor = sub.add_parser(
+        "repair-executor", help="the privileged half of repair mode: restart or reboot, only "
+        "for a verified order from the agent over a unix socket")
+    executor.add_argument("--config", metavar="FILE", help="the agent's YAML config file")
+    executor.add_argument("--socket", metavar="PATH",
+                          help="listen here (default: repair.executorSocket)")
+    executor.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
+                          help="this node's name (default: $NODE_NAME)")
+    executor.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
+                          help="kubeconfig file (default: $KUBECONFIG, else in-cluster config)")
     return parser
 
 
@@ -87,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nodeprobe.commands import agent
 
         return agent.run(args)
+    if args.command == "repair-executor":
+        from nodeprobe.commands import repair_executor
+
+        return repair_executor.run(args)
     if importlib.util.find_spec("kopf") is None:
         print("nodeprobe operator: kopf is not installed; the operator's dependencies come "
               "with an extra: pip install 'kube-nodeprobe[operator]'", file=sys.stderr)

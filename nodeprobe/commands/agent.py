@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,11 @@ from nodeprobe.publish.metrics import Metrics
 from nodeprobe.publish.server import MetricsServer, MetricsServerError, ServerSettings
 
 if TYPE_CHECKING:
+    from nodeprobe.agent import ConditionSink
+    from nodeprobe.model import Condition, ConditionType
+    from nodeprobe.publish.kubeclient import ClientSettings
     from nodeprobe.repair.executor import RepairExecutor
+    from nodeprobe.repair.verify import TriggerMemory
 
 log = logging.getLogger("nodeprobe.agent")
 
@@ -45,6 +50,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
+def client_settings(config: Config) -> ClientSettings:
+    from nodeprobe.publish.kubeclient import ClientSettings
+
+    return ClientSettings(max_idle_s=config.kubernetes.connection_max_idle)
+
+
 def in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
@@ -54,7 +65,8 @@ def _kube_publishers(config: Config, kubeconfig: str | None, metrics: Metrics) -
     from nodeprobe.publish.events import EventRecorder, EventSettings
     from nodeprobe.publish.kubeclient import new_client
 
-    api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
+    api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None,
+                     settings=client_settings(config))
     kube = config.kubernetes
     writer = ConditionWriter(
         config.node_name, api,
@@ -139,7 +151,12 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    repair = _start_repair(config, args.kubeconfig, standalone)
+    try:
+        repair = _start_repair(config, args.kubeconfig, standalone, publishers)
+    except _StartupFailed:
+        if server is not None:
+            server.stop()
+        return EXIT_CONFIG
     try:
         Agent(config, probes=probes, metrics=metrics, publishers=publishers,
               after_first_round=heap.release_free_memory).run(stop)
@@ -153,15 +170,43 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StartupFailed(Exception):
+    """Already logged; the agent exits with EXIT_CONFIG."""
+
+
+class _Remember:
+    """Hands every judged change to the repair executor's memory, then to the Node writer: the
+    executor acts only while the agent's own judgement says the node is sick."""
+
+    def __init__(self, inner: ConditionSink, memory: TriggerMemory) -> None:
+        self._inner = inner
+        self._memory = memory
+
+    def update(self, conditions: dict[ConditionType, Condition]) -> None:
+        self._memory.update(conditions, now=time.time())
+        self._inner.update(conditions)
+
+    def sync(self) -> bool:
+        return self._inner.sync()
+
+
 def _start_repair(
-    config: Config, kubeconfig: str | None, standalone: bool
+    config: Config, kubeconfig: str | None, standalone: bool, publishers: Publishers
 ) -> RepairExecutor | None:
     """Node-local repairs run only when enabled and connected to a cluster."""
     if not config.repair.enabled:
         return None
-    if standalone:
+    if standalone or publishers.conditions is None:
         log.warning("repair.enabled is set but the agent is standalone: no repairs will run")
         return None
+    from nodeprobe.publish.kubeclient import KubeConfigError
     from nodeprobe.repair.executor import start_executor
+    from nodeprobe.repair.verify import TriggerMemory
 
-    return start_executor(config, kubeconfig=kubeconfig)
+    memory = TriggerMemory()
+    publishers.conditions = _Remember(publishers.conditions, memory)
+    try:
+        return start_executor(config, kubeconfig=kubeconfig, triggers=memory)
+    except KubeConfigError as e:
+        log.error("repair executor: %s", e)
+        raise _StartupFailed from e

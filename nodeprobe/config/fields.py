@@ -9,12 +9,15 @@ from typing import Any, TypeVar
 _T = TypeVar("_T")
 
 
-def leaf(default: Any, kind: str, doc: str) -> Any:
-    """A leaf setting: its default, its YAML kind (the loader's `_KINDS`) and what it means."""
+def leaf(default: Any, kind: str, doc: str, *, floor: float | None = None) -> Any:
+    """A leaf setting: its default, its YAML kind (the loader's `_check_kind`) and what it
+    means; `floor` is the least a duration may be (s), below which it does harm (a hot loop, a
+    status write every sync)."""
+    meta = {"kind": kind, "doc": doc, "floor": floor}
     if isinstance(default, list):
         frozen = tuple(default)
-        return field(default_factory=lambda: frozen, metadata={"kind": kind, "doc": doc})
-    return field(default=default, metadata={"kind": kind, "doc": doc})
+        return field(default_factory=lambda: frozen, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 def section(text: str) -> dict[str, str]:

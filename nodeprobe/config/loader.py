@@ -15,6 +15,9 @@ from nodeprobe.durations import parse_duration
 
 _T = TypeVar("_T")
 
+MAX_IDLE_CEILING_S = 85.0
+"""kube-apiserver closes a connection idle for 90 s; reusing one near that races its close."""
+
 # ---------------------------------------------------------------------------------------------
 # Loading and validation.
 
@@ -57,8 +60,37 @@ def _size(raw: object) -> float:
     return _number(raw)
 
 
-def _check_kind(kind: str, raw: object) -> Any:
+def _check_floor(seconds: float, floor: float | None, raw: object) -> float:
+    if floor is not None and seconds < floor and seconds != 0:
+        raise ValueError(f"must be at least {_describe_duration(floor)}, got {raw!r}: less "
+                         "does harm (a hot loop or a write on every pass) and finds nothing more")
+    return seconds
+
+
+def _check_text(kind: str, raw: object) -> str:
+    """`path`, `path-or-empty`, `socket` (`auto` or a path) and `address` (an IP literal)."""
+    if not isinstance(raw, str):
+        raise ValueError(f"must be a string, got {raw!r}")
+    if kind == "address":
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(raw)
+        except ValueError:
+            raise ValueError(f"must be an IP address to listen on, like 0.0.0.0, :: or "
+                             f"127.0.0.1, got {raw!r}") from None
+        return raw
+    allowed = {"path-or-empty": "", "socket": "auto"}.get(kind)
+    if raw != allowed and not raw.startswith("/"):
+        what = {"path-or-empty": " (or empty: off)", "socket": " (or auto)"}.get(kind, "")
+        raise ValueError(f"must be an absolute path{what}, got {raw!r}")
+    return raw
+
+
+def _check_kind(kind: str, raw: object, floor: float | None = None) -> Any:
     """Convert one leaf; ValueError's text is the reason shown after the key path."""
+    if kind in ("path", "path-or-empty", "socket", "address"):
+        return _check_text(kind, raw)
     if kind == "bool":
         if not isinstance(raw, bool):
             raise ValueError(f"must be true or false, got {raw!r}")
@@ -75,7 +107,7 @@ def _check_kind(kind: str, raw: object) -> Any:
         if seconds < 0 or (seconds == 0 and kind == "duration"):
             what = "a positive duration" if kind == "duration" else "a duration (0 = off)"
             raise ValueError(f"must be {what} like '3s', got {raw!r}")
-        return seconds
+        return _check_floor(seconds, floor, raw)
     if kind in ("count", "port"):
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise ValueError(f"must be a whole number, got {raw!r}")
@@ -136,7 +168,8 @@ def _build(cls: type[_T], raw: object, *, base: _T, path: str, source: str) -> _
             )
             continue
         try:
-            changes[spec.name] = _check_kind(spec.metadata["kind"], value)
+            changes[spec.name] = _check_kind(spec.metadata["kind"], value,
+                                             spec.metadata.get("floor"))
         except ValueError as e:
             raise ConfigError(f"{source}: {keypath}: {e}") from e
     return dataclasses.replace(base, **changes)  # type: ignore[type-var]
@@ -149,6 +182,12 @@ def _validate(config: Config, source: str) -> Config:
         raise ConfigError(
             f"{source}: judge.leak.minSpan: must not exceed judge.leak.window "
             f"({leak.min_span:g}s > {leak.window:g}s)"
+        )
+    if config.kubernetes.connection_max_idle > MAX_IDLE_CEILING_S:
+        raise ConfigError(
+            f"{source}: kubernetes.connectionMaxIdle: must be at most "
+            f"{MAX_IDLE_CEILING_S:g}s, below kube-apiserver's 90 s idle timeout, got "
+            f"{config.kubernetes.connection_max_idle:g}s"
         )
     if not (config.docker.enabled or config.containerd.enabled):
         raise ConfigError(
@@ -182,6 +221,7 @@ def read_yaml(path: str) -> object:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from e
     try:
+        _no_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path=path)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -189,6 +229,26 @@ def read_yaml(path: str) -> object:
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(f"{path}: {where}invalid YAML: {problem}") from e
     return {} if data is None else data
+
+
+def _no_duplicate_keys(node: object, *, path: str, at: str = "") -> None:
+    """PyYAML lets the last of two equal keys win silently; a config typo must not."""
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicate_keys(item, path=path, at=f"{at}[{i}]")
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: set[str] = set()
+    for key, value in node.value:
+        name = str(key.value) if isinstance(key, yaml.ScalarNode) else repr(key)
+        keypath = f"{at}.{name}" if at else name
+        if name in seen:
+            raise ConfigError(f"{path}: {keypath}: duplicate key (line {key.start_mark.line + 1});"
+                              " YAML would keep only the last one, so remove one of them")
+        seen.add(name)
+        _no_duplicate_keys(value, path=path, at=keypath)
 
 
 def load(path: str | None, *, overrides: Mapping[str, object] | None = None) -> Config:
@@ -217,6 +277,10 @@ def _describe(value: object) -> str:
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 
+def _describe_duration(seconds: float) -> str:
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
 def _describe_size(value: float) -> str:
     for suffix, unit in (("Gi", 2**30), ("Mi", 2**20)):
         if value >= unit and value % unit == 0:
@@ -234,6 +298,9 @@ def _rows(obj: object, prefix: str) -> Iterator[tuple[str, str, str, str]]:
         else:
             kind = spec.metadata["kind"]
             shown = _describe_size(value) if kind == "size" else _describe(value)
+            floor = spec.metadata.get("floor")
+            if floor is not None:
+                kind = f"{kind} ≥ {_describe_duration(floor)}"
             yield key, kind, shown, spec.metadata["doc"]
 
 

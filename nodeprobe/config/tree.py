@@ -22,7 +22,7 @@ class DockerSettings:
     enabled: bool = _leaf(True, "bool", "Probe dockerd.")
     socket: str = _leaf(
         "auto",
-        "str",
+        "socket",
         "dockerd's API socket; `auto` tries /var/run/docker.sock, /run/docker.sock.",
     )
 
@@ -32,7 +32,7 @@ class ContainerdSettings:
     enabled: bool = _leaf(True, "bool", "Probe containerd over CRI.")
     socket: str = _leaf(
         "auto",
-        "str",
+        "socket",
         "containerd's socket; `auto` tries /run/containerd/containerd.sock, "
         "/run/docker/containerd/containerd.sock, /run/k3s/containerd/containerd.sock.",
     )
@@ -51,16 +51,19 @@ class CheckSettings:
         2.0,
         "duration",
         "Time between the starts of two calls (one call in flight at a time).",
+        floor=0.1,
     )
     deadline: float = _leaf(
         3.0,
         "duration",
         "A call not answered within this is HUNG.",
+        floor=0.1,
     )
     slow: float = _leaf(
         1.0,
         "duration",
         "Latency objective: an answer slower than this is SLOW (never, if >= deadline).",
+        floor=0.001,
     )
 
 
@@ -152,24 +155,24 @@ class ChecksSettings:
 
 @dataclass(frozen=True, slots=True)
 class PathSettings:
-    proc_root: str = _leaf("/proc", "str", "The host's /proc (in a pod: /host/proc).")
+    proc_root: str = _leaf("/proc", "path", "The host's /proc (in a pod: /host/proc).")
     cgroup_root: str = _leaf(
         "/sys/fs/cgroup",
-        "str",
+        "path",
         "The host's cgroup fs (in a pod: /host/sys/fs/cgroup).",
     )
     host_root: str = _leaf(
-        "/", "str", "The host's / (in a pod: /host); socket auto-discovery looks under it."
+        "/", "path", "The host's / (in a pod: /host); socket auto-discovery looks under it."
     )
 
 
 @dataclass(frozen=True, slots=True)
 class DiskSettings:
     docker_root: str = _leaf(
-        "/var/lib/docker", "str", "dockerd's --data-root on the host (looked up under hostRoot)."
+        "/var/lib/docker", "path", "dockerd's --data-root on the host (looked up under hostRoot)."
     )
     containerd_root: str = _leaf(
-        "/var/lib/containerd", "str", "containerd's root on the host (looked up under hostRoot)."
+        "/var/lib/containerd", "path", "containerd's root on the host (looked up under hostRoot)."
     )
     min_free_percent: float = _leaf(
         20.0,
@@ -188,8 +191,10 @@ class DiskSettings:
         "duration",
         "How often, at most, dockerd's GET /system/df (build cache, volumes) is read. It takes "
         "container locks and can take minutes: it runs in its own thread, off the checks.",
+        floor=60.0,
     )
-    usage_deadline: float = _leaf(300.0, "duration", "Deadline of one GET /system/df.")
+    usage_deadline: float = _leaf(300.0, "duration", "Deadline of one GET /system/df.",
+                                  floor=1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +214,7 @@ class RuntimeLogSettings:
         300.0,
         "duration",
         "Matching lines are counted over this window (NPD's docker monitor counts over 5 min).",
+        floor=1.0,
     )
     threshold: int = _leaf(
         10, "count", "Raise when one kind of pattern matches this many lines within the window."
@@ -221,17 +227,27 @@ class KubernetesSettings:
         300.0,
         "duration",
         "Rewrite unchanged conditions this often so staleness shows.",
+        floor=10.0,
+    )
+    connection_max_idle: float = _leaf(
+        45.0,
+        "duration",
+        "An API connection idle longer than this is closed, not reused: kube-apiserver closes "
+        "idle connections after 90 s, and a write on one it just closed fails. At most 85s.",
+        floor=1.0,
     )
     event_aggregation: float = _leaf(
         600.0,
         "duration",
         "Repeats of one Event within this window bump its count instead.",
+        floor=1.0,
     )
 
 
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
-    address: str = _leaf("0.0.0.0", "str", "Listen address of /metrics, /healthz, /readyz.")
+    address: str = _leaf("0.0.0.0", "address",
+                         "Listen address (an IP) of /metrics, /healthz, /readyz.")
     port: int = _leaf(9103, "port", "Listen port; 0 turns the endpoint off.")
 
 
@@ -265,23 +281,35 @@ class RepairSettings:
     )
     dump_dir: str = _leaf(
         "/var/lib/nodeprobe/dumps",
-        "str",
+        "path-or-empty",
         "Where goroutine dumps (SIGUSR1) are kept before a repair.",
     )
     dockerd_pidfile: str = _leaf(
         "/var/run/docker.pid",
-        "str",
+        "path",
         "dockerd's pidfile, to send it SIGUSR1 (goroutine dump) before a restart.",
     )
     dockerd_exec_root: str = _leaf(
         "/var/run/docker",
-        "str",
+        "path",
         "dockerd's --exec-root, where it writes goroutine-stacks-*.log on SIGUSR1.",
     )
     dry_run: bool = _leaf(
         False,
         "bool",
         "Log and report what a repair would run, and run nothing.",
+    )
+    executor_socket: str = _leaf(
+        "",
+        "path-or-empty",
+        "The privileged repair executor's socket (`nodeprobe repair-executor`, its own "
+        "container): the agent asks it to act and keeps no privilege. Empty: act in-process.",
+    )
+    ledger: str = _leaf(
+        "/var/lib/nodeprobe/repair-ledger.json",
+        "path-or-empty",
+        "Requests already carried out and NodeRemediations seen finished, kept across agent "
+        "restarts so none runs twice; empty keeps them in memory only.",
     )
 
 

@@ -174,11 +174,14 @@ def _start_metrics(port: int) -> Sink:
 
     if not port:
         return NoSink()
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from nodeprobe.operator.metrics import OperatorMetrics
+    from nodeprobe.publish.bounded import serve_registry
 
     registry = CollectorRegistry()
     sink = OperatorMetrics(registry)
-    start_http_server(port, registry=registry)
+    # Not prometheus_client's start_http_server: it waits forever on a half-sent request and
+    # starts a thread per connection; this one has a deadline and a connection cap.
+    serve_registry(registry, host="0.0.0.0", port=port)
     return sink

@@ -17,13 +17,14 @@ import errno
 import http.client
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodeprobe.deadline import Budget as _Budget
+from nodeprobe.deadline import DeadlineSocket as _DeadlineSocket
 from nodeprobe.model import Check, Observation, Outcome, Runtime, Value
 from nodeprobe.probes.unixpeer import not_a_socket
 
@@ -40,50 +41,6 @@ _INFO_VALUES = {
 
 
 # ---- transport: http.client on the unix socket, every socket op armed to one deadline ---------
-
-
-@dataclass(slots=True)
-class _Budget:
-    """The absolute (monotonic) deadline of the call in progress on one session."""
-
-    deadline: float = 0.0
-
-
-class _DeadlineSocket(socket.socket):
-    """A unix socket whose every blocking operation times out at `budget.deadline`."""
-
-    def __init__(self, budget: _Budget) -> None:
-        super().__init__(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._budget = budget
-
-    def _arm(self) -> None:
-        remaining = self._budget.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("deadline passed")
-        super().settimeout(remaining)
-
-    def settimeout(self, value: float | None) -> None:
-        """Ignored: per-op timeouts come from the deadline, armed before each op instead."""
-
-    def connect(self, address: Any) -> None:
-        self._arm()
-        super().connect(address)
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        self._arm()
-        return super().recv(bufsize, flags)
-
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        self._arm()
-        return super().recv_into(buffer, nbytes, flags)
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        self._arm()
-        return super().send(data, flags)
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        self._arm()
-        super().sendall(data, flags)
 
 
 class _DeadlineConnection(http.client.HTTPConnection):

@@ -234,7 +234,7 @@ class ConditionWriter:
 
     def _failed(self, e: BaseException, now: float) -> None:
         msg = describe_error(e, what=f"PATCH nodes/{self._node}/status")
-        delay = self._backoff.failed(now)
+        delay = self._backoff.failed(now, e)
         self.errors += 1
         self.last_error = msg
         level = logging.WARNING if self._backoff.failures == 1 else logging.DEBUG

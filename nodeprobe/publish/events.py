@@ -351,7 +351,7 @@ class EventRecorder:
 
     def _failed(self, e: BaseException, now: float) -> None:
         msg = describe_error(e, what=f"write Event about node {self._node}")
-        delay = self._backoff.failed(now)
+        delay = self._backoff.failed(now, e)
         self.errors += 1
         self.last_error = msg
         level = logging.WARNING if self._backoff.failures == 1 else logging.DEBUG

@@ -14,18 +14,19 @@ Credentials, as kubectl reads them:
   supported: the error says so.
 
 Nothing here imports `kubernetes`; the operator keeps the official client (`publish/kube.py`).
+Every request runs under one absolute deadline (`nodeprobe.deadline`), reads at most
+`ClientSettings.max_reply_bytes`, re-reads a token file after a 401, honours Retry-After, and
+never writes on a connection idle past `max_idle_s` (kube-apiserver closes them at 90 s).
 """
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import math
 import os
 import socket
 import ssl
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -34,6 +35,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from nodeprobe.deadline import Budget, tcp_connect, tls_connect
 
 SMP = "application/strategic-merge-patch+json"
 """Conditions merge by `type` only under a strategic merge patch; a JSON merge replaces the list."""
@@ -58,11 +61,29 @@ class KubeConfigError(Exception):
 class KubeError(Exception):
     """The API server answered with a status outside 2xx."""
 
-    def __init__(self, status: int, reason: str, body: str) -> None:
+    def __init__(self, status: int, reason: str, body: str, *,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(f"HTTP {status} {reason}: {body[:300]}")
         self.status = status
         self.reason = reason
         self.body = body
+        self.retry_after_s = retry_after_s
+        """The server's Retry-After (429, 503): the writer's back-off waits at least this."""
+
+
+class ReplyTooLarge(ValueError):
+    """A reply bigger than `ClientSettings.max_reply_bytes`; it is not read further."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """Limits of the agent's API client."""
+
+    max_reply_bytes: int = 16 * 1024 * 1024
+    """Largest reply body read (bytes); the agent's biggest is its own Node (tens of KiB)."""
+    max_idle_s: float = 45.0
+    """A connection idle longer than this is closed, not reused (s): kube-apiserver closes idle
+    connections after 90 s, and a write on a connection the server just closed fails."""
 
 
 API_ERRORS: tuple[type[BaseException], ...] = (
@@ -96,9 +117,12 @@ class Backoff:
     def ready(self, now: float) -> bool:
         return now >= self._next_try
 
-    def failed(self, now: float) -> float:
-        """Record a failure at `now`; return the delay before the next try."""
+    def failed(self, now: float, error: BaseException | None = None) -> float:
+        """Record a failure at `now`; return the delay before the next try (at least the
+        server's Retry-After when `error` carries one)."""
         delay = min(self._settings.max_s, self._settings.initial_s * 2.0 ** min(self.failures, 30))
+        if isinstance(error, KubeError) and error.retry_after_s is not None:
+            delay = max(delay, min(error.retry_after_s, self._settings.max_s))
         self.failures += 1
         self._next_try = now + delay
         return delay
@@ -144,6 +168,7 @@ class Response:
     status: int
     reason: str
     body: bytes
+    retry_after: str | None = None
 
 
 class _Token:
@@ -161,12 +186,22 @@ class _Token:
                     self._read_at = time.monotonic()
         return f"Bearer {self._value}" if self._value else None
 
+    def reread(self) -> bool:
+        """Read the file again now (after a 401); True when the token changed."""
+        if self._path is None:
+            return False
+        with self._lock:
+            old, self._value = self._value, self._path.read_text().strip()
+            self._read_at = time.monotonic()
+            return self._value != old
+
 
 class KubeClient:
     """JSON requests to one API server; one keep-alive connection per calling thread."""
 
     def __init__(self, server: str, *, tls: ssl.SSLContext | None = None,
-                 token: _Token | None = None, server_name: str | None = None) -> None:
+                 token: _Token | None = None, server_name: str | None = None,
+                 settings: ClientSettings | None = None) -> None:
         url = urllib.parse.urlsplit(server)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise KubeConfigError(f"server {server!r} is not an http(s) URL")
@@ -179,11 +214,13 @@ class KubeClient:
         self._server_name = server_name
         self._token = token or _Token()
         self._local = threading.local()
+        self.settings = settings or ClientSettings()
 
     # ---- loading -------------------------------------------------------------------------
 
     @classmethod
-    def in_cluster(cls, root: Path = SERVICE_ACCOUNT) -> KubeClient:
+    def in_cluster(cls, root: Path = SERVICE_ACCOUNT, *,
+                   settings: ClientSettings | None = None) -> KubeClient:
         host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get(
             "KUBERNETES_SERVICE_PORT", "443")
         if not host:
@@ -198,57 +235,73 @@ class KubeClient:
             tls = ssl.create_default_context(cafile=str(ca))
         except (OSError, ssl.SSLError) as e:
             raise KubeConfigError(f"in-cluster service account: {ca}: {e}") from e
-        return cls(f"https://{host}:{port}", tls=tls, token=_Token(path=token))
+        return cls(f"https://{host}:{port}", tls=tls, token=_Token(path=token),
+                   settings=settings)
 
     @classmethod
-    def from_kubeconfig(cls, path: str | None = None) -> KubeClient:
+    def from_kubeconfig(cls, path: str | None = None, *,
+                        settings: ClientSettings | None = None) -> KubeClient:
         """The current context of `path` (default $KUBECONFIG's first file, or ~/.kube/config)."""
-        import yaml
+        from nodeprobe.publish.kubeconfig import load_kubeconfig
 
-        where = path or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-                         or str(Path.home() / ".kube" / "config"))
-        try:
-            doc = yaml.safe_load(Path(where).read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise KubeConfigError(f"cannot load Kubernetes credentials from {where}: {e}") from e
-        try:
-            return _from_kubeconfig_doc(doc if isinstance(doc, dict) else {},
-                                        base=Path(where).parent)
-        except KubeConfigError as e:
-            raise KubeConfigError(f"{where}: {e}") from e
+        return load_kubeconfig(path, settings=settings)
 
     # ---- requests ------------------------------------------------------------------------
 
     def send(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
              body: object = None, content_type: str = "application/json",
              timeout: Timeout = REQUEST_TIMEOUT_S) -> Response:
-        """One request; the whole reply read within `timeout` (total, or (connect, read))."""
-        connect_s, read_s = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-        deadline = time.monotonic() + (read_s if isinstance(timeout, tuple) else timeout)
+        """One request, done by one absolute deadline (`timeout`, or its read part): connect,
+        TLS, write and the whole reply. Within it, at most one more try each when a reused
+        connection turns out closed by the server, after a 401 with a token file that changed,
+        and after a Retry-After that still fits."""
+        conn = self._connection()
+        conn.budget.start(timeout[1] if isinstance(timeout, tuple) else timeout)
         url = self._prefix + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        data = None if body is None else json.dumps(body).encode()
+        tried: set[str] = set()
+        while True:
+            resp = self._once(conn, method, url, data, content_type, tried)
+            if resp is None:
+                continue  # a reused connection the server had closed: once more, fresh
+            if resp.status == 401 and "401" not in tried and self._token.reread():
+                tried.add("401")
+                continue
+            wait = _retry_after(resp)
+            if wait is not None and "retry" not in tried and wait < _left(conn.budget):
+                tried.add("retry")
+                time.sleep(wait)
+                continue
+            return resp
+
+    def _once(self, conn: _Connection, method: str, url: str, data: bytes | None,
+              content_type: str, tried: set[str]) -> Response | None:
         headers = {"Accept": "application/json", "User-Agent": "nodeprobe"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
+        if data is not None:
             headers["Content-Type"] = content_type
         auth = self._token.header()
         if auth:
             headers["Authorization"] = auth
-        conn = self._connection(connect_s)
+        if conn.sock is not None and time.monotonic() - conn.last_used > self.settings.max_idle_s:
+            conn.close()  # the server may be closing it this very moment
+        reused = conn.sock is not None
         try:
-            if conn.sock is None:
-                conn.connect()
-            conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
             conn.request(method, url, body=data, headers=headers)
             resp = conn.getresponse()
-            conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            raw = resp.read()
+            raw = _read_capped(resp, self.settings.max_reply_bytes)
+        except _CLOSED_BY_PEER:
+            conn.close()
+            if reused and "stale" not in tried:
+                tried.add("stale")
+                return None
+            raise
         except BaseException:
             conn.close()  # a half-read connection is never reused
             raise
-        if resp.will_close:
+        conn.last_used = time.monotonic()
+        if resp.will_close or not resp.isclosed():
             conn.close()
-        return Response(resp.status, resp.reason, raw)
+        return Response(resp.status, resp.reason, raw, resp.getheader("Retry-After"))
 
     def request_json(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
                      body: object = None, content_type: str = "application/json",
@@ -257,7 +310,8 @@ class KubeClient:
         resp = self.send(method, path, query=query, body=body, content_type=content_type,
                          timeout=timeout)
         if not 200 <= resp.status <= 299:
-            raise KubeError(resp.status, resp.reason, resp.body.decode(errors="replace"))
+            raise KubeError(resp.status, resp.reason, resp.body.decode(errors="replace"),
+                            retry_after_s=_retry_after(resp))
         reply: dict[str, Any] = json.loads(resp.body) if resp.body else {}
         return reply
 
@@ -266,17 +320,48 @@ class KubeClient:
         if conn is not None:
             conn.close()
 
-    def _connection(self, connect_s: float) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _connection(self) -> _Connection:
+        conn: _Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self._https:
-                conn = _HTTPSConnection(self._host, self._port, timeout=connect_s,
-                                        context=self._tls, server_name=self._server_name)
-            else:
-                conn = _HTTPConnection(self._host, self._port, timeout=connect_s)
+            conn = _Connection(self._host, self._port, tls=self._tls if self._https else None,
+                               server_name=self._server_name)
             self._local.conn = conn
-        conn.timeout = connect_s
         return conn
+
+
+_CLOSED_BY_PEER = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                   ssl.SSLEOFError, ssl.SSLZeroReturnError)
+"""What a write on a connection the server closed while idle raises; the server never saw the
+request, so trying once more on a fresh connection is safe (client-go does the same)."""
+
+
+def _left(budget: Budget) -> float:
+    try:
+        return budget.remaining()
+    except TimeoutError:
+        return 0.0
+
+
+def _retry_after(resp: Response) -> float | None:
+    """Seconds from a 429/503 reply's Retry-After (the API server sends whole seconds)."""
+    if resp.status not in (429, 503) or not resp.retry_after:
+        return None
+    try:
+        return max(0.0, float(resp.retry_after))
+    except ValueError:
+        return None
+
+
+def _read_capped(resp: http.client.HTTPResponse, cap: int) -> bytes:
+    length = resp.getheader("Content-Length")
+    if length is not None and length.isdigit() and int(length) > cap:
+        raise ReplyTooLarge(f"reply of {int(length)} bytes is over the {cap}-byte limit")
+    raw = resp.read(cap + 1)
+    if len(raw) > cap:
+        raise ReplyTooLarge(f"reply is over the {cap}-byte limit")
+    if not resp.isclosed():
+        resp.read(1)  # the chunked terminator, so the connection can be reused
+    return raw
 
 
 def _ascii(host: str) -> str | bytes:
@@ -285,108 +370,38 @@ def _ascii(host: str) -> str | bytes:
     return host.encode() if host.isascii() else host
 
 
-def _connect_tcp(host: str, port: int, timeout: float | None) -> socket.socket:
-    address = (_ascii(host), port)  # getaddrinfo takes bytes; typeshed's annotation says str
-    sock = socket.create_connection(address, timeout)  # type: ignore[arg-type]
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+class _Connection(http.client.HTTPConnection):
+    """HTTP/1.1 (TLS optional) whose every socket operation is armed to the request's deadline
+    (`nodeprobe.deadline`): a server that trickles its reply cannot hold a call past it."""
 
-
-class _HTTPConnection(http.client.HTTPConnection):
-    def connect(self) -> None:
-        self.sock = _connect_tcp(self.host, self.port, self.timeout)
-
-
-class _HTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS with an optional TLS server name other than the host (`tls-server-name`)."""
-
-    def __init__(self, host: str, port: int, *, timeout: float, context: ssl.SSLContext | None,
+    def __init__(self, host: str, port: int, *, tls: ssl.SSLContext | None,
                  server_name: str | None) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
+        super().__init__(host, port, timeout=None)
+        self._tls = tls
         self._server_name = server_name
-        self._ctx = context or ssl.create_default_context()
+        self.budget = Budget()
+        self.last_used = -math.inf
 
     def connect(self) -> None:
-        self.sock = self._ctx.wrap_socket(_connect_tcp(self.host, self.port, self.timeout),
-                                          server_hostname=_ascii(self._server_name or self.host))
+        sock: socket.socket = tcp_connect(_ascii(self.host), self.port, self.budget)
+        if self._tls is not None:
+            try:
+                sock = tls_connect(sock, self._tls, _ascii(self._server_name or self.host),
+                                   self.budget)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
 
 
-def new_client(*, kubeconfig: str | None = None, in_cluster: bool = False) -> KubeClient:
+def new_client(*, kubeconfig: str | None = None, in_cluster: bool = False,
+               settings: ClientSettings | None = None) -> KubeClient:
     """In-cluster credentials, or a kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."""
-    return KubeClient.in_cluster() if in_cluster else KubeClient.from_kubeconfig(kubeconfig)
+    if in_cluster:
+        return KubeClient.in_cluster(settings=settings)
+    return KubeClient.from_kubeconfig(kubeconfig, settings=settings)
 
 
 def request_json(api: KubeClient, method: str, path: str, **kw: Any) -> dict[str, Any]:
     """`api.request_json(...)`, as a function (the writers' call sites read better this way)."""
     return api.request_json(method, path, **kw)
-
-
-# ---- kubeconfig -------------------------------------------------------------------------------
-
-
-def _named(doc: Mapping[str, Any], kind: str, name: str) -> dict[str, Any]:
-    for item in doc.get(f"{kind}s") or []:
-        if isinstance(item, dict) and item.get("name") == name:
-            value = item.get(kind)
-            return value if isinstance(value, dict) else {}
-    raise KubeConfigError(f"{kind}s: no {kind} named {name!r}")
-
-
-def _pem(entry: Mapping[str, Any], key: str, base: Path) -> bytes | None:
-    """`key-data` (base64) or `key` (a file, relative to the kubeconfig)."""
-    if entry.get(f"{key}-data"):
-        try:
-            return base64.b64decode(str(entry[f"{key}-data"]), validate=True)
-        except ValueError as e:
-            raise KubeConfigError(f"{key}-data is not base64: {e}") from e
-    if entry.get(key):
-        try:
-            return (base / str(entry[key])).read_bytes()
-        except OSError as e:
-            raise KubeConfigError(f"{key}: {e}") from e
-    return None
-
-
-def _from_kubeconfig_doc(doc: Mapping[str, Any], *, base: Path) -> KubeClient:
-    current = doc.get("current-context")
-    if not current:
-        raise KubeConfigError("current-context is not set")
-    context = _named(doc, "context", str(current))
-    cluster = _named(doc, "cluster", str(context.get("cluster")))
-    user = _named(doc, "user", str(context.get("user"))) if context.get("user") else {}
-    if user.get("exec") or user.get("auth-provider"):
-        raise KubeConfigError(f"users: {context.get('user')}: exec and auth-provider "
-                              "credentials are not supported by the agent; use a token, "
-                              "tokenFile or client certificate")
-    server = str(cluster.get("server") or "")
-    tls = None
-    if server.startswith("https:"):
-        ca = _pem(cluster, "certificate-authority", base)
-        insecure = bool(cluster.get("insecure-skip-tls-verify"))
-        # Given a CA, trust only it: the system's store (~150 certificates) stays out of memory.
-        tls = ssl.create_default_context(
-            cadata=ca.decode() if ca is not None and not insecure else None)
-        if insecure:
-            tls.check_hostname = False
-            tls.verify_mode = ssl.CERT_NONE
-        cert, key = _pem(user, "client-certificate", base), _pem(user, "client-key", base)
-        if cert is not None and key is not None:
-            _load_cert_chain(tls, cert, key)
-    token = _Token(value=str(user.get("token") or ""))
-    if user.get("tokenFile"):
-        token = _Token(path=base / str(user["tokenFile"]))
-    return KubeClient(server, tls=tls, token=token,
-                      server_name=cluster.get("tls-server-name") or None)
-
-
-def _load_cert_chain(tls: ssl.SSLContext, cert: bytes, key: bytes) -> None:
-    """ssl loads client certificates only from files: a private temp dir, removed at once."""
-    with tempfile.TemporaryDirectory(prefix="nodeprobe-") as d:
-        cert_path, key_path = Path(d) / "client.crt", Path(d) / "client.key"
-        cert_path.write_bytes(cert)
-        key_path.touch(mode=0o600)
-        key_path.write_bytes(key)
-        try:
-            tls.load_cert_chain(str(cert_path), str(key_path))
-        except ssl.SSLError as e:
-            raise KubeConfigError(f"client-certificate/client-key: {e}") from e

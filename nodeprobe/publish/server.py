@@ -9,17 +9,17 @@ Both say why in the body. The decisions are the pure functions `healthz` and `re
 from __future__ import annotations
 
 import logging
-import socketserver
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from nodeprobe.publish.bounded import BoundedHTTPServer, Limits
 from nodeprobe.publish.metrics import Health, Metrics
 
 log = logging.getLogger(__name__)
@@ -27,14 +27,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 9103
 """The same default as `metrics.port` in nodeprobe/config; clear of kubelet, node-exporter (9100)
 and NPD (20256/20257)."""
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    def server_bind(self) -> None:
-        """Binds without http.server's `socket.getfqdn`: a reverse DNS lookup at start (slow
-        where DNS is) and the idna codec's import (~0.45 MiB resident) for a name unused here."""
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
 
 class MetricsServerError(Exception):
@@ -52,6 +44,8 @@ class ServerSettings:
     iteration (probes are cut at their deadlines) so a slow round is not a restart."""
     need_node_status: bool = True
     """/readyz also waits for the first successful node status write (Kubernetes publishing on)."""
+    limits: Limits = field(default_factory=Limits)
+    """Connection cap and per-request deadline (`publish/bounded.py`)."""
 
 
 def healthz(
@@ -98,7 +92,7 @@ class MetricsServer:
         self._settings = settings or ServerSettings()
         self._now = now
         self._started_at = 0.0
-        self._httpd: _HTTPServer | None = None
+        self._httpd: BoundedHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -111,13 +105,12 @@ class MetricsServer:
     def start(self) -> None:
         s = self._settings
         try:
-            httpd = _HTTPServer((s.host, s.port), _handler_for(self))
+            httpd = BoundedHTTPServer((s.host, s.port), _handler_for(self), limits=s.limits)
         except OSError as e:
             raise MetricsServerError(
                 f"cannot listen on {s.host}:{s.port} for /metrics: {e.strerror or e}; "
                 "pick another port or stop what holds it"
             ) from e
-        httpd.daemon_threads = True
         self._httpd = httpd
         self._started_at = self._now()
         self._thread = threading.Thread(
@@ -168,6 +161,9 @@ class MetricsServer:
 def _handler_for(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if isinstance(self.server, BoundedHTTPServer) and not self.server.answering(
+                    self.request):
+                return
             status, content_type, body = server.respond(self.path, self.headers.get("Accept"))
             self.send_response(status)
             self.send_header("Content-Type", content_type)

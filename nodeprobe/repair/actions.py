@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 from nodeprobe.config import Config
 from nodeprobe.model import Runtime
+from nodeprobe.probes.unixpeer import peer_pid
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class ActionSettings:
     answer_wait_s: float = 60.0
     """After a restart, how long to wait for the runtime to answer before reporting failure."""
     boot_id_path: Path = Path("/proc/sys/kernel/random/boot_id")
+    proc_root: Path = Path("/proc")
+    """Where dockerd's `comm` is read (the host's /proc with hostPID)."""
     poll_interval_s: float = 5.0
     """How often the executor looks for NodeRemediations addressed to its node."""
 
@@ -76,6 +79,7 @@ class ActionSettings:
             dockerd_exec_root=Path(repair.dockerd_exec_root),
             dockerd_socket=sock(config.docker.socket, DOCKER_SOCKETS),
             containerd_socket=sock(config.containerd.socket, CONTAINERD_SOCKETS),
+            proc_root=Path(config.paths.proc_root),
         )
 
 
@@ -105,21 +109,73 @@ def _dumps_since(exec_root: Path, since: float) -> list[Path]:
     return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
-def dump_goroutines(settings: ActionSettings, *, dry_run: bool) -> ActionResult:
-    """SIGUSR1 makes dockerd write its goroutine stacks even when its API is hung."""
+def verified_dockerd(settings: ActionSettings) -> tuple[int | None, str]:
+    """dockerd's pid, only when three witnesses agree: the process listening on the docker
+    socket (SO_PEERCRED), its `comm` in /proc, and the pidfile. A pidfile alone is not enough:
+    a crashed dockerd leaves it behind and its pid may belong to anything by now."""
+    socket_path = str(settings.dockerd_socket)
     try:
-        pid = int(settings.dockerd_pidfile.read_text().strip())
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2.0)
+            s.connect(socket_path)
+    except OSError as e:
+        return None, f"dockerd is DOWN ({socket_path} refuses: {e})"
+    listener = peer_pid(socket_path, timeout_s=2.0)
+    if listener is None:
+        return None, f"the listener on {socket_path} is not visible in this PID namespace"
+    try:
+        comm = (settings.proc_root / str(listener) / "comm").read_text().strip()
+    except OSError as e:
+        return None, f"cannot read the comm of pid {listener}: {e}"
+    if comm != "dockerd":
+        return None, f"pid {listener} listens on {socket_path} but is {comm!r}, not dockerd"
+    try:
+        named = int(settings.dockerd_pidfile.read_text().strip())
     except (OSError, ValueError) as e:
-        return ActionResult(False, f"no goroutine dump: cannot read dockerd's pid from "
-                                   f"{settings.dockerd_pidfile}: {e}")
+        return None, f"cannot read dockerd's pid from {settings.dockerd_pidfile}: {e}"
+    if named != listener:
+        return None, (f"{settings.dockerd_pidfile} names pid {named}, but dockerd pid {listener} "
+                      f"listens on {socket_path}: a stale pidfile")
+    return listener, ""
+
+
+def _signal_verified(settings: ActionSettings) -> tuple[int | None, str]:
+    """SIGUSR1 through a pidfd, verified again after opening it: if the pid was reused between
+    the first check and the pidfd, the second check fails; after it, the pidfd pins the process,
+    so a reuse can only make the send fail (ESRCH), never reach another process."""
+    pid, why = verified_dockerd(settings)
+    if pid is None:
+        return None, why
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError as e:
+        return None, f"dockerd pid {pid} is gone: {e}"
+    try:
+        again, why = verified_dockerd(settings)
+        if again != pid:
+            return None, why or f"dockerd pid {pid} changed while it was verified"
+        signal.pidfd_send_signal(pidfd, signal.SIGUSR1)
+    except OSError as e:
+        return None, f"SIGUSR1 to dockerd pid {pid} failed: {e}"
+    finally:
+        os.close(pidfd)
+    return pid, ""
+
+
+def dump_goroutines(settings: ActionSettings, *, dry_run: bool) -> ActionResult:
+    """SIGUSR1 makes dockerd write its goroutine stacks even when its API is hung; sent only to
+    a verified dockerd (`verified_dockerd`), and skipped while dockerd is DOWN."""
     if dry_run:
+        pid, why = verified_dockerd(settings)
+        if pid is None:
+            return ActionResult(False, f"dry run: no goroutine dump: {why}")
         log.info("dry run: would send SIGUSR1 to dockerd (pid %d)", pid)
         return ActionResult(True, f"dry run: would send SIGUSR1 to dockerd (pid {pid})")
     sent = time.time()
-    try:
-        os.kill(pid, signal.SIGUSR1)
-    except OSError as e:
-        return ActionResult(False, f"no goroutine dump: SIGUSR1 to dockerd pid {pid} failed: {e}")
+    pid, why = _signal_verified(settings)
+    if pid is None:
+        log.warning("no goroutine dump: %s", why)
+        return ActionResult(False, f"no goroutine dump: {why}")
     found = _poll(lambda: _dumps_since(settings.dockerd_exec_root, sent),
                   timeout_s=settings.dump_wait_s)
     if isinstance(found, list) and found:

@@ -1,9 +1,11 @@
 """The agent's side of a remediation: carry out what a NodeRemediation asks of this node.
 
 The operator never runs commands on nodes; it sets phase ActionRequested and waits. This executor,
-inside the node's agent, sees that, writes `status.agent.state = Started` before acting (so a
-restarted agent never repeats a half-done action blindly), acts, and reports Done or Failed for
-the same rung. A reboot is reported Done after the node comes back with a new bootID.
+inside the node's agent, sees that, verifies the request (`verify.py`: refused ones get a Warning
+Event and nothing runs), writes `status.agent.state = Started` before acting (so a restarted agent
+never repeats a half-done action blindly), has it carried out (in-process, or by the privileged
+`repair-executor` container over its socket, `channel.py`), and reports Done or Failed for the
+same rung. A reboot is reported Done after the node comes back with a new bootID.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from nodeprobe.config import Config
@@ -23,10 +26,10 @@ from nodeprobe.model import (
     RemediationAction,
     RemediationPhase,
     RepairState,
-    Runtime,
 )
 from nodeprobe.publish.kubeclient import (
     API_ERRORS,
+    ClientSettings,
     KubeClient,
     new_client,
     request_json,
@@ -34,13 +37,15 @@ from nodeprobe.publish.kubeclient import (
 )
 from nodeprobe.repair import actions
 from nodeprobe.repair.actions import ActionResult, ActionSettings
+from nodeprobe.repair.channel import Order, carry_out, send_order
+from nodeprobe.repair.verify import TERMINAL, Ledger, Request, TriggerMemory, parse, refusal
 
 log = logging.getLogger(__name__)
 
 MERGE = "application/merge-patch+json"
 _PATH = f"/apis/{REMEDIATION_GROUP}/{REMEDIATION_VERSION}/{NODE_REMEDIATIONS}"
-
-
+EVENT_NAMESPACE = "default"
+"""Events about cluster-scoped objects go to `default`, as kubectl looks for them there."""
 
 
 class RemediationStore(Protocol):
@@ -49,6 +54,8 @@ class RemediationStore(Protocol):
     def for_node(self, node: str) -> list[dict[str, Any]]: ...
 
     def patch_status(self, name: str, status: Mapping[str, Any]) -> None: ...
+
+    def warn(self, req: Request, reason: str, message: str) -> None: ...
 
 
 class KubeRemediationStore:
@@ -67,6 +74,31 @@ class KubeRemediationStore:
         request_json(self._api, "PATCH", f"{_PATH}/{name}/status", body={"status": dict(status)},
                      content_type=MERGE)
 
+    def warn(self, req: Request, reason: str, message: str) -> None:
+        now = rfc3339(time.time())
+        request_json(self._api, "POST", f"/api/v1/namespaces/{EVENT_NAMESPACE}/events", body={
+            "metadata": {"generateName": f"{req.name}."[:200], "namespace": EVENT_NAMESPACE},
+            "involvedObject": {"apiVersion": f"{REMEDIATION_GROUP}/{REMEDIATION_VERSION}",
+                               "kind": "NodeRemediation", "name": req.name, "uid": req.uid},
+            "reason": reason, "message": message[:1024], "type": "Warning",
+            "source": {"component": "nodeprobe-agent", "host": req.node},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1})
+
+
+class KubeLookup:
+    """What the privileged repair executor reads itself to verify an order (channel.Lookup)."""
+
+    def __init__(self, api: KubeClient, node: str) -> None:
+        self._api, self._node = api, node
+
+    def remediation(self, name: str) -> Mapping[str, Any]:
+        return request_json(self._api, "GET", f"{_PATH}/{name}")
+
+    def node_conditions(self) -> list[Mapping[str, Any]]:
+        node = request_json(self._api, "GET", f"/api/v1/nodes/{self._node}")
+        conditions: list[Mapping[str, Any]] = (node.get("status") or {}).get("conditions") or []
+        return conditions
+
 
 class RepairExecutor:
     """Polls NodeRemediations labelled for `node_name` and carries out requested actions."""
@@ -80,6 +112,9 @@ class RepairExecutor:
         dry_run: bool = False,
         now: Callable[[], float] = time.time,
         store: RemediationStore | None = None,
+        triggers: TriggerMemory | None = None,
+        ledger: Ledger | None = None,
+        hands: Callable[[Order], ActionResult] | None = None,
     ) -> None:
         self.node_name = node_name
         self.settings = settings
@@ -90,6 +125,13 @@ class RepairExecutor:
                 raise ValueError("RepairExecutor needs a KubeClient or a RemediationStore")
             store = KubeRemediationStore(api)
         self._store = store
+        self.triggers = triggers or TriggerMemory()
+        """The agent's own judgement; an empty memory (no loop feeding it) refuses everything."""
+        self.ledger = ledger or Ledger()
+        self.hands = hands or self._local
+        """Who carries out a verified request: this process, or the privileged repair executor
+        container over its socket (`channel.send_order`), which verifies it again."""
+        self._warned: set[tuple[str, int, float | None, str]] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -122,72 +164,76 @@ class RepairExecutor:
     def poll_once(self) -> list[str]:
         """Handle every NodeRemediation in ActionRequested for this node; return their names."""
         handled = []
-        for nr in self._store.for_node(self.node_name):
-            spec, status = nr.get("spec") or {}, nr.get("status") or {}
-            if spec.get("nodeName") != self.node_name:
+        for obj in self._store.for_node(self.node_name):
+            req = parse(obj)
+            if req.node != self.node_name:
                 continue
-            if status.get("phase") != RemediationPhase.ACTION_REQUESTED:
+            if req.phase in TERMINAL:
+                self.ledger.mark_terminal(req.uid)
                 continue
-            rung = int(status.get("rung", spec.get("rung", 0)) or 0)  # spec is immutable
-            if self._handle(str(nr["metadata"]["name"]), rung, status):
-                handled.append(str(nr["metadata"]["name"]))
+            if req.phase != RemediationPhase.ACTION_REQUESTED:
+                continue
+            if self._handle(req):
+                handled.append(req.name)
         return handled
 
-    def _handle(self, name: str, rung: int, status: Mapping[str, Any]) -> bool:
-        agent = status.get("agent") or {}
-        try:
-            action = RemediationAction(str(status.get("action")))
-        except ValueError:
-            self._report(name, rung, RepairState.FAILED,
-                         f"unknown action {status.get('action')!r}")
-            return True
-        if agent.get("rung") == rung:
-            if agent.get("state") != RepairState.STARTED:
-                return False  # already reported for this rung
-            if action is RemediationAction.REBOOT:
-                current = actions.boot_id(self.settings)
-                if current and current != agent.get("bootID"):
-                    self._report(name, rung, RepairState.DONE, f"node rebooted (bootID {current})")
-                    return True
-                return False
-            self._report(name, rung, RepairState.FAILED,
-                         "the agent restarted while the action ran; not repeating it blindly")
-            return True
+    def _handle(self, req: Request) -> bool:
+        if req.agent.get("rung") == req.rung:
+            return self._reported(req)
+        why = refusal(req, sick=self.triggers.sick(req.triggers, within_s=req.settle_s,
+                                                    now=self.now()),
+                      done=self.ledger.done, seen_terminal=self.ledger.terminal)
+        if why is not None:
+            self._refuse(req, why)
+            return False
+        self.ledger.mark_done(req.key)  # before acting: a crash mid-action never repeats it
+        action = RemediationAction(req.action)
         boot = actions.boot_id(self.settings)
-        self._report(name, rung, RepairState.STARTED, f"{action.value} started", bootID=boot)
-        result = self._act(name, action, status)
-        self._report(name, rung, RepairState.DONE if result.ok else RepairState.FAILED,
+        self._report(req.name, req.rung, RepairState.STARTED, f"{action.value} started",
+                     bootID=boot)
+        result = self._act(req)
+        self._report(req.name, req.rung, RepairState.DONE if result.ok else RepairState.FAILED,
                      result.message, bootID=boot)
         return True
 
-    def _act(self, name: str, action: RemediationAction,
-             status: Mapping[str, Any]) -> ActionResult:
-        if action is RemediationAction.REBOOT:
-            log.warning("rebooting node %s for %s", self.node_name, name)
-            return actions.reboot(self.settings, dry_run=self.dry_run)
-        if action is not RemediationAction.RESTART_RUNTIME:
-            return ActionResult(False, f"{action.value} is not a node-local action")
+    def _reported(self, req: Request) -> bool:
+        """This rung was started before: report what happened, never act again."""
+        if req.agent.get("state") != RepairState.STARTED:
+            return False  # already reported for this rung
+        if req.action == RemediationAction.REBOOT:
+            current = actions.boot_id(self.settings)
+            if current and current != req.agent.get("bootID"):
+                self._report(req.name, req.rung, RepairState.DONE,
+                             f"node rebooted (bootID {current})")
+                return True
+            return False
+        self._report(req.name, req.rung, RepairState.FAILED,
+                     "the agent restarted while the action ran; not repeating it blindly")
+        return True
+
+    def _refuse(self, req: Request, why: str) -> None:
+        """Log and tell once per request: a refused request is someone to look at, not retry."""
+        key = (req.uid, req.rung, req.requested_at, why)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        message = f"refused {req.action or 'an action'} on {self.node_name}: {why}"
+        log.warning("%s: %s", req.name, message)
         try:
-            runtime = Runtime(str(status.get("runtime") or Runtime.CONTAINERD.value))
-        except ValueError:
-            return ActionResult(False, f"unknown runtime {status.get('runtime')!r}")
-        notes = []
-        dump_path: str | None = None
-        since = time.time()
-        if runtime is Runtime.DOCKERD:
-            dump = actions.dump_goroutines(self.settings, dry_run=self.dry_run)
-            notes.append(dump.message)
-            dump_path = dump.dump_path
-            if dump_path:
-                self._patch(name, {"goroutineDumpPath": dump_path})
-        log.warning("restarting %s on %s for %s", runtime.value, self.node_name, name)
-        result = actions.restart_runtime(runtime, self.settings, dry_run=self.dry_run)
-        if runtime is Runtime.DOCKERD and not self.dry_run and not dump_path:
-            late = actions.late_dump(self.settings, since)
-            if late:
-                self._patch(name, {"goroutineDumpPath": late})
-                notes.append(f"goroutine stacks written to {late} once dockerd resumed")
-        return ActionResult(result.ok, "; ".join([*notes, result.message]))
+            self._store.warn(req, "RepairRefused", message)
+        except API_ERRORS as e:
+            log.warning("could not record the refusal of %s: %s", req.name, e)
+
+    def _act(self, req: Request) -> ActionResult:
+        order = Order(name=req.name, uid=req.uid, rung=req.rung, action=req.action,
+                      runtime=req.runtime)
+        result = self.hands(order)
+        if result.dump_path:
+            self._patch(req.name, {"goroutineDumpPath": result.dump_path})
+        return result
+
+    def _local(self, order: Order) -> ActionResult:
+        return carry_out(order, self.settings, dry_run=self.dry_run)
 
     def _report(self, name: str, rung: int, state: RepairState, message: str,
                 **extra: str) -> None:
@@ -199,16 +245,30 @@ class RepairExecutor:
         self._store.patch_status(name, status)
 
 
-def start_executor(config: Config, *, kubeconfig: str | None = None, dry_run: bool = False,
+def start_executor(config: Config, *, triggers: TriggerMemory, kubeconfig: str | None = None,
+                   dry_run: bool = False,
                    settings: ActionSettings | None = None) -> RepairExecutor:
     """Build and start the executor from the agent's config tree (`config.repair`, sockets).
 
-    Credentials: `kubeconfig` when given, else the pod's service account. `settings` replaces
-    what the config gives (tests: sandbox paths, short timings).
+    `triggers` is the agent loop's judgement (verify.py rule 4). Credentials: `kubeconfig` when
+    given, else the pod's service account. `settings` replaces what the config gives (tests:
+    sandbox paths, short timings).
     """
     settings = settings or ActionSettings.from_config(config)
-    api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None)
+    api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None,
+                     settings=ClientSettings(max_idle_s=config.kubernetes.connection_max_idle))
+    remote = config.repair.executor_socket
+    # With a separate executor, the ledger on disk is the executor's; this container has none.
+    ledger = Ledger(Path(config.repair.ledger) if config.repair.ledger and not remote else None)
+    hands = None
+    if remote:
+        wait = settings.command_timeout_s + settings.answer_wait_s + settings.dump_wait_s + 30
+
+        def hands(order: Order) -> ActionResult:
+            return send_order(Path(remote), order, timeout_s=wait)
+
     executor = RepairExecutor(config.node_name, api, settings,
-                              dry_run=dry_run or config.repair.dry_run)
+                              dry_run=dry_run or config.repair.dry_run, triggers=triggers,
+                              ledger=ledger, hands=hands)
     executor.start()
     return executor

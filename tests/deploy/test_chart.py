@@ -210,19 +210,42 @@ def test_containerd_only_turns_dockerd_off() -> None:
                                     "requireNetworkReady": False}
 
 
-def test_repair_mode_adds_host_pid_and_privileged_only_then() -> None:
+AGENT_SECURITY = {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                  "capabilities": {"drop": ["ALL"]}}
+
+
+def test_repair_mode_puts_the_privilege_in_a_separate_small_container() -> None:
+    """issue 18: repair mode made the whole agent privileged, its HTTP server and API parsing
+    included. Now the agent keeps every capability dropped and only repair-executor, which
+    serves nothing but its socket, is privileged."""
     pod = _agent_pod(_ci("repair"))
     assert pod["hostPID"] is True
-    assert pod["containers"][0]["securityContext"]["privileged"] is True
+    agent, executor = pod["containers"]
+    assert agent["name"] == "agent" and agent["securityContext"] == AGENT_SECURITY
+    assert executor["name"] == "repair-executor"
+    assert executor["securityContext"] == {"privileged": True, "readOnlyRootFilesystem": True}
+    assert executor["args"] == ["repair-executor", "--config", "/etc/nodeprobe/config.yaml"]
+    assert "ports" not in executor and "livenessProbe" not in executor
+    assert executor["resources"]["limits"]["memory"] == "96Mi"
+    mounts = {m["name"]: m["mountPath"] for m in executor["volumeMounts"]}
+    assert mounts["repair-socket"] == "/run/nodeprobe-repair"
+    assert {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}["repair-socket"] == \
+        "/run/nodeprobe-repair"
+    assert "dumps" not in {m["name"] for m in agent["volumeMounts"]}
+    socket_volume = next(v for v in pod["volumes"] if v["name"] == "repair-socket")
+    assert socket_volume["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Mi"}
     volumes = {v["name"]: v["hostPath"] for v in pod["volumes"] if "hostPath" in v}
     assert volumes["host-run"] == {"path": "/run", "type": "Directory"}
     config = _agent_config(_ci("repair"))
     assert config["repair"]["dockerdPidfile"] == "/host/run/docker.pid"
+    assert config["repair"]["executorSocket"] == "/run/nodeprobe-repair/executor.sock"
+    assert config["repair"]["ledger"] == "/var/lib/nodeprobe/dumps/repair-ledger.json"
     for values in SCENARIOS:
         if values == _ci("repair"):
             continue
         pod = _agent_pod(values)
         assert "hostPID" not in pod
+        assert "repair-executor" not in [c["name"] for c in pod["containers"]]
         assert not pod["containers"][0]["securityContext"].get("privileged")
 
 
@@ -308,6 +331,7 @@ def test_agent_rbac_is_exactly_what_the_agent_calls() -> None:
     # The repair executor, and so its NodeRemediation calls, runs in repair mode only.
     assert _grants(_render(_ci("repair")), "agent") == base | {
         ("*", "nodeprobe.io", "noderemediations", "list"),
+        ("*", "nodeprobe.io", "noderemediations", "get"),  # repair-executor verifies again
         ("*", "nodeprobe.io", "noderemediations/status", "patch"),
     }
     assert _bound(objects, "agent") == {

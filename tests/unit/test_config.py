@@ -290,3 +290,86 @@ def test_config_and_policies_share_one_duration_grammar() -> None:
         parse_duration("-3s")
     with pytest.raises(PolicyError, match=r"^spec\.for: expected a duration"):
         policy_duration("3 parsecs", where="spec.for")
+
+
+@pytest.mark.parametrize(("yaml_text", "expected"), [
+    ("kubernetes: {heartbeat: 1ms}", "kubernetes.heartbeat: must be at least 10s, got '1ms'"),
+    ("checks: {dockerPing: {interval: 0.000001}}",
+     "checks.dockerPing.interval: must be at least 100ms, got 1e-06"),
+    ("checks: {criStatus: {deadline: 0.000001}}",
+     "checks.criStatus.deadline: must be at least 100ms, got 1e-06"),
+    ("checks: {canary: {interval: 50ms}}", "checks.canary.interval: must be at least 100ms"),
+    ("kubernetes: {eventAggregation: 10ms}",
+     "kubernetes.eventAggregation: must be at least 1s"),
+    ("kubernetes: {connectionMaxIdle: 100ms}",
+     "kubernetes.connectionMaxIdle: must be at least 1s"),
+    ("kubernetes: {connectionMaxIdle: 90s}",
+     "kubernetes.connectionMaxIdle: must be at most 85s, below kube-apiserver's 90 s"),
+    ("disk: {usageInterval: 1s}", "disk.usageInterval: must be at least 60s"),
+    ("runtimeLog: {window: 10ms}", "runtimeLog.window: must be at least 1s"),
+])
+def test_every_duration_has_a_floor(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    """issue 18: `heartbeat: 1ms` meant a status write every sync, `interval: 0.000001` a hot
+    loop. The floors are pinned here and shown in docs/configuration.md."""
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, yaml_text))
+    assert expected in str(e.value), str(e.value)
+    assert str(e.value).startswith(str(tmp_path / "config.yaml") + ": ")
+
+
+def test_floors_are_pinned() -> None:
+    import dataclasses
+
+    def floors(cls: type, prefix: str = "") -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for f in dataclasses.fields(cls):
+            if f.metadata["kind"] == "section":
+                out.update(floors(type(getattr(cls(), f.name)), f"{prefix}{f.name}."))
+            elif f.metadata["kind"].startswith("duration"):
+                out[prefix + f.name] = f.metadata.get("floor")
+        return out
+
+    found = floors(Config)
+    assert found["kubernetes.heartbeat"] == 10.0
+    assert found["kubernetes.connection_max_idle"] == 1.0
+    assert found["checks.docker_ping.interval"] == found["checks.docker_ping.deadline"] == 0.1
+    per_check = {k: v for k, v in found.items()
+                 if k.startswith("checks.") and k.endswith((".interval", ".deadline"))}
+    assert len(per_check) >= 2 * len(Check) - 2 and set(per_check.values()) == {0.1}
+    assert "| `kubernetes.heartbeat` | duration ≥ 10s |" in reference_table()
+
+
+@pytest.mark.parametrize(("yaml_text", "expected"), [
+    ("metrics: {address: not an address}",
+     "metrics.address: must be an IP address to listen on, like 0.0.0.0, :: or 127.0.0.1"),
+    ("paths: {procRoot: host/proc}", "paths.procRoot: must be an absolute path, got 'host/proc'"),
+    ("paths: {hostRoot: ''}", "paths.hostRoot: must be an absolute path, got ''"),
+    ("disk: {dockerRoot: var/lib/docker}", "disk.dockerRoot: must be an absolute path"),
+    ("docker: {socket: docker.sock}",
+     "docker.socket: must be an absolute path (or auto), got 'docker.sock'"),
+    ("repair: {ledger: ledger.json}",
+     "repair.ledger: must be an absolute path (or empty: off), got 'ledger.json'"),
+])
+def test_addresses_and_paths_are_validated(tmp_path: Path, yaml_text: str,
+                                           expected: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, yaml_text))
+    assert expected in str(e.value), str(e.value)
+
+
+def test_good_addresses_and_paths_load(tmp_path: Path) -> None:
+    c = load(write(tmp_path, "metrics: {address: '::'}\npaths: {procRoot: /host/proc}\n"
+                             "repair: {ledger: ''}\ncontainerd: {socket: /run/c.sock}\n"))
+    assert (c.metrics.address, c.paths.proc_root, c.repair.ledger) == ("::", "/host/proc", "")
+
+
+def test_duplicate_yaml_keys_are_an_error_naming_file_and_key(tmp_path: Path) -> None:
+    """issue 18: the last of two equal keys silently won."""
+    text = "checks:\n  dockerPing:\n    interval: 5s\n    deadline: 1s\n    interval: 1s\n"
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, text))
+    assert str(e.value) == (f"{tmp_path / 'config.yaml'}: checks.dockerPing.interval: duplicate "
+                            "key (line 5); YAML would keep only the last one, so remove one of "
+                            "them")
+    with pytest.raises(ConfigError, match=r"config.yaml: kubernetes: duplicate key \(line 2\)"):
+        load(write(tmp_path, "kubernetes: {}\nkubernetes: {heartbeat: 1m}\n"))

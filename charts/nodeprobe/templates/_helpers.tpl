@@ -109,6 +109,8 @@ pod's view of the host: /host/run, /host/proc, /host/sys/fs/cgroup.
 {{- if .Values.agent.repair.enabled -}}
 {{- $_ := set $repair "dockerdPidfile" "/host/run/docker.pid" -}}
 {{- $_ := set $repair "dockerdExecRoot" "/host/run/docker" -}}
+{{- $_ := set $repair "executorSocket" "/run/nodeprobe-repair/executor.sock" -}}
+{{- $_ := set $repair "ledger" (printf "%s/repair-ledger.json" .Values.agent.repair.dumpDir) -}}
 {{- end -}}
 {{- $_ := set $cfg "docker" $docker -}}
 {{- $_ := set $cfg "containerd" $containerd -}}

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -69,8 +70,9 @@ def _deployed(cluster: KubeCluster, kind: str, name: str) -> dict[str, Any]:
     return dict(cluster.must("GET", f"{group}/namespaces/{NAMESPACE}/{kind}/{name}"))
 
 
-def _container(workload: dict[str, Any]) -> dict[str, Any]:
-    return dict(workload["spec"]["template"]["spec"]["containers"][0])
+def _container(workload: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    return dict(next(c for c in containers if name in (None, c["name"])))
 
 
 def _pod_of(cluster: KubeCluster, component: str, node: str | None = None) -> str:
@@ -99,8 +101,9 @@ class Proc:
 
 
 def _agent(cluster: KubeCluster, release: Release, sandbox: Sandbox, node: str,
-           tmp: Path) -> Proc:
-    """The chart's agent config with this machine's paths in place of the pod's mounts."""
+           tmp: Path) -> tuple[Proc, Proc]:
+    """The chart's agent config with this machine's paths in place of the pod's mounts; the
+    agent and its privileged repair-executor container, each with the container's args."""
     cm = cluster.must("GET", f"/api/v1/namespaces/{NAMESPACE}/configmaps/np-e2e-nodeprobe-agent")
     config = yaml.safe_load(cm["data"]["config.yaml"])
     assert config["repair"]["enabled"] is True
@@ -111,6 +114,9 @@ def _agent(cluster: KubeCluster, release: Release, sandbox: Sandbox, node: str,
     config["repair"].update({
         "restartCommand": {"docker": [c.replace("{unit}", "docker") for c in command(tmp)]},
         "dumpDir": str(tmp / "dumps"),
+        "ledger": str(tmp / "repair-ledger.json"),
+        # a short path: unix socket paths end at 107 bytes
+        "executorSocket": str(Path(tempfile.mkdtemp(prefix="np-rx-", dir="/tmp")) / "x.sock"),
         "dockerdPidfile": str(sandbox.base / "docker" / "dockerd.pid"),
         "dockerdExecRoot": str(sandbox.base / "docker" / "exec"),
     })
@@ -120,11 +126,15 @@ def _agent(cluster: KubeCluster, release: Release, sandbox: Sandbox, node: str,
     pod = wait_for(lambda: release.agent_pod(node), timeout_s=60, what="the agent pod")
     kubeconfig = cluster.token_kubeconfig(tmp / "agent.kubeconfig", NAMESPACE,
                                           release.service_account("agent"), pod=pod)
-    args = _container(_deployed(cluster, "daemonsets", "np-e2e-nodeprobe-agent"))["args"]
-    argv = [str(Path(sys.executable).with_name("nodeprobe")), *args]
-    argv = [*_replace(argv, "--config", str(path)),
-            "--node-name", node, "--kubeconfig", str(kubeconfig)]
-    return Proc(argv, tmp / "agent.log", {})
+    ds = _deployed(cluster, "daemonsets", "np-e2e-nodeprobe-agent")
+    procs = []
+    for name in ("repair-executor", "agent"):
+        argv = [str(Path(sys.executable).with_name("nodeprobe")), *_container(ds, name)["args"]]
+        argv = [*_replace(argv, "--config", str(path)),
+                "--node-name", node, "--kubeconfig", str(kubeconfig)]
+        procs.append(Proc(argv, tmp / f"{name}.log", {}))
+    executor, agent = procs
+    return agent, executor
 
 
 def _operator(cluster: KubeCluster, release: Release, tmp: Path) -> Proc:
@@ -224,7 +234,7 @@ def test_hung_dockerd_is_remediated_by_a_default_install(
                  "settleWindow": "5s",
                  "drain": {"timeout": "90s", "gracePeriodSeconds": 5}}})
     watcher = Watcher(kube_cluster, sick)
-    agent = _agent(kube_cluster, e2e_release, own_runtimes, sick, tmp_path)
+    agent, executor = _agent(kube_cluster, e2e_release, own_runtimes, sick, tmp_path)
     operator = _operator(kube_cluster, e2e_release, tmp_path)
     try:
         with Servicer(own_runtimes, tmp_path) as servicer:
@@ -233,7 +243,8 @@ def test_hung_dockerd_is_remediated_by_a_default_install(
             watcher.start()
             own_runtimes.dockerd.hang()
             nr = wait_for(lambda: _remediation(kube_cluster, sick, "Succeeded"), timeout_s=240,
-                          what=f"Succeeded\nagent:\n{agent.text()}\noperator:\n{operator.text()}")
+                          what=f"Succeeded\nagent:\n{agent.text()}\nexecutor:\n"
+                               f"{executor.text()}\noperator:\n{operator.text()}")
             watcher.done.set()
             watcher.join(10)
             assert servicer.restarts["docker"] == 1
@@ -255,6 +266,7 @@ def test_hung_dockerd_is_remediated_by_a_default_install(
         assert any(sick in line and "Succeeded" in line for line in listed.stdout.splitlines())
     finally:
         agent.stop()
+        executor.stop()
         operator.stop()
         own_runtimes.dockerd.resume()
     for component in ("agent", "operator"):

@@ -11,7 +11,10 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from nodeprobe.model import Condition, ConditionType, Event, EventType, Reason, Status
 from nodeprobe.publish.conditions import ConditionSettings, ConditionWriter
@@ -391,3 +394,73 @@ def test_events_about_an_unreadable_node_use_its_name(
     finally:
         kube_cluster.request("DELETE", "/api/v1/namespaces/default/events?fieldSelector="
                                        f"involvedObject.name%3D{missing}")
+
+
+@pytest.mark.parametrize("max_idle_s", [0.5, 3600.0])
+def test_no_failed_write_after_the_api_server_closed_an_idle_connection(
+    agent_on_node: AgentNode, tmp_path: Path, max_idle_s: float,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """issue 17: every 5-minute heartbeat failed once ("PATCH nodes/n1/status: SSLEOFError"),
+    because kube-apiserver had closed the idle connection at 90 s. Through a real TLS
+    connection to the real API server, closed when idle for 1 s by a proxy in front: the
+    second write succeeds at once, with the idle limit (0.5 s) or, past it, by one retry on a
+    fresh connection (3600 s)."""
+    import yaml
+
+    from nodeprobe.publish.kubeclient import ClientSettings, KubeClient
+    from tests.integration.publish.idle_proxy import IdleClosingProxy
+
+    doc = yaml.safe_load(agent_on_node.kubeconfig.read_text())
+    server = doc["clusters"][0]["cluster"]["server"]
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    proxy = IdleClosingProxy((host, int(port)), idle_s=1.0)
+    try:
+        doc["clusters"][0]["cluster"]["server"] = f"https://{host}:{proxy.port}"
+        config = tmp_path / "via-proxy.kubeconfig"
+        config.write_text(yaml.safe_dump(doc))
+        api = KubeClient.from_kubeconfig(str(config),
+                                         settings=ClientSettings(max_idle_s=max_idle_s))
+        path = f"/api/v1/nodes/{agent_on_node.name}/status"
+        body = {"status": {"conditions": [{"type": "ContainerRuntimeUnavailable",
+                                           "status": "False", "reason": "RuntimesAnswer",
+                                           "message": "idle test"}]}}
+        api.request_json("PATCH", path, body=body, content_type=SMP)
+        assert proxy.closed_idle.wait(30)
+        with caplog.at_level("WARNING"):
+            api.request_json("PATCH", path, body=body, content_type=SMP)
+        api.close()
+    finally:
+        proxy.close()
+    assert proxy.connections == 2
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_401_rereads_a_rotated_token_file_at_once(agent_on_node: AgentNode,
+                                                   tmp_path: Path) -> None:
+    """The real API server refuses the file's old token (as it does one past its expiry); the
+    client re-reads the file on that 401, not at the next 60 s re-read, and the write goes
+    through with the token kubelet wrote meanwhile."""
+    import yaml
+
+    from nodeprobe.publish.kubeclient import KubeClient, KubeError
+
+    doc = yaml.safe_load(agent_on_node.kubeconfig.read_text())
+    good = doc["users"][0]["user"].pop("token")
+    token = tmp_path / "token"
+    token.write_text("not-a-token\n")
+    doc["users"][0]["user"]["tokenFile"] = "token"
+    config = tmp_path / "file.kubeconfig"
+    config.write_text(yaml.safe_dump(doc))
+    api = KubeClient.from_kubeconfig(str(config))
+    path = f"/api/v1/nodes/{agent_on_node.name}"
+    with pytest.raises(KubeError) as e:
+        api.request_json("GET", path)  # the file holds a bad token, unchanged on re-read
+    assert e.value.status == 401
+    token.write_text(good + "\n")  # rotated
+    assert api.request_json("GET", path)["metadata"]["name"] == agent_on_node.name
+    api.close()
+    codes = [entry["responseStatus"]["code"] for entry in agent_on_node.cluster.audit(
+        agent_on_node.username) if entry["objectRef"].get("name") == agent_on_node.name
+        and entry["verb"] == "get"]
+    assert codes[-1] == 200

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -90,3 +93,43 @@ def test_failed_restart_command_is_reported(runtimes: Sandbox, tmp_path: Path) -
                      restart_commands={Runtime.CONTAINERD: ("/nonexistent/systemctl",)})
     r = actions.restart_runtime(Runtime.CONTAINERD, s, dry_run=False)
     assert not r.ok and "not found" in r.message
+
+
+def test_dump_never_signals_what_a_stale_pidfile_names(runtimes: Sandbox, tmp_path: Path) -> None:
+    """issue 18: a crashed dockerd leaves its pidfile; the pid in it can be anything by now.
+    A real process named there (whose SIGUSR1 default action is to die) is left alone."""
+    other = subprocess.Popen(["sleep", "300"])
+    try:
+        pidfile = tmp_path / "docker.pid"
+        pidfile.write_text(f"{other.pid}\n")
+        s = settings_for(runtimes, tmp_path, dockerd_pidfile=pidfile, dump_wait_s=0.5)
+        result = actions.dump_goroutines(s, dry_run=False)
+        assert not result.ok
+        assert f"names pid {other.pid}, but dockerd pid {runtimes.dockerd.pid}" in result.message
+        assert other.poll() is None  # not signalled: still running
+        assert "dry run: no goroutine dump" in actions.dump_goroutines(s, dry_run=True).message
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_dump_only_to_the_sockets_listener_named_dockerd(runtimes: Sandbox,
+                                                         tmp_path: Path) -> None:
+    """Something else listening on the configured socket is not dockerd, whatever it says."""
+    path = tmp_path / "fake.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as fake:
+        fake.bind(str(path))
+        fake.listen(1)
+        pidfile = tmp_path / "docker.pid"
+        pidfile.write_text(f"{os.getpid()}\n")
+        s = settings_for(runtimes, tmp_path, dockerd_pidfile=pidfile, dockerd_socket=path)
+        pid, why = actions.verified_dockerd(s)
+    assert pid is None and f"pid {os.getpid()} listens on {path} but is" in why
+    assert actions.verified_dockerd(settings_for(runtimes, tmp_path))[0] == runtimes.dockerd.pid
+
+
+def test_dump_skipped_while_dockerd_is_down(own_runtimes: Sandbox, tmp_path: Path) -> None:
+    s = settings_for(own_runtimes, tmp_path)
+    own_runtimes.dockerd.crash()  # its pidfile stays behind
+    result = actions.dump_goroutines(s, dry_run=False)
+    assert not result.ok and "dockerd is DOWN" in result.message, result.message

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nodeprobe.model import REMEDIATION_NODE_LABEL, Runtime
+from nodeprobe.model import REMEDIATION_NODE_LABEL, Condition, ConditionType, Runtime, Status
+from nodeprobe.publish.kubeclient import rfc3339
 from nodeprobe.repair import actions
 from nodeprobe.repair.executor import RepairExecutor
+from nodeprobe.repair.verify import Request, TriggerMemory
 from tests.harness.kubecluster import KubeCluster
 from tests.harness.runtimes import Sandbox
 from tests.integration.agent.agent_process import wait_for
@@ -30,6 +33,7 @@ class MemoryStore:
     def __init__(self, *objs: dict[str, Any]) -> None:
         self.objs = {o["metadata"]["name"]: o for o in objs}
         self.patches: list[tuple[str, dict[str, Any]]] = []
+        self.warnings: list[tuple[str, str, str]] = []
 
     def for_node(self, node: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for o in self.objs.values() if o["spec"]["nodeName"] == node]
@@ -38,18 +42,40 @@ class MemoryStore:
         self.patches.append((name, copy.deepcopy(dict(status))))
         self.objs[name].setdefault("status", {}).update(copy.deepcopy(dict(status)))
 
+    def warn(self, req: Request, reason: str, message: str) -> None:
+        self.warnings.append((req.name, reason, message))
+
+
+OPERATOR_WROTE = [{"manager": "nodeprobe-operator-a", "operation": "Update",
+                   "subresource": "status",
+                   "fieldsV1": {"f:status": {"f:phase": {}, "f:action": {}}}}]
+
 
 def nr(name: str, node: str, *, action: str = "restart-runtime", runtime: str = "dockerd",
        rung: int = 0, phase: str = "ActionRequested") -> dict[str, Any]:
-    return {"metadata": {"name": name}, "spec": {"nodeName": node, "rung": rung},
+    """A NodeRemediation as the operator writes it: its plan's rung is the action asked for."""
+    return {"metadata": {"name": name, "uid": f"uid-{name}", "managedFields": OPERATOR_WROTE},
+            "spec": {"nodeName": node, "rung": rung, "plan": {
+                "triggers": [{"type": ConditionType.UNAVAILABLE.value}],
+                "ladder": [*[{"action": "escalate"}] * rung,
+                           {"action": action, "runtime": runtime}]}},
             "status": {"phase": phase, "action": action, "runtime": runtime}}
+
+
+def sick() -> TriggerMemory:
+    """The agent's own judgement: its node's runtime is unavailable right now."""
+    memory = TriggerMemory()
+    memory.update({ConditionType.UNAVAILABLE: Condition(
+        ConditionType.UNAVAILABLE, Status.TRUE, "DockerdHung", "hung", 0.0)}, now=time.time())
+    return memory
 
 
 def test_restart_hung_dockerd_and_report(own_runtimes: Sandbox, tmp_path: Path) -> None:
     store = MemoryStore(nr("a-1", "node-a"), nr("b-1", "node-b"),
                         nr("a-0", "node-a", phase="Draining"))
     s = settings_for(own_runtimes, tmp_path, dump_wait_s=2.0)
-    ex = RepairExecutor("node-a", None, s, store=store)
+    ex = RepairExecutor("node-a", None, s, store=store,
+                        triggers=sick())
     own_runtimes.dockerd.hang()
     with Servicer(own_runtimes, tmp_path) as servicer:
         assert ex.poll_once() == ["a-1"]
@@ -68,7 +94,8 @@ def test_restart_hung_dockerd_and_report(own_runtimes: Sandbox, tmp_path: Path) 
 def test_restart_records_goroutine_dump(own_runtimes: Sandbox, tmp_path: Path) -> None:
     """A leaking or slow dockerd still handles SIGUSR1: the dump path lands in the status."""
     store = MemoryStore(nr("a-1", "node-a"))
-    ex = RepairExecutor("node-a", None, settings_for(own_runtimes, tmp_path), store=store)
+    ex = RepairExecutor("node-a", None, settings_for(own_runtimes, tmp_path), store=store,
+                        triggers=sick())
     old_pid = own_runtimes.dockerd.pid
     with Servicer(own_runtimes, tmp_path):
         assert ex.poll_once() == ["a-1"]
@@ -82,7 +109,7 @@ def test_dry_run_agent_reports_failed_and_does_nothing(runtimes: Sandbox,
     store = MemoryStore(nr("a-1", "node-a"))
     pid = runtimes.dockerd.pid
     ex = RepairExecutor("node-a", None, settings_for(runtimes, tmp_path), dry_run=True,
-                        store=store)
+                        store=store, triggers=sick())
     assert ex.poll_once() == ["a-1"]
     agent = store.objs["a-1"]["status"]["agent"]
     assert agent["state"] == "Failed" and "dry run" in agent["message"]
@@ -93,7 +120,8 @@ def test_agent_restarted_mid_action_does_not_repeat(runtimes: Sandbox, tmp_path:
     obj = nr("a-1", "node-a")
     obj["status"]["agent"] = {"rung": 0, "state": "Started"}
     store = MemoryStore(obj)
-    ex = RepairExecutor("node-a", None, settings_for(runtimes, tmp_path), store=store)
+    ex = RepairExecutor("node-a", None, settings_for(runtimes, tmp_path), store=store,
+                        triggers=sick())
     assert ex.poll_once() == ["a-1"]
     assert store.objs["a-1"]["status"]["agent"]["state"] == "Failed"
 
@@ -104,7 +132,8 @@ def test_reboot_reported_done_only_after_boot_id_changes(runtimes: Sandbox,
     boot.write_text("boot-1\n")
     store = MemoryStore(nr("a-1", "node-a", action="reboot"))
     s = settings_for(runtimes, tmp_path, boot_id_path=boot, reboot_command=("true",))
-    ex = RepairExecutor("node-a", None, s, store=store)
+    ex = RepairExecutor("node-a", None, s, store=store,
+                        triggers=sick())
     ex.poll_once()
     agent = store.objs["a-1"]["status"]["agent"]
     assert agent["state"] == "Done" and agent["bootID"] == "boot-1"
@@ -143,6 +172,7 @@ def test_start_executor_from_agent_config_over_http(
                                        socket=str(own_runtimes.containerd.socket)),
         repair=dataclasses.replace(
             cfg.repair, enabled=True, dump_dir=str(tmp_path / "dumps"),
+            ledger=str(tmp_path / "ledger.json"),
             restart_command=RestartCommands(docker=tuple(a.replace("{unit}", "docker")
                                                          for a in stub),
                                             containerd=("false",))))
@@ -154,18 +184,15 @@ def test_start_executor_from_agent_config_over_http(
     path = f"{NODEREMEDIATIONS}/{name}"
     # The cluster admin plays the operator here: the chart's guard admits it for this test.
     with admitted(kube_cluster, operators=(ADMIN,)):
-        created = kube_cluster.must("POST", NODEREMEDIATIONS, {
-            "apiVersion": "nodeprobe.io/v1alpha1", "kind": "NodeRemediation",
-            "metadata": {"name": name, "labels": {REMEDIATION_NODE_LABEL: node}},
-            "spec": {"nodeName": node, "policy": "p"},
-            "status": {"phase": "Pending"}})
+        created = create_nr(kube_cluster, name, node, action="restart-runtime",
+                            runtime="dockerd")
         assert "status" not in created  # the status subresource: create drops it
         assert created["spec"]["rung"] == 0  # defaulted by the CRD's schema
         try:
-            # What the operator does once the node is drained (cluster-admin here).
-            kube_cluster.must("PATCH", f"{path}/status", {"status": {
-                "phase": "ActionRequested", "action": "restart-runtime", "runtime": "dockerd"}},
-                content_type="application/merge-patch+json")
+            # What the operator does once the node is drained (the operator's field manager).
+            operator_patch(kube_cluster, name, {
+                "phase": "ActionRequested", "action": "restart-runtime", "runtime": "dockerd",
+                "actionRequestedAt": rfc3339(time.time())})
 
             def agent_state() -> object:
                 nr = kube_cluster.must("GET", path)
@@ -174,7 +201,8 @@ def test_start_executor_from_agent_config_over_http(
             # The config tree decides paths and commands; only the poll interval is the test's.
             settings = dataclasses.replace(ActionSettings.from_config(cfg), poll_interval_s=0.2)
             assert settings.dockerd_socket == own_runtimes.dockerd.socket
-            ex = start_executor(cfg, kubeconfig=str(agent_on_node.kubeconfig), settings=settings)
+            ex = start_executor(cfg, kubeconfig=str(agent_on_node.kubeconfig),
+                                settings=settings, triggers=sick())
             try:
                 with Servicer(own_runtimes, spool) as servicer:
                     wait_for(lambda: agent_state() == "Done", timeout_s=60,
@@ -188,6 +216,105 @@ def test_start_executor_from_agent_config_over_http(
                     for e in patches][:2] == [("status", 200), ("status", 200)]  # Started, Done
         finally:
             kube_cluster.request("DELETE", path)
-        assert servicer.restarts["docker"] == 1
-        assert status["phase"] == "ActionRequested"  # the agent reports; the operator moves phases
-        assert Path(status["goroutineDumpPath"]).parent == tmp_path / "dumps"  # kept off tmpfs
+    assert servicer.restarts["docker"] == 1
+    assert status["phase"] == "ActionRequested"  # the agent reports; the operator moves phases
+    assert Path(status["goroutineDumpPath"]).parent == tmp_path / "dumps"  # kept off tmpfs
+
+
+def create_nr(cluster: KubeCluster, name: str, node: str, *, action: str,
+              runtime: str = "containerd") -> Any:
+    """What the operator creates when an episode opens (its field manager, its plan)."""
+    return cluster.must("POST", f"{NODEREMEDIATIONS}?fieldManager=nodeprobe-operator-t", {
+        "apiVersion": "nodeprobe.io/v1alpha1", "kind": "NodeRemediation",
+        "metadata": {"name": name, "labels": {REMEDIATION_NODE_LABEL: node}},
+        "spec": {"nodeName": node, "policy": "p", "plan": {
+            "triggers": [{"type": ConditionType.UNAVAILABLE.value}],
+            "ladder": [{"action": action, "runtime": runtime}]}},
+        "status": {"phase": "Pending"}})
+
+
+def operator_patch(cluster: KubeCluster, name: str, status: dict[str, Any]) -> None:
+    cluster.must("PATCH", f"{NODEREMEDIATIONS}/{name}/status?fieldManager=nodeprobe-operator-t",
+                 {"status": status}, content_type="application/merge-patch+json")
+
+
+def test_reopened_finished_remediation_is_refused_with_a_warning_event(
+    runtimes: Sandbox, tmp_path: Path, kube_cluster: KubeCluster, crds: Path,
+    agent_on_node: AgentNode,
+) -> None:
+    """issue 18: a finished NodeRemediation patched back to `{phase: ActionRequested, action:
+    reboot, agent: null}` made the agent reboot. Now the API server refuses the reopening (the
+    CRD keeps a final phase final), and a request that someone other than the operator moved
+    to ActionRequested runs nothing and gets a Warning Event: on the real API server, as the
+    chart's agent ServiceAccount."""
+    from nodeprobe.publish.kubeclient import new_client
+
+    node = agent_on_node.name
+    done, forged = f"{node}-reopened", f"{node}-forged"
+    marker = tmp_path / "rebooted"
+    s = settings_for(runtimes, tmp_path, reboot_command=("touch", str(marker)))
+    api = new_client(kubeconfig=str(agent_on_node.kubeconfig), in_cluster=False)
+    ex = RepairExecutor(node, api, s, triggers=TriggerMemory())  # the node is healthy
+    # The cluster admin plays the operator (and then the attacker): the guard admits it.
+    with admitted(kube_cluster, operators=(ADMIN,)):
+        try:
+            create_nr(kube_cluster, done, node, action="reboot")
+            operator_patch(kube_cluster, done, {
+                "phase": "Succeeded", "action": "reboot",
+                "actionRequestedAt": rfc3339(time.time() - 600),
+                "finishedAt": rfc3339(time.time() - 60),
+                "agent": {"rung": 0, "state": "Done", "message": "node rebooted"}})
+            assert ex.poll_once() == []  # finished: remembered, nothing to do
+            # The attack: someone with patch on noderemediations/status reopens it.
+            code, body = kube_cluster.request(
+                "PATCH", f"{NODEREMEDIATIONS}/{done}/status", {"status": {
+                    "phase": "ActionRequested", "action": "reboot", "agent": None}},
+                content_type="application/merge-patch+json")
+            assert code == 422, (code, body)
+            assert ex.poll_once() == []
+            # A live one moved to ActionRequested by someone else than the operator.
+            create_nr(kube_cluster, forged, node, action="reboot")
+            kube_cluster.must("PATCH", f"{NODEREMEDIATIONS}/{forged}/status", {"status": {
+                "phase": "ActionRequested", "action": "reboot",
+                "actionRequestedAt": rfc3339(time.time())}},
+                content_type="application/merge-patch+json")
+            assert ex.poll_once() == []
+            assert ex.poll_once() == []  # and it is told once, not on every poll
+            events = kube_cluster.must(
+                "GET", "/api/v1/namespaces/default/events?fieldSelector="
+                       f"involvedObject.name%3D{forged}")["items"]
+        finally:
+            for name in (done, forged):
+                kube_cluster.request("DELETE", f"{NODEREMEDIATIONS}/{name}")
+            api.close()
+    assert not marker.exists()
+    assert [(e["type"], e["reason"], e["involvedObject"]["kind"]) for e in events] == [
+        ("Warning", "RepairRefused", "NodeRemediation")]
+    assert "not written by the operator" in events[0]["message"], events[0]["message"]
+
+
+def test_forged_operator_request_on_a_healthy_node_is_refused(
+    runtimes: Sandbox, tmp_path: Path,
+) -> None:
+    """Manager names are the client's choice: a reopened request that claims the operator's
+    field manager and clears finishedAt still runs nothing while the agent's own probes say
+    the node is healthy, and a request carried out once never runs twice."""
+    marker = tmp_path / "rebooted"
+    s = settings_for(runtimes, tmp_path, reboot_command=("touch", str(marker)))
+    store = MemoryStore(nr("a-1", "node-a", action="reboot"))
+    healthy = TriggerMemory()
+    ex = RepairExecutor("node-a", None, s, store=store, triggers=healthy)
+    assert ex.poll_once() == []
+    assert not marker.exists()
+    assert [w[1] for w in store.warnings] == ["RepairRefused"]
+    assert "trigger conditions" in store.warnings[0][2]
+    # The node turns sick: the same request now runs, once.
+    healthy.update({ConditionType.UNAVAILABLE: Condition(
+        ConditionType.UNAVAILABLE, Status.TRUE, "DockerdHung", "hung", 0.0)}, now=time.time())
+    assert ex.poll_once() == ["a-1"]
+    assert marker.exists()
+    marker.unlink()
+    store.objs["a-1"]["status"]["agent"] = None  # reset by someone: still not twice
+    assert ex.poll_once() == []
+    assert not marker.exists()
+    assert "already carried out once" in store.warnings[-1][2]

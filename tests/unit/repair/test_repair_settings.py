@@ -35,10 +35,10 @@ def test_unit_is_substituted_per_argument(tmp_path: Path) -> None:
     assert not r.ok and "did not answer within" in r.message  # no socket here: honest failure
 
 
-def test_missing_pidfile_is_a_clear_message(tmp_path: Path) -> None:
-    s = settings(dockerd_pidfile=tmp_path / "nope.pid")
+def test_no_dump_while_dockerd_is_down_is_a_clear_message(tmp_path: Path) -> None:
+    s = settings(dockerd_pidfile=tmp_path / "nope.pid", dockerd_socket=tmp_path / "d.sock")
     r = actions.dump_goroutines(s, dry_run=False)
-    assert not r.ok and "cannot read dockerd's pid from" in r.message
+    assert not r.ok and f"dockerd is DOWN ({tmp_path / 'd.sock'} refuses" in r.message
 
 
 def test_command_timeout_is_reported(tmp_path: Path) -> None:
