@@ -105,7 +105,7 @@ def build_probes(config: Config, endpoints: Endpoints, *, process: bool = True) 
             if socket:
                 probes.append(ProcessProbe(
                     runtime, socket_path=socket, proc_root=config.paths.proc_root,
-                    cgroup_root=config.paths.cgroup_root))
+                    cgroup_root=config.paths.cgroup_root, host_root=config.paths.host_root))
     return probes
 
 

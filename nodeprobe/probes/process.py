@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from nodeprobe.model import Check, Observation, Outcome, Runtime, Value
 from nodeprobe.probes.listener import listener_pid
 from nodeprobe.probes.procfs import (
+    CONTAINERD_DEFAULT_CONFIG,
+    CONTAINERD_DEFAULT_SOCKET,
+    config_file,
+    grpc_address,
     in_pod_cgroup,
     is_shim_of,
     memory_stat_path,
@@ -29,8 +33,10 @@ from nodeprobe.probes.procfs import (
     parse_start_ticks,
     parse_stat_fields,
     parse_status,
+    same_socket,
     shim_namespace,
     socket_match,
+    under_run,
 )
 from nodeprobe.probes.unixpeer import peer_pid
 
@@ -83,16 +89,19 @@ class ProcessProbe:
         socket_path: str | None,
         proc_root: str = "/proc",
         cgroup_root: str = "/sys/fs/cgroup",
+        host_root: str = "/",
         shim_settle_s: float = SHIM_SETTLE_S,
         peer: Callable[..., int | None] = peer_pid,
     ) -> None:
         """`peer` finds the socket's listener by SO_PEERCRED (a test passes one that sees pid
-        0, as an agent without hostPID does)."""
+        0, as an agent without hostPID does). A containerd's config file is read under
+        `host_root`."""
         self.runtime = runtime
         self._peer = peer
         self.socket_path = socket_path
         self.proc_root = proc_root
         self.cgroup_root = cgroup_root
+        self.host_root = host_root
         self.shim_settle_s = shim_settle_s
         self._comm = _COMM[runtime]
 
@@ -196,8 +205,9 @@ class ProcessProbe:
     def _find(self, *, timeout_s: float) -> _Found | None:
         """The daemon behind our socket: its listener by SO_PEERCRED (exact, when its pid is
         visible), else by the socket's inode in /proc (probes/listener.py: works without
-        hostPID), else the one whose argv names our socket, else the oldest of that name. A
-        zombie is never the daemon: it is returned only when nothing else has that name."""
+        hostPID, but needs ptrace access to the daemon's fd links), else the one whose argv (or
+        containerd's config file) names our socket, else the oldest of that name. A zombie is
+        never the daemon: it is returned only when nothing else has that name."""
         candidates, zombies = self._candidates()
         if self.socket_path is not None:
             pid = self._peer(self.socket_path, timeout_s=timeout_s)
@@ -208,7 +218,7 @@ class ProcessProbe:
                 return _Found(pid, "socket inode")
         best: tuple[bool, int, int] | None = None
         for pid, (argv, ticks) in candidates.items():
-            match = None if self.socket_path is None else socket_match(argv, self.socket_path)
+            match = self._serves(argv)
             if match is False:
                 continue  # it serves another socket: another daemon, not ours
             # the one naming our socket first, then the oldest (start time), then the lowest pid
@@ -221,6 +231,36 @@ class ProcessProbe:
             pid, parent = min(zombies.items())
             return _Found(pid, "scan", zombie_of=parent)
         return None
+
+    def _serves(self, argv: list[str]) -> bool | None:
+        """Whether this command line serves our socket (None: cannot tell). A containerd naming
+        no address takes it from its config file (`[grpc] address`): the systemd unit's
+        containerd reads /etc/containerd/config.toml, dockerd's managed one `--config
+        /var/run/docker/containerd/containerd.toml`, and argv alone cannot tell them from other
+        containerds. Without ptrace access to the daemons (the chart drops every capability)
+        the socket's inode is no help, so this is what finds the node's own."""
+        if self.socket_path is None:
+            return None
+        match = socket_match(argv, self.socket_path)
+        if match is not None or self.runtime is not Runtime.CONTAINERD:
+            return match
+        address = self._config_address(config_file(argv))
+        return None if address is None else same_socket(address, self.socket_path)
+
+    def _config_address(self, path: str) -> str | None:
+        """`[grpc] address` of a containerd config file as the host names it, read under
+        host_root; None when it is relative, unreadable or unparseable here. A missing default
+        config means containerd's defaults; a missing named one only that it is not mounted
+        here (containerd refuses to start without it)."""
+        if not path.startswith("/"):
+            return None
+        try:
+            text = _read_text(os.path.join(self.host_root, under_run(path).lstrip("/")))
+        except FileNotFoundError:
+            return CONTAINERD_DEFAULT_SOCKET if path == CONTAINERD_DEFAULT_CONFIG else None
+        except OSError:
+            return None
+        return grpc_address(text)
 
     def _candidates(self) -> tuple[dict[int, tuple[list[str], int | None]], dict[int, int]]:
         """Live processes named like our daemon (argv, start ticks), and zombies (ppid)."""

@@ -4,6 +4,7 @@ rule is unit-tested on fake trees and the probe only reads files."""
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass
 
 from nodeprobe.model import Value
@@ -118,14 +119,22 @@ def parse_start_ticks(stat_text: str) -> int | None:
     return int(fields[19])
 
 
+def under_run(path: str) -> str:
+    """`path` with /var/run spelled /run: the same directory on every current distribution (a
+    link), and the chart mounts only /run."""
+    return "/run/" + path.removeprefix("/var/run/") if path.startswith("/var/run/") else path
+
+
 def same_socket(addr: str, socket_path: str) -> bool:
     """True when a command-line address names `socket_path`.
 
     Also true for a path seen from the host while we see it under a mount prefix (the shim says
-    /run/containerd/containerd.sock, we read /host/run/containerd/containerd.sock).
+    /run/containerd/containerd.sock, we read /host/run/containerd/containerd.sock), and for
+    /var/run against /run.
     """
     if not addr.startswith("/") or addr.count("/") < 2:
         return False
+    addr, socket_path = under_run(addr), under_run(socket_path)
     return addr == socket_path or socket_path.endswith(addr)
 
 
@@ -151,6 +160,40 @@ def socket_match(argv: list[str], socket_path: str) -> bool | None:
     if not addresses:
         return None
     return any(same_socket(a, socket_path) for a in addresses)
+
+
+CONTAINERD_DEFAULT_SOCKET = "/run/containerd/containerd.sock"
+"""Where containerd listens when neither its argv nor its config names an address."""
+CONTAINERD_DEFAULT_CONFIG = "/etc/containerd/config.toml"
+"""The config containerd reads when its argv names none; a missing one means the defaults."""
+_CONFIG_FLAGS = ("-c", "--config")
+
+
+def config_file(argv: list[str]) -> str:
+    """The config file a containerd command line names with -c/--config (either form), else
+    the one containerd reads by default."""
+    for i, arg in enumerate(argv[1:], start=1):
+        flag, eq, value = arg.partition("=")
+        if eq and flag in _CONFIG_FLAGS:
+            return value
+        if arg in _CONFIG_FLAGS and i + 1 < len(argv):
+            return argv[i + 1]
+    return CONTAINERD_DEFAULT_CONFIG
+
+
+def grpc_address(config_text: str) -> str | None:
+    """The socket containerd's config serves (`[grpc] address`, else the default); None when the
+    text is not TOML or the address is not a unix path. Every config version keeps `[grpc]` at
+    the top level."""
+    try:
+        grpc = tomllib.loads(config_text).get("grpc", {})
+    except tomllib.TOMLDecodeError:
+        return None
+    address = grpc.get("address", CONTAINERD_DEFAULT_SOCKET) if isinstance(grpc, dict) else None
+    if not isinstance(address, str):
+        return None
+    address = address.removeprefix("unix://")
+    return address if address.startswith("/") else None
 
 
 def is_shim_of(argv: list[str], socket_path: str | None) -> bool:

@@ -47,6 +47,7 @@ POD_SUBNET = "10.233.0.0/24"
 BRIDGE = "np-cni0"
 SERVICE_LINK = "np-svc0"
 IN_NS_SOCKET = "/run/containerd/containerd.sock"
+IN_NS_CONFIG = "/run/containerd/containerd.toml"
 SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
            "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward")
 """What kubelet (and the bridge plugin) write; copies are bind-mounted over them in the node."""
@@ -119,7 +120,11 @@ class RealNode:
 
     # containerd
 
-    def _containerd_config(self) -> Path:
+    def _containerd_config(self) -> str:
+        """The config file, written to the node's /run and returned as the node names it: a
+        containerd's config says which socket it serves, and the agent pod reads it there
+        (the chart mounts the host's /run) as it reads dockerd's managed containerd's
+        /var/run/docker/containerd/containerd.toml on a real node."""
         cni_conf = self.base / "cni-conf"
         cni_conf.mkdir()
         (cni_conf / "10-nodeprobe-test.conflist").write_text(json.dumps({
@@ -132,8 +137,7 @@ class RealNode:
             }],  # the CRI sets up each pod's `lo` itself, with the loopback plugin
         }))
         cri = 'plugins."io.containerd.grpc.v1.cri"'
-        config = self.base / "containerd.toml"
-        config.write_text("\n".join([
+        self.host_path(IN_NS_CONFIG).write_text("\n".join([
             "version = 2",
             f'root = "{self.base / "containerd"}"',
             'state = "/run/containerd"',
@@ -155,13 +159,13 @@ class RealNode:
             '  runtime_type = "io.containerd.runc.v2"',
             "",
         ]))
-        return config
+        return IN_NS_CONFIG
 
     def _start_containerd(self) -> None:
         build = containerd_build(self.containerd_label)
         self.containerd = Containerd(
             name="containerd", argv=self.in_node(build.binary, "--config",
-                                                 str(self._containerd_config())),
+                                                 self._containerd_config()),
             socket=self.host_path(IN_NS_SOCKET), log=self.base / "containerd.log", env=build.env)
         self.containerd.start()
         for archive in (pause_archive(), busybox_archive()):

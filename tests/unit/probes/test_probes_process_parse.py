@@ -167,7 +167,9 @@ def test_scan_prefers_the_one_naming_our_socket_then_the_oldest(
 ) -> None:
     proc, cgroup = trees
     ours = str(tmp_path / "missing" / "containerd.sock")  # no socket: peercred fails, scan runs
-    fake_process(proc, 10, comm="containerd", argv=["containerd"], start=50)
+    # its config is not readable here (not under host_root): it may serve any socket
+    fake_process(proc, 10, comm="containerd", argv=["containerd", "-c", "/elsewhere.toml"],
+                 start=50)
     fake_process(proc, 11, comm="containerd", argv=["containerd", "-a", "/other/c.sock"],
                  start=10)
     fake_process(proc, 12, comm="containerd", argv=["containerd", "--address", ours], start=90,
@@ -181,7 +183,7 @@ def test_scan_prefers_the_one_naming_our_socket_then_the_oldest(
     fake_process(proc, 21, comm="containerd-shim", start=96,
                  argv=["/usr/bin/containerd-shim-runc-v2", "-address", "/other/c.sock"])
     probe = ProcessProbe(Runtime.CONTAINERD, socket_path=ours, proc_root=str(proc),
-                         cgroup_root=str(cgroup))
+                         cgroup_root=str(cgroup), host_root=str(tmp_path))
     outcome, values, info, detail = run(probe)
     assert outcome is Outcome.OK, detail
     assert values == {
@@ -208,6 +210,35 @@ def test_scan_prefers_the_one_naming_our_socket_then_the_oldest(
                                        proc_root=str(proc), cgroup_root=str(cgroup)))
     assert values[Value.PID] == 11
     assert values[Value.SHIMS] == 5
+
+
+def test_scan_follows_containerds_config_file_under_host_root(
+    trees: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Without hostPID or ptrace rights only the config says which containerd is the node's:
+    the oldest here serves the default socket (no argv, no /etc/containerd/config.toml), another
+    names an unreadable config, and ours (the youngest) a config under the host's /var/run."""
+    proc, cgroup = trees
+    host = tmp_path / "host"
+    (host / "run" / "docker" / "containerd").mkdir(parents=True)
+    (host / "run" / "docker" / "containerd" / "containerd.toml").write_text(
+        'version = 2\n[grpc]\n  address = "/var/run/docker/containerd/containerd.sock"\n')
+    ours = str(host / "run" / "docker" / "containerd" / "containerd.sock")  # as the pod sees it
+    fake_process(proc, 10, comm="containerd", argv=["/usr/bin/containerd"], start=10)
+    fake_process(proc, 11, comm="containerd", argv=["containerd", "--config=/tmp/x.toml"],
+                 start=20)
+    fake_process(proc, 12, comm="containerd", start=30, argv=[
+        "containerd", "--config", "/var/run/docker/containerd/containerd.toml"])
+    probe = ProcessProbe(Runtime.CONTAINERD, socket_path=ours, proc_root=str(proc),
+                         cgroup_root=str(cgroup), host_root=str(host))
+    outcome, values, info, detail = run(probe)
+    assert (outcome, values[Value.PID], info["found_by"]) == (Outcome.OK, 12, "scan"), detail
+    # the default socket is the argv-less one's, not the older unknown one's
+    default = str(host / "run" / "containerd" / "containerd.sock")
+    _, values, _, _ = run(ProcessProbe(Runtime.CONTAINERD, socket_path=default,
+                                       proc_root=str(proc), cgroup_root=str(cgroup),
+                                       host_root=str(host)))
+    assert values[Value.PID] == 10
 
 
 def test_no_process_is_down(trees: tuple[Path, Path]) -> None:
