@@ -82,6 +82,7 @@ class CanarySettings(CheckSettings):
         "A run past its deadline goes on in the background for up to this long more and "
         "removes what it made; leftovers (label `nodeprobe.io/canary`) are also swept at the "
         "start of every run.",
+        floor=1.0,
     )
 
 
