@@ -306,6 +306,13 @@ class RepairSettings:
         "The privileged repair executor's socket (`nodeprobe repair-executor`, its own "
         "container): the agent asks it to act and keeps no privilege. Empty: act in-process.",
     )
+    admission_guard: str = _leaf(
+        "nodeprobe-noderemediations",
+        "str",
+        "Name of the ValidatingAdmissionPolicy and its binding that keep NodeRemediations to "
+        "the operator (the chart sets `<release>-noderemediations`). Every repair is refused "
+        "while either is missing or the binding does not Deny; checked once a minute.",
+    )
     ledger: str = _leaf(
         "/var/lib/nodeprobe/repair-ledger.json",
         "path-or-empty",
