@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        repair = _start_repair(config, args.kubeconfig, standalone, publishers)
+        repair = _start_repair(config, args.kubeconfig, standalone, publishers, metrics)
     except _StartupFailed:
         if server is not None:
             server.stop()
@@ -191,7 +191,8 @@ class _Remember:
 
 
 def _start_repair(
-    config: Config, kubeconfig: str | None, standalone: bool, publishers: Publishers
+    config: Config, kubeconfig: str | None, standalone: bool, publishers: Publishers,
+    metrics: Metrics,
 ) -> RepairExecutor | None:
     """Node-local repairs run only when enabled and connected to a cluster."""
     if not config.repair.enabled:
@@ -206,7 +207,8 @@ def _start_repair(
     memory = TriggerMemory()
     publishers.conditions = _Remember(publishers.conditions, memory)
     try:
-        return start_executor(config, kubeconfig=kubeconfig, triggers=memory)
+        return start_executor(config, kubeconfig=kubeconfig, triggers=memory,
+                              on_guard=metrics.set_admission_guard)
     except KubeConfigError as e:
         log.error("repair executor: %s", e)
         raise _StartupFailed from e

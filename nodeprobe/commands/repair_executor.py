@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from nodeprobe.repair.actions import ActionSettings
     from nodeprobe.repair.channel import ExecutorServer
     from nodeprobe.repair.executor import KubeLookup
+    from nodeprobe.repair.guard import AdmissionGuard, kube_fetch
     from nodeprobe.repair.verify import Ledger
 
     overrides: dict[str, object] = {"nodeName": args.node_name} if args.node_name else {}
@@ -46,10 +47,12 @@ def run(args: argparse.Namespace) -> int:
         log.error("repair-executor needs repair.executorSocket (or --socket) and a node name "
                   "(--node-name or NODE_NAME)")
         return EXIT_CONFIG
+    # It checks the admission guard itself too, as it verifies everything else itself.
+    guard = AdmissionGuard(kube_fetch(api), name=config.repair.admission_guard)
     server = ExecutorServer(
         Path(path), ActionSettings.from_config(config), KubeLookup(api, config.node_name),
         ledger=Ledger(Path(config.repair.ledger) if config.repair.ledger else None),
-        dry_run=config.repair.dry_run)
+        guard=guard.check, dry_run=config.repair.dry_run)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping", signum)

@@ -41,11 +41,14 @@ class MemorySignalSettings(LeakSignalSettings):
 
 @dataclass(frozen=True, slots=True)
 class LeakSettings:
-    window: float = _leaf(3600.0, "duration", "Samples older than this are forgotten.")
+    window: float = _leaf(
+        3600.0, "duration", "Samples older than this are forgotten.", floor=60.0
+    )
     min_span: float = _leaf(
         600.0,
         "duration",
         "Growth is judged only once the samples span at least this long.",
+        floor=1.0,
     )
     min_samples: int = _leaf(10, "count", "... and only with at least this many samples.")
     long_window: float = _leaf(
@@ -53,9 +56,13 @@ class LeakSettings:
         "duration",
         "A second, long window (thinned to one sample per longWindow/200), so growth too slow "
         "for `window` (70 MiB/h from 800 MB) is named a leak within hours, not at the ceiling.",
+        floor=60.0,
     )
     long_min_span: float = _leaf(
-        7200.0, "duration", "Growth over the long window is judged once samples span this long."
+        7200.0,
+        "duration",
+        "Growth over the long window is judged once samples span this long.",
+        floor=1.0,
     )
     long_min_relative_growth: float = _leaf(
         0.1,
@@ -100,18 +107,22 @@ class RestartSettings:
         "Restarts within `window` that make a restart loop (NPD's FrequentDockerRestart needs "
         "5 in 20 min).",
     )
-    window: float = _leaf(600.0, "duration", "Restarts older than this are forgotten.")
+    window: float = _leaf(
+        600.0, "duration", "Restarts older than this are forgotten.", floor=1.0
+    )
     quiet: float = _leaf(
         600.0,
         "duration",
         "A raised restart loop holds until this long has passed without a restart, so a "
         "remediation `for:` counts from its first raise.",
+        floor=1.0,
     )
     down_grace: float = _leaf(
         10.0,
         "duration-or-0",
         "A runtime down for less than this (systemd restarts it) is counted as a restart and "
         "changes no condition; down longer, it is DockerdDown / ContainerdDown. 0 = no grace.",
+        floor=1.0,
     )
 
 
@@ -140,6 +151,7 @@ class JudgeSettings:
         "A Docker or CRI call that passes its deadline is reported HUNG and kept in flight (one "
         "per check) up to this long; if it answers, the hang is re-judged as slowness with the "
         "measured latency. 0 = off. kubelet's own CRI timeout is 2 minutes.",
+        floor=1.0,
     )
     recheck_interval: float = _leaf(
         1.0,
@@ -148,6 +160,7 @@ class JudgeSettings:
         "runs this often instead of its own interval, until the judge clears it: a GET /info "
         "on its 30 s interval needing `clearAfter` good answers kept a recovered node flagged "
         "for a minute and more. Never longer than the check's own interval.",
+        floor=0.1,
     )
     recheck_for: float = _leaf(
         300.0,
@@ -155,6 +168,7 @@ class JudgeSettings:
         "A check failing longer than this goes back to its own interval until another check "
         "of its runtime answers again, so a runtime that stays down is not polled (nor /proc "
         "scanned) every `recheckInterval` for hours.",
+        floor=1.0,
     )
     restart: RestartSettings = field(
         default_factory=RestartSettings,
@@ -171,7 +185,8 @@ class JudgeSettings:
         "ImageFsInfo stats older than this, and older than `imageFsStaleFactor` times the "
         "refresh period observed (containerd's stats_collect_period, 10s by default, may be "
         "raised), mean containerd's stats syncer is stuck. Until one refresh has been seen, the "
-        "bound is `imageFsStaleFactor` times this.",
+        "bound is `imageFsStaleFactor` times this. At least containerd's default refresh period.",
+        floor=10.0,
     )
     image_fs_stale_factor: float = _leaf(
         3.0,

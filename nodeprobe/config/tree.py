@@ -82,6 +82,7 @@ class CanarySettings(CheckSettings):
         "A run past its deadline goes on in the background for up to this long more and "
         "removes what it made; leftovers (label `nodeprobe.io/canary`) are also swept at the "
         "start of every run.",
+        floor=1.0,
     )
 
 
@@ -304,6 +305,13 @@ class RepairSettings:
         "path-or-empty",
         "The privileged repair executor's socket (`nodeprobe repair-executor`, its own "
         "container): the agent asks it to act and keeps no privilege. Empty: act in-process.",
+    )
+    admission_guard: str = _leaf(
+        "nodeprobe-noderemediations",
+        "str",
+        "Name of the ValidatingAdmissionPolicy and its binding that keep NodeRemediations to "
+        "the operator (the chart sets `<release>-noderemediations`). Every repair is refused "
+        "while either is missing or the binding does not Deny; checked once a minute.",
     )
     ledger: str = _leaf(
         "/var/lib/nodeprobe/repair-ledger.json",

@@ -199,6 +199,13 @@ class Metrics:
             ["runtime", "version", "api_version"],
             registry=r,
         )
+        self.repair_admission_guard = Gauge(
+            "nodeprobe_repair_admission_guard",
+            "1 while the admission guard on NodeRemediations is in place, as the repair "
+            "executor last saw it; 0 while it is not (every repair is refused), and always 0 "
+            "when repair mode is off.",
+            registry=r,
+        )
         self.build_info.labels(version or build_version()).set(1)
         self._precreate(default_checks() if checks is None else checks)
 
@@ -284,6 +291,9 @@ class Metrics:
             for reason in sorted(known):
                 active = cond.status == Status.TRUE and reason == cond.reason
                 self.condition_status.labels(ctype, reason).set(1 if active else 0)
+
+    def set_admission_guard(self, in_place: bool) -> None:
+        self.repair_admission_guard.set(1 if in_place else 0)
 
     def publish_error(self, target: str) -> None:
         """Count a failed write; `target` is one of PUBLISH_TARGETS."""

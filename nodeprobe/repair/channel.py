@@ -104,9 +104,9 @@ class ExecutorServer:
     """Serves orders on `path`, one at a time (a repair is never concurrent with another)."""
 
     def __init__(self, path: Path, settings: ActionSettings, lookup: Lookup, *,
-                 ledger: Ledger, dry_run: bool = False,
+                 ledger: Ledger, guard: Callable[[], str | None], dry_run: bool = False,
                  now: Callable[[], float] = time.time) -> None:
-        self.path, self.settings, self.lookup = path, settings, lookup
+        self.path, self.settings, self.lookup, self.guard = path, settings, lookup, guard
         self.ledger, self.dry_run, self.now = ledger, dry_run, now
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
@@ -158,7 +158,8 @@ class ExecutorServer:
                     order.runtime if order.action != "reboot" else None):
             return ActionResult(False, f"refused: the order does not match {order.name} as "
                                        "the API server has it")
-        why = refusal(req, sick=sick_by_node(conditions, req, now=self.now()),
+        why = refusal(req, unguarded=self.guard(),
+                      sick=sick_by_node(conditions, req, now=self.now()),
                       done=self.ledger.done, seen_terminal=self.ledger.terminal)
         if why is not None:
             log.warning("refused %s for %s: %s", order.action, order.name, why)

@@ -38,6 +38,7 @@ from nodeprobe.publish.kubeclient import (
 from nodeprobe.repair import actions
 from nodeprobe.repair.actions import ActionResult, ActionSettings
 from nodeprobe.repair.channel import Order, carry_out, send_order
+from nodeprobe.repair.guard import AdmissionGuard, kube_fetch
 from nodeprobe.repair.verify import TERMINAL, Ledger, Request, TriggerMemory, parse, refusal
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class RepairExecutor:
         triggers: TriggerMemory | None = None,
         ledger: Ledger | None = None,
         hands: Callable[[Order], ActionResult] | None = None,
+        guard: Callable[[], str | None],
     ) -> None:
         self.node_name = node_name
         self.settings = settings
@@ -131,6 +133,8 @@ class RepairExecutor:
         self.hands = hands or self._local
         """Who carries out a verified request: this process, or the privileged repair executor
         container over its socket (`channel.send_order`), which verifies it again."""
+        self.guard = guard
+        """Why the admission guard is not in place (`AdmissionGuard.check`), None when it is."""
         self._warned: set[tuple[str, int, float | None, str]] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -180,9 +184,9 @@ class RepairExecutor:
     def _handle(self, req: Request) -> bool:
         if req.agent.get("rung") == req.rung:
             return self._reported(req)
-        why = refusal(req, sick=self.triggers.sick(req.triggers, within_s=req.settle_s,
-                                                    now=self.now()),
-                      done=self.ledger.done, seen_terminal=self.ledger.terminal)
+        sick = self.triggers.sick(req.triggers, within_s=req.settle_s, now=self.now())
+        why = refusal(req, unguarded=self.guard(), sick=sick, done=self.ledger.done,
+                      seen_terminal=self.ledger.terminal)
         if why is not None:
             self._refuse(req, why)
             return False
@@ -246,13 +250,14 @@ class RepairExecutor:
 
 
 def start_executor(config: Config, *, triggers: TriggerMemory, kubeconfig: str | None = None,
-                   dry_run: bool = False,
-                   settings: ActionSettings | None = None) -> RepairExecutor:
+                   dry_run: bool = False, settings: ActionSettings | None = None,
+                   on_guard: Callable[[bool], None] = lambda _: None) -> RepairExecutor:
     """Build and start the executor from the agent's config tree (`config.repair`, sockets).
 
     `triggers` is the agent loop's judgement (verify.py rule 4). Credentials: `kubeconfig` when
     given, else the pod's service account. `settings` replaces what the config gives (tests:
-    sandbox paths, short timings).
+    sandbox paths, short timings). `on_guard` is told whether the admission guard is in place
+    (the agent's metric).
     """
     settings = settings or ActionSettings.from_config(config)
     api = new_client(kubeconfig=kubeconfig, in_cluster=kubeconfig is None,
@@ -267,8 +272,10 @@ def start_executor(config: Config, *, triggers: TriggerMemory, kubeconfig: str |
         def hands(order: Order) -> ActionResult:
             return send_order(Path(remote), order, timeout_s=wait)
 
+    guard = AdmissionGuard(kube_fetch(api), name=config.repair.admission_guard,
+                           on_change=on_guard)
     executor = RepairExecutor(config.node_name, api, settings,
                               dry_run=dry_run or config.repair.dry_run, triggers=triggers,
-                              ledger=ledger, hands=hands)
+                              ledger=ledger, hands=hands, guard=guard.check)
     executor.start()
     return executor

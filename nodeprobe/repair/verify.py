@@ -23,6 +23,9 @@ be forged on its own is backed by one that cannot:
 5. At most once: a (uid, rung) the agent has carried out is never carried out again, even if its
    status is reset (the ledger can be kept on disk so an agent restart keeps it).
 
+Before all of them: the admission guard that keeps NodeRemediations to the operator (rule 2
+relies on it) must be in place (`guard.py` asks; `refusal` is told why not).
+
 Parsing (`parse`) is the edge; `refusal` is pure.
 """
 
@@ -144,13 +147,17 @@ def parse(obj: Mapping[str, Any]) -> Request:
         agent=agent if isinstance(agent, Mapping) else {})
 
 
-def refusal(req: Request, *, sick: bool, done: Collection[tuple[str, int]],
-            seen_terminal: Collection[str]) -> str | None:
+def refusal(req: Request, *, unguarded: str | None, sick: bool,
+            done: Collection[tuple[str, int]], seen_terminal: Collection[str]) -> str | None:
     """Why `req` must not be carried out, or None when every rule of the module holds.
 
-    `sick`: a trigger condition of the plan is bad now or was within its settle window, by this
-    agent's own judgement (`TriggerMemory.sick`).
+    `unguarded`: why the admission guard is not in place (`AdmissionGuard.check`), None when it
+    is. `sick`: a trigger condition of the plan is bad now or was within its settle window, by
+    this agent's own judgement (`TriggerMemory.sick`).
     """
+    if unguarded is not None:
+        return (f"the admission guard on NodeRemediations is not in place ({unguarded}); "
+                "without it anyone who may write NodeRemediations could ask for a repair")
     strangers = sorted(w for w in req.writers if not w.startswith(OPERATOR_MANAGER_PREFIX))
     if not req.writers or strangers:
         return (f"the request was not written by the operator (status.phase/action set by "

@@ -329,11 +329,22 @@ def test_agent_rbac_is_exactly_what_the_agent_calls() -> None:
     }
     assert _grants(objects, "agent") == base
     # The repair executor, and so its NodeRemediation calls, runs in repair mode only.
-    assert _grants(_render(_ci("repair")), "agent") == base | {
+    repair = _render(_ci("repair"))
+    assert _grants(repair, "agent") == base | {
         ("*", "nodeprobe.io", "noderemediations", "list"),
         ("*", "nodeprobe.io", "noderemediations", "get"),  # repair-executor verifies again
         ("*", "nodeprobe.io", "noderemediations/status", "patch"),
+        # Is the admission guard in place? Only its own two objects, by name.
+        ("*", "admissionregistration.k8s.io", "validatingadmissionpolicies", "get"),
+        ("*", "admissionregistration.k8s.io", "validatingadmissionpolicybindings", "get"),
     }
+    named = [rule.get("resourceNames") for role in repair if role["kind"] == "ClusterRole"
+             and role["metadata"]["labels"]["app.kubernetes.io/component"] == "agent"
+             for rule in role["rules"] if rule["apiGroups"] == ["admissionregistration.k8s.io"]]
+    assert named == [["nodeprobe-noderemediations"]]
+    config = next(yaml.safe_load(o["data"]["config.yaml"]) for o in repair
+                  if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "nodeprobe-agent")
+    assert config["repair"]["admissionGuard"] == "nodeprobe-noderemediations"
     assert _bound(objects, "agent") == {
         ("ClusterRoleBinding", "nodeprobe-agent", "nodeprobe/nodeprobe-agent"),
         ("RoleBinding", "nodeprobe-agent-events", "nodeprobe/nodeprobe-agent"),

@@ -307,6 +307,19 @@ def test_config_and_policies_share_one_duration_grammar() -> None:
      "kubernetes.connectionMaxIdle: must be at most 85s, below kube-apiserver's 90 s"),
     ("disk: {usageInterval: 1s}", "disk.usageInterval: must be at least 60s"),
     ("runtimeLog: {window: 10ms}", "runtimeLog.window: must be at least 1s"),
+    ("judge: {horizon: 10ms}", "judge.horizon: must be at least 1s"),
+    ("judge: {recheckInterval: 1ms}", "judge.recheckInterval: must be at least 100ms"),
+    ("judge: {recheckFor: 10ms}", "judge.recheckFor: must be at least 1s"),
+    ("judge: {imageFsStaleAfter: 1s}", "judge.imageFsStaleAfter: must be at least 10s"),
+    ("judge: {restart: {window: 1ms}}", "judge.restart.window: must be at least 1s"),
+    ("judge: {restart: {quiet: 1ms}}", "judge.restart.quiet: must be at least 1s"),
+    ("judge: {restart: {downGrace: 1ms}}", "judge.restart.downGrace: must be at least 1s"),
+    ("judge: {leak: {window: 1s, minSpan: 1s}}", "judge.leak.window: must be at least 60s"),
+    ("judge: {leak: {minSpan: 1ms}}", "judge.leak.minSpan: must be at least 1s"),
+    ("judge: {leak: {longWindow: 1s}}", "judge.leak.longWindow: must be at least 60s"),
+    ("judge: {leak: {longMinSpan: 1ms}}", "judge.leak.longMinSpan: must be at least 1s"),
+    ("checks: {canary: {cleanupDeadline: 1ms}}",
+     "checks.canary.cleanupDeadline: must be at least 1s"),
 ])
 def test_every_duration_has_a_floor(tmp_path: Path, yaml_text: str, expected: str) -> None:
     """issue 18: `heartbeat: 1ms` meant a status write every sync, `interval: 0.000001` a hot
@@ -337,6 +350,15 @@ def test_floors_are_pinned() -> None:
                  if k.startswith("checks.") and k.endswith((".interval", ".deadline"))}
     assert len(per_check) >= 2 * len(Check) - 2 and set(per_check.values()) == {0.1}
     assert "| `kubernetes.heartbeat` | duration ≥ 10s |" in reference_table()
+    assert [key for key, floor in found.items() if floor is None] == []
+    assert found["judge.recheck_interval"] == 0.1
+    assert found["judge.horizon"] == found["judge.recheck_for"] == 1.0
+    assert found["judge.image_fs_stale_after"] == 10.0
+    assert found["judge.restart.window"] == found["judge.restart.quiet"] == 1.0
+    assert found["judge.restart.down_grace"] == 1.0
+    assert found["judge.leak.window"] == found["judge.leak.long_window"] == 60.0
+    assert found["judge.leak.min_span"] == found["judge.leak.long_min_span"] == 1.0
+    assert found["checks.canary.cleanup_deadline"] == 1.0
 
 
 @pytest.mark.parametrize(("yaml_text", "expected"), [

@@ -106,6 +106,7 @@ pod's view of the host: /host/run, /host/proc, /host/sys/fs/cgroup.
 {{- $repair := deepCopy (default dict $cfg.repair) -}}
 {{- $_ := set $repair "enabled" .Values.agent.repair.enabled -}}
 {{- $_ := set $repair "dumpDir" .Values.agent.repair.dumpDir -}}
+{{- $_ := set $repair "admissionGuard" (printf "%s-noderemediations" (include "nodeprobe.fullname" .)) -}}
 {{- if .Values.agent.repair.enabled -}}
 {{- $_ := set $repair "dockerdPidfile" "/host/run/docker.pid" -}}
 {{- $_ := set $repair "dockerdExecRoot" "/host/run/docker" -}}

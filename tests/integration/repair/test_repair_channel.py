@@ -25,6 +25,8 @@ class Lookup:
 
     def __init__(self, obj: dict[str, Any], *, bad: bool) -> None:
         self.obj, self.bad = obj, bad
+        self.unguarded: str | None = None
+        """What the executor's own admission-guard check says (None: in place)."""
 
     def remediation(self, name: str) -> Mapping[str, Any]:
         assert name == self.obj["metadata"]["name"]
@@ -42,7 +44,8 @@ def served(runtimes: Sandbox, tmp_path: Path) -> Iterator[tuple[Path, Lookup, Pa
     path = tmp_path / "executor.sock"
     server = ExecutorServer(path, settings_for(runtimes, tmp_path,
                                                reboot_command=("touch", str(marker))),
-                            lookup, ledger=Ledger(tmp_path / "ledger.json"))
+                            lookup, ledger=Ledger(tmp_path / "ledger.json"),
+                            guard=lambda: lookup.unguarded)
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
     try:
@@ -63,6 +66,20 @@ def test_a_verified_order_runs_once(served: tuple[Path, Lookup, Path]) -> None:
     again = send_order(path, ORDER, timeout_s=10)
     assert not again.ok and "already carried out once" in again.message
     assert not marker.exists()
+
+
+def test_the_executor_refuses_every_order_without_the_admission_guard(
+    served: tuple[Path, Lookup, Path],
+) -> None:
+    """issue 18 item 1: the privileged process checks the guard itself, as the agent does."""
+    path, lookup, marker = served
+    lookup.unguarded = "ValidatingAdmissionPolicy nodeprobe-noderemediations is not there"
+    refused = send_order(path, ORDER, timeout_s=10)
+    assert not refused.ok and "admission guard on NodeRemediations is not in place" in \
+        refused.message, refused.message
+    assert not marker.exists()
+    lookup.unguarded = None
+    assert send_order(path, ORDER, timeout_s=10).ok and marker.exists()
 
 
 def test_the_executor_verifies_again_what_the_agent_asks(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from nodeprobe.config import Config
 from nodeprobe.model import REMEDIATION_NODE_LABEL, Condition, ConditionType, Runtime, Status
 from nodeprobe.publish.kubeclient import rfc3339
 from nodeprobe.repair import actions
 from nodeprobe.repair.executor import RepairExecutor
+from nodeprobe.repair.guard import AdmissionGuard, kube_fetch
 from nodeprobe.repair.verify import Request, TriggerMemory
 from tests.harness.kubecluster import KubeCluster
 from tests.harness.runtimes import Sandbox
@@ -22,6 +25,14 @@ from tests.integration.repair.systemd_stub import Servicer
 from tests.integration.repair.test_repair_actions import settings_for
 
 NODEREMEDIATIONS = "/apis/nodeprobe.io/v1alpha1/noderemediations"
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+GUARD = Config().repair.admission_guard
+"""The release fixture is `helm install nodeprobe`: its guard has the config's default name."""
+
+
+def in_place() -> str | None:
+    """The admission guard as the MemoryStore tests assume it: in place."""
+    return None
 
 
 class MemoryStore:
@@ -75,7 +86,7 @@ def test_restart_hung_dockerd_and_report(own_runtimes: Sandbox, tmp_path: Path) 
                         nr("a-0", "node-a", phase="Draining"))
     s = settings_for(own_runtimes, tmp_path, dump_wait_s=2.0)
     ex = RepairExecutor("node-a", None, s, store=store,
-                        triggers=sick())
+                        triggers=sick(), guard=in_place)
     own_runtimes.dockerd.hang()
     with Servicer(own_runtimes, tmp_path) as servicer:
         assert ex.poll_once() == ["a-1"]
@@ -95,6 +106,7 @@ def test_restart_records_goroutine_dump(own_runtimes: Sandbox, tmp_path: Path) -
     """A leaking or slow dockerd still handles SIGUSR1: the dump path lands in the status."""
     store = MemoryStore(nr("a-1", "node-a"))
     ex = RepairExecutor("node-a", None, settings_for(own_runtimes, tmp_path), store=store,
+                        guard=in_place,
                         triggers=sick())
     old_pid = own_runtimes.dockerd.pid
     with Servicer(own_runtimes, tmp_path):
@@ -109,6 +121,7 @@ def test_dry_run_agent_reports_failed_and_does_nothing(runtimes: Sandbox,
     store = MemoryStore(nr("a-1", "node-a"))
     pid = runtimes.dockerd.pid
     ex = RepairExecutor("node-a", None, settings_for(runtimes, tmp_path), dry_run=True,
+                        guard=in_place,
                         store=store, triggers=sick())
     assert ex.poll_once() == ["a-1"]
     agent = store.objs["a-1"]["status"]["agent"]
@@ -121,6 +134,7 @@ def test_agent_restarted_mid_action_does_not_repeat(runtimes: Sandbox, tmp_path:
     obj["status"]["agent"] = {"rung": 0, "state": "Started"}
     store = MemoryStore(obj)
     ex = RepairExecutor("node-a", None, settings_for(runtimes, tmp_path), store=store,
+                        guard=in_place,
                         triggers=sick())
     assert ex.poll_once() == ["a-1"]
     assert store.objs["a-1"]["status"]["agent"]["state"] == "Failed"
@@ -133,7 +147,7 @@ def test_reboot_reported_done_only_after_boot_id_changes(runtimes: Sandbox,
     store = MemoryStore(nr("a-1", "node-a", action="reboot"))
     s = settings_for(runtimes, tmp_path, boot_id_path=boot, reboot_command=("true",))
     ex = RepairExecutor("node-a", None, s, store=store,
-                        triggers=sick())
+                        triggers=sick(), guard=in_place)
     ex.poll_once()
     agent = store.objs["a-1"]["status"]["agent"]
     assert agent["state"] == "Done" and agent["bootID"] == "boot-1"
@@ -254,7 +268,9 @@ def test_reopened_finished_remediation_is_refused_with_a_warning_event(
     marker = tmp_path / "rebooted"
     s = settings_for(runtimes, tmp_path, reboot_command=("touch", str(marker)))
     api = new_client(kubeconfig=str(agent_on_node.kubeconfig), in_cluster=False)
-    ex = RepairExecutor(node, api, s, triggers=TriggerMemory())  # the node is healthy
+    guard = AdmissionGuard(kube_fetch(api), name=GUARD)
+    ex = RepairExecutor(node, api, s, triggers=TriggerMemory(),  # the node is healthy
+                        guard=guard.check)
     # The cluster admin plays the operator (and then the attacker): the guard admits it.
     with admitted(kube_cluster, operators=(ADMIN,)):
         try:
@@ -303,7 +319,7 @@ def test_forged_operator_request_on_a_healthy_node_is_refused(
     s = settings_for(runtimes, tmp_path, reboot_command=("touch", str(marker)))
     store = MemoryStore(nr("a-1", "node-a", action="reboot"))
     healthy = TriggerMemory()
-    ex = RepairExecutor("node-a", None, s, store=store, triggers=healthy)
+    ex = RepairExecutor("node-a", None, s, store=store, triggers=healthy, guard=in_place)
     assert ex.poll_once() == []
     assert not marker.exists()
     assert [w[1] for w in store.warnings] == ["RepairRefused"]
@@ -318,3 +334,63 @@ def test_forged_operator_request_on_a_healthy_node_is_refused(
     assert ex.poll_once() == []
     assert not marker.exists()
     assert "already carried out once" in store.warnings[-1][2]
+
+
+@contextlib.contextmanager
+def guard_removed(cluster: KubeCluster) -> Iterator[None]:
+    """The release's admission policy and binding deleted, as on a cluster that never had
+    them (Kubernetes < 1.30); put back as they were afterwards."""
+    kept = [(kind, cluster.must("GET", f"{ADMISSION}/{kind}/{GUARD}"))
+            for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies")]
+    for kind, _ in kept:
+        cluster.must("DELETE", f"{ADMISSION}/{kind}/{GUARD}")
+    try:
+        yield
+    finally:
+        for kind, obj in reversed(kept):
+            meta = {k: obj["metadata"][k] for k in ("name", "labels", "annotations")
+                    if k in obj["metadata"]}
+            cluster.must("POST", f"{ADMISSION}/{kind}", {
+                "apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": meta,
+                "spec": obj["spec"]})
+
+
+def test_without_the_admission_guard_an_operator_request_runs_nothing(
+    runtimes: Sandbox, tmp_path: Path, kube_cluster: KubeCluster, crds: Path,
+    agent_on_node: AgentNode,
+) -> None:
+    """issue 18 item 1: where the policy that keeps NodeRemediations to the operator is absent,
+    a valid operator-written request on a sick node runs nothing and gets a Warning Event; the
+    agent reads the guard with the chart's agent ServiceAccount, and acts again once it is
+    back."""
+    from nodeprobe.publish.kubeclient import new_client
+
+    node = agent_on_node.name
+    name = f"{node}-unguarded"
+    marker = tmp_path / "rebooted"
+    s = settings_for(runtimes, tmp_path, reboot_command=("touch", str(marker)))
+    api = new_client(kubeconfig=str(agent_on_node.kubeconfig), in_cluster=False)
+    seen: list[bool] = []
+    guard = AdmissionGuard(kube_fetch(api), name=GUARD, recheck_s=0.0, on_change=seen.append)
+    ex = RepairExecutor(node, api, s, triggers=sick(), guard=guard.check)
+    try:
+        with guard_removed(kube_cluster):
+            create_nr(kube_cluster, name, node, action="reboot")
+            operator_patch(kube_cluster, name, {
+                "phase": "ActionRequested", "action": "reboot",
+                "actionRequestedAt": rfc3339(time.time())})
+            assert ex.poll_once() == []
+            assert ex.poll_once() == []  # told once, not on every poll
+            events = kube_cluster.must(
+                "GET", "/api/v1/namespaces/default/events?fieldSelector="
+                       f"involvedObject.name%3D{name}")["items"]
+            assert not marker.exists()
+            assert seen == [False]
+        # The guard is back: the same request, still valid, is carried out.
+        assert ex.poll_once() == [name]
+        assert marker.exists() and seen == [False, True]
+    finally:
+        kube_cluster.request("DELETE", f"{NODEREMEDIATIONS}/{name}")
+        api.close()
+    assert [(e["type"], e["reason"]) for e in events] == [("Warning", "RepairRefused")]
+    assert f"ValidatingAdmissionPolicy {GUARD} is not there" in events[0]["message"]

@@ -79,6 +79,7 @@ def test_the_promised_names_exist(reg: CollectorRegistry) -> None:
         "nodeprobe_loop_last_iteration_timestamp_seconds",
         "nodeprobe_build_info",
         "nodeprobe_runtime_info",
+        "nodeprobe_repair_admission_guard",
     }
     assert names == expected
     assert val(reg, "nodeprobe_build_info", version="1.2.3") == 1

@@ -27,13 +27,23 @@ def obj(**status: Any) -> dict[str, Any]:
 
 
 def why(o: dict[str, Any], *, sick: bool = True, done: set[tuple[str, int]] | None = None,
-        terminal: set[str] | None = None) -> str | None:
-    return refusal(parse(o), sick=sick, done=done or set(), seen_terminal=terminal or set())
+        terminal: set[str] | None = None, unguarded: str | None = None) -> str | None:
+    return refusal(parse(o), unguarded=unguarded, sick=sick, done=done or set(),
+                   seen_terminal=terminal or set())
 
 
 def test_the_operators_request_on_a_sick_node_is_carried_out() -> None:
     assert why(obj()) is None
     assert why(obj(rung=1, action="reboot")) is None  # the rung moved on (status.rung)
+
+
+def test_without_the_admission_guard_even_the_operators_request_is_refused() -> None:
+    """issue 18 item 1: where the guard is absent, a NodeRemediation proves nothing about
+    who asked, so the agent carries out nothing and says why."""
+    reason = why(obj(), unguarded="ValidatingAdmissionPolicy np-noderemediations is not there")
+    assert reason is not None
+    assert "admission guard on NodeRemediations is not in place" in reason
+    assert "np-noderemediations is not there" in reason
 
 
 def test_a_request_someone_else_wrote_is_refused() -> None:
