@@ -37,13 +37,14 @@ def _run(client: Any, *, command: list[str], user: str | None = None,
                           host_config=host_config)
 
 
-def _run_container(client: Any, **create: Any) -> tuple[int, str]:
-    """Create, start and wait for a container of the image; its exit status and output."""
+def _run_container(client: Any, *, stderr: bool = True, **create: Any) -> tuple[int, str]:
+    """Create, start and wait for a container of the image; its exit status and output
+    (stdout alone without `stderr`: a `--json` report, with the log lines kept apart)."""
     container = client.create_container(IMAGE, **create)
     try:
         client.start(container)
         status = client.wait(container, timeout=120)["StatusCode"]
-        return status, client.logs(container).decode(errors="replace")
+        return status, client.logs(container, stderr=stderr).decode(errors="replace")
     finally:
         client.remove_container(container, force=True)
 
@@ -60,7 +61,7 @@ def _run_as_the_chart_runs_the_agent(
         binds=binds, network_mode="none", read_only=security["readOnlyRootFilesystem"],
         pid_mode="host" if pid_host else None, cap_drop=security["capabilities"]["drop"],
         security_opt=[] if security["allowPrivilegeEscalation"] else ["no-new-privileges"])
-    return _run_container(client, command=command,
+    return _run_container(client, command=command, stderr=False,
                           user=f"{user['runAsUser']}:{user['runAsGroup']}",
                           host_config=host_config)
 
