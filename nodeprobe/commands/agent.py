@@ -30,6 +30,7 @@ from nodeprobe.publish.server import MetricsServer, MetricsServerError, ServerSe
 if TYPE_CHECKING:
     from nodeprobe.agent import ConditionSink
     from nodeprobe.model import Condition, ConditionType
+    from nodeprobe.probes import Probe
     from nodeprobe.publish.kubeclient import ClientSettings
     from nodeprobe.repair.executor import RepairExecutor
     from nodeprobe.repair.verify import TriggerMemory
@@ -100,21 +101,8 @@ def run(args: argparse.Namespace) -> int:
                   "spec.nodeName through the downward API)")
         return EXIT_CONFIG
 
-    endpoints = resolve(config)
-    for note in endpoints.notes:
-        log.warning("%s", note)
-    probes = build_probes(config, endpoints)
-    disabled_checks(config, probes)
-    if not probes:
-        log.error("nothing to probe: no dockerd or containerd socket found; in the Helm chart "
-                  "set agent.docker.socket or agent.containerd.socket to the socket's host path, "
-                  "on the command line --docker-socket or --containerd-socket (config: "
-                  "docker.socket, containerd.socket)")
-        return EXIT_CONFIG
-    missing = canary_image_problems(probes)
-    if missing:
-        for problem in missing:
-            log.error("checks.canary is on, but %s", problem)
+    probes = _probes(config)
+    if probes is None:
         return EXIT_CONFIG
 
     registry = CollectorRegistry()
@@ -131,17 +119,11 @@ def run(args: argparse.Namespace) -> int:
             log.error("%s", e)
             return EXIT_CONFIG
 
-    server = None
-    if config.metrics.port:
-        server = MetricsServer(registry, metrics, settings=ServerSettings(
-            host=config.metrics.address, port=config.metrics.port,
-            need_node_status=not standalone))
-        try:
-            server.start()
-        except MetricsServerError as e:
-            log.error("%s", e)
-            return EXIT_CONFIG
-        log.info("metrics on http://%s:%d/metrics", config.metrics.address, server.port)
+    try:
+        server = _start_server(config, registry, metrics, standalone=standalone)
+    except MetricsServerError as e:
+        log.error("%s", e)
+        return EXIT_CONFIG
 
     stop = threading.Event()
 
@@ -212,3 +194,35 @@ def _start_repair(
     except KubeConfigError as e:
         log.error("repair executor: %s", e)
         raise _StartupFailed from e
+
+
+def _probes(config: Config) -> list[Probe] | None:
+    """The probes of the runtimes found; None (after saying why) when there is nothing to probe
+    or the canary cannot run."""
+    endpoints = resolve(config)
+    for note in endpoints.notes:
+        log.warning("%s", note)
+    probes = build_probes(config, endpoints)
+    disabled_checks(config, probes)
+    if not probes:
+        log.error("nothing to probe: no dockerd or containerd socket found; in the Helm chart "
+                  "set agent.docker.socket or agent.containerd.socket to the socket's host path, "
+                  "on the command line --docker-socket or --containerd-socket (config: "
+                  "docker.socket, containerd.socket)")
+        return None
+    missing = canary_image_problems(probes)
+    for problem in missing:
+        log.error("checks.canary is on, but %s", problem)
+    return None if missing else probes
+
+
+def _start_server(config: Config, registry: CollectorRegistry, metrics: Metrics, *,
+                  standalone: bool) -> MetricsServer | None:
+    """/metrics, /healthz and /readyz, unless `metrics.port` is 0."""
+    if not config.metrics.port:
+        return None
+    server = MetricsServer(registry, metrics, settings=ServerSettings(
+        host=config.metrics.address, port=config.metrics.port, need_node_status=not standalone))
+    server.start()
+    log.info("metrics on http://%s:%d/metrics", config.metrics.address, server.port)
+    return server
