@@ -78,10 +78,14 @@ def test_server_side_dry_run_refuses_an_invalid_object(kubectl: Kubectl, crds: N
     proc = _dry_run(kubectl, bad)
     assert proc.returncode != 0 and "bogusField" in proc.stderr, proc.stdout + proc.stderr
     policy = h.objects(_render(None))
-    (vap,) = [o for o in policy if o["kind"] == "ValidatingAdmissionPolicy"]
-    vap["spec"]["validations"][0]["expression"] = "variables.noSuchVariable == 1"
-    proc = _dry_run(kubectl, yaml.safe_dump(vap))
-    assert proc.returncode != 0, "a policy whose CEL does not compile must be refused"
+    vaps = [o for o in policy if o["kind"] == "ValidatingAdmissionPolicy"]
+    components = {v["metadata"]["labels"]["app.kubernetes.io/component"] for v in vaps}
+    assert components == {"agent", "guard"}, components  # own-node and NodeRemediation guards
+    for vap in vaps:
+        vap["spec"]["validations"][0]["expression"] = "variables.noSuchVariable == 1"
+        proc = _dry_run(kubectl, yaml.safe_dump(vap))
+        assert proc.returncode != 0, \
+            f"{vap['metadata']['name']}: a policy whose CEL does not compile must be refused"
 
 
 def test_manifests_build_with_kustomize_and_pass_dry_run(kubectl: Kubectl, crds: None) -> None:
