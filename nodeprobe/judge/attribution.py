@@ -246,35 +246,50 @@ def attribute(
     cont = [p for p in problems if p.runtime is Runtime.CONTAINERD]
     cont_core = [p for p in cont if p.outcome in (Outcome.HUNG, Outcome.DOWN)]
     if cont_core:
-        worst, text = _describe(Runtime.CONTAINERD, cont_core)
-        reason = _OWN_REASON[Runtime.CONTAINERD][worst]
-        version = (Runtime.CONTAINERD, Check.CRI_VERSION)
-        if (worst is Outcome.HUNG and not any(p.check is Check.CRI_VERSION for p in cont)
-                and (fresh is None or version in fresh)):
-            text += "; CRI Version answers"
-        if docker:
-            own = any(p.check is Check.DOCKER_PING for p in docker)
-            text += (
-                f"; dockerd fails too ({_calls(docker)})"
-                if own
-                else f"; dockerd fails because of it ({_calls(docker)})"
-            )
-        elif Runtime.DOCKERD in seen:
-            text += "; dockerd answers"
-        return Cause(reason, text, Runtime.CONTAINERD)
+        return _containerd_cause(cont_core, cont=cont, docker=docker, seen=seen, fresh=fresh)
     if docker:
-        worst, text = _describe(Runtime.DOCKERD, docker)
-        checks = {p.check for p in docker}
-        if Check.DOCKER_PING not in checks and Check.DOCKER_VERSION in checks:
-            text += (
-                "; GET /_ping answers only after its deadline: dockerd is slow, not hung"
-                if Check.DOCKER_PING in late
-                else "; GET /_ping answers, so dockerd runs but its calls into containerd fail"
-            )
-        if cont:
-            text += f"; containerd: {cont[0].text}"
-        elif Runtime.CONTAINERD in seen:
-            text += "; containerd answers normally"
-        return Cause(_OWN_REASON[Runtime.DOCKERD][worst], text, Runtime.DOCKERD)
+        return _dockerd_cause(docker, cont=cont, seen=seen, late=late)
     first = min(cont, key=lambda p: _SPECIAL_ORDER.index(p.reason))
     return Cause(first.reason, f"containerd: {first.text}{_streak([first])}", Runtime.CONTAINERD)
+
+
+def _containerd_cause(
+    core: Sequence[Problem], *, cont: Sequence[Problem], docker: Sequence[Problem],
+    seen: Collection[Runtime], fresh: Collection[tuple[Runtime, Check]] | None,
+) -> Cause:
+    """containerd hung or down is the root cause; dockerd's failures are said as its effect."""
+    worst, text = _describe(Runtime.CONTAINERD, core)
+    version = (Runtime.CONTAINERD, Check.CRI_VERSION)
+    if (worst is Outcome.HUNG and not any(p.check is Check.CRI_VERSION for p in cont)
+            and (fresh is None or version in fresh)):
+        text += "; CRI Version answers"
+    if docker:
+        own = any(p.check is Check.DOCKER_PING for p in docker)
+        text += (
+            f"; dockerd fails too ({_calls(docker)})"
+            if own
+            else f"; dockerd fails because of it ({_calls(docker)})"
+        )
+    elif Runtime.DOCKERD in seen:
+        text += "; dockerd answers"
+    return Cause(_OWN_REASON[Runtime.CONTAINERD][worst], text, Runtime.CONTAINERD)
+
+
+def _dockerd_cause(
+    docker: Sequence[Problem], *, cont: Sequence[Problem], seen: Collection[Runtime],
+    late: Collection[Check],
+) -> Cause:
+    """dockerd itself fails (containerd answers, or fails only in a minor way)."""
+    worst, text = _describe(Runtime.DOCKERD, docker)
+    checks = {p.check for p in docker}
+    if Check.DOCKER_PING not in checks and Check.DOCKER_VERSION in checks:
+        text += (
+            "; GET /_ping answers only after its deadline: dockerd is slow, not hung"
+            if Check.DOCKER_PING in late
+            else "; GET /_ping answers, so dockerd runs but its calls into containerd fail"
+        )
+    if cont:
+        text += f"; containerd: {cont[0].text}"
+    elif Runtime.CONTAINERD in seen:
+        text += "; containerd answers normally"
+    return Cause(_OWN_REASON[Runtime.DOCKERD][worst], text, Runtime.DOCKERD)
