@@ -18,6 +18,7 @@ kubelet (logs, exec) by that hostname on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -52,6 +53,9 @@ SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/pa
            "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward")
 """What kubelet (and the bridge plugin) write; copies are bind-mounted over them in the node."""
 CGROUP = Path("/sys/fs/cgroup")
+LOCK = Path("/run/lock/nodeprobe-real-node.lock")
+"""One real node per machine (fixed bridge names, the host's kubepods cgroups): a second one
+waits for the first instead of breaking it."""
 HOST_PATHS = ("/var/lib/kubelet", "/var/log/containers", "/var/log/pods")
 """kubelet's own paths on a host (the node keeps them in its namespace)."""
 
@@ -345,12 +349,15 @@ def _remove_cgroup_tree() -> None:
 @contextlib.contextmanager
 def real_node(cluster: KubeCluster, base: Path, *, containerd: str = CONTAINERD_2
               ) -> Iterator[RealNode]:
-    node = RealNode(cluster, base, containerd=containerd)
-    try:
-        yield node.start()
-    finally:
-        node.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        node = RealNode(cluster, base, containerd=containerd)
+        try:
+            yield node.start()
+        finally:
+            node.stop()
+            shutil.rmtree(base, ignore_errors=True)
     left = node.leftovers()
     if left:
         raise ClusterError(f"the node left on the host: {', '.join(left)}")
