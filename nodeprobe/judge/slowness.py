@@ -27,7 +27,11 @@ class SlowJudge:
         self._checks = checks
 
     def record(self, state: CheckState, obs: Observation, *, forgiven: bool) -> None:
-        """An in-time result; `forgiven` = a HUNG the health judge took for possible slowness."""
+        """An in-time result; `forgiven` = a HUNG the health judge took for possible slowness.
+        A call sent before the late answer came was held through the same stop: only a call
+        sent after it weighs the late answer."""
+        if forgiven and obs.at < state.answered_late_at:
+            return
         pending, state.pending_slow = state.pending_slow, 0
         for _ in range(pending if forgiven else 0):
             self._step(state, True)  # still not in time: the late answer was slowness
@@ -41,6 +45,7 @@ class SlowJudge:
         """A late answer that re-judged `rejudged` results: weighed by the next call."""
         if rejudged:
             state.pending_slow = rejudged
+            state.answered_late_at = obs.at + obs.latency_s
             state.slow_latency = (obs.latency_s, True)
 
     def _step(self, state: CheckState, slow: bool) -> None:

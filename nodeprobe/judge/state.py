@@ -32,6 +32,8 @@ class CheckState:
     """When its last late answer came, and its latency."""
     pending_slow: int = 0
     """Slow results a late answer stands for, counted only if the next call is late too."""
+    answered_late_at: float = 0.0
+    """When the call behind the last late answer returned (its start plus its latency)."""
     slow: Counter = field(default_factory=Counter)
     slow_latency: tuple[float, bool] | None = None
     """The latency that made it slow, and whether it came after the deadline."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -195,6 +196,18 @@ class Dockerd(Daemon):
         reply = _http_get(self.socket, "/_ping")
         return reply is not None and reply.startswith(b"HTTP/1.") and b" 200 " in reply[:20]
 
+    def reaches_containerd(self) -> bool:
+        """/version lists the containerd component only while dockerd's connection to it works
+        (after containerd was stopped for a while, dockerd's gRPC client can stay in backoff)."""
+        reply = _http_get(self.socket, "/version")
+        if reply is None or b" 200 " not in reply[:20]:
+            return False
+        try:
+            body = json.loads(reply.partition(b"\r\n\r\n")[2])
+        except ValueError:
+            return False
+        return any(c.get("Name") == "containerd" for c in body.get("Components") or [])
+
 
 def slow_runc(path: Path, *, delay_s: float) -> Path:
     """A runc wrapper that sleeps `delay_s` before `runc start` (the container's process start),
@@ -352,8 +365,16 @@ class Sandbox:
             if daemon.proc is None or daemon.proc.poll() is not None:
                 daemon.proc = None
                 daemon.start()
-            elif daemon.stopped:
-                daemon.resume()
+            else:
+                daemon.resume()  # also after a SIGSTOP sent around hang(): SIGCONT is harmless
+        try:
+            _wait_until(self.dockerd.reaches_containerd, timeout_s=15,
+                        what="dockerd to reach containerd again", log=None)
+        except HarnessError:  # its client gave up on the connection: restart it, as one would
+            self.dockerd.stop()
+            self.dockerd.start()
+            _wait_until(self.dockerd.reaches_containerd, timeout_s=START_TIMEOUT_S,
+                        what="dockerd to reach containerd after a restart", log=self.dockerd.log)
 
     def stop(self) -> None:
         self.dockerd.stop()

@@ -42,7 +42,7 @@ def _widened(policy: dict[str, Any], operators: tuple[str, ...], agents: tuple[s
     return out
 
 
-def _admits_as_operator(cluster: KubeCluster, user: str) -> bool:
+def admits_as_operator(cluster: KubeCluster, user: str) -> bool:
     """A server-side dry-run create as `user` passes every guard (policies are compiled anew
     a moment after an update)."""
     body = {"apiVersion": "nodeprobe.io/v1alpha1", "kind": "NodeRemediation",
@@ -67,7 +67,7 @@ def admitted(cluster: KubeCluster, *, operators: tuple[str, ...] = (),
                      "application/merge-patch+json")
     try:
         for user in operators:
-            wait_for(lambda u=user: _admits_as_operator(cluster, u),  # type: ignore[misc]
+            wait_for(lambda u=user: admits_as_operator(cluster, u),  # type: ignore[misc]
                      timeout_s=30, what=f"every guard to admit {user}")
         yield
     finally:

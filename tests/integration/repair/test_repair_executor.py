@@ -20,7 +20,7 @@ from tests.harness.kubecluster import KubeCluster
 from tests.harness.runtimes import Sandbox
 from tests.integration.agent.agent_process import wait_for
 from tests.integration.kube.nodes import AgentNode
-from tests.integration.operator.guard import ADMIN, admitted
+from tests.integration.operator.guard import ADMIN, admits_as_operator, admitted
 from tests.integration.repair.systemd_stub import Servicer
 from tests.integration.repair.test_repair_actions import settings_for
 
@@ -344,6 +344,9 @@ def guard_removed(cluster: KubeCluster) -> Iterator[None]:
             for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies")]
     for kind, _ in kept:
         cluster.must("DELETE", f"{ADMISSION}/{kind}/{GUARD}")
+    # The API server drops a deleted policy from its admission cache a moment later.
+    wait_for(lambda: admits_as_operator(cluster, ADMIN), timeout_s=30,
+             what=f"the API server to stop enforcing {GUARD}")
     try:
         yield
     finally:
@@ -353,6 +356,8 @@ def guard_removed(cluster: KubeCluster) -> Iterator[None]:
             cluster.must("POST", f"{ADMISSION}/{kind}", {
                 "apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": meta,
                 "spec": obj["spec"]})
+        wait_for(lambda: not admits_as_operator(cluster, ADMIN), timeout_s=30,
+                 what=f"the API server to enforce {GUARD} again")
 
 
 def test_without_the_admission_guard_an_operator_request_runs_nothing(

@@ -340,6 +340,24 @@ def test_a_resumed_daemon_raises_nothing_from_its_held_calls_late_answers() -> N
     assert judge.unsettled(now=now) == frozenset()
 
 
+def test_a_call_sent_before_the_late_answer_came_is_part_of_the_hang_not_slowness() -> None:
+    """After SIGCONT the daemon works through its backlog: a call sent while it was stopped can
+    still pass its deadline after the held call answered late. That call says nothing about
+    the resumed daemon (it raised ContainerdAPISlow on a loaded CI machine)."""
+    judge, now = hung_ping(6)
+    events: list[Event] = []
+    now += 2
+    events += judge.observe(ping(Outcome.SLOW, now - 20, latency=20.0, late=True), now=now)
+    answered = now
+    now += 1  # its deadline ran out 1 s after the late answer; it was sent 2 s before it
+    events += judge.observe(ping(Outcome.HUNG, answered - 2), now=now)
+    for _ in range(10):
+        now += 1
+        events += judge.observe(ping(Outcome.OK, now, latency=0.01), now=now)
+    assert status(judge, SLOW) == (Status.FALSE, Reason.NOT_SLOW)
+    assert [e.type for e in events] == [EventType.NORMAL]
+
+
 def test_a_failing_check_is_unsettled_until_it_clears() -> None:
     judge, clock = make(), Clock()
     round_(judge, clock)
