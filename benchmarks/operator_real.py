@@ -34,8 +34,8 @@ from typing import Any
 from benchmarks.apidouble.server import Request
 from benchmarks.operator_bench import condition, iso, loadavg, make_node, proc_status, wait_for
 from benchmarks.operator_budget import OUT, run_scenario
+from tests.harness.chart import install
 from tests.harness.kubecluster import AUDIT_POLICY, KubeCluster, free_port
-from tests.integration.kube.chart import install
 
 GROUP = "/apis/nodeprobe.io/v1alpha1"
 REAL_OUT = OUT.with_name("operator_real.md")
