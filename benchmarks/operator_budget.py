@@ -1,37 +1,31 @@
 """Issue 10: the one cluster budget at 5,000 nodes, 50 sick under 3 overlapping policies.
 
-`python -m benchmarks.operator_bench --budget B [--nodes N] [--sick S] [--reps R]`: the operator
-(`nodeprobe.operator.run`, leader election on, tick 2 s as shipped) against the API double;
+`python -m benchmarks.operator_real --budget B [--nodes N] [--sick S] [--reps R]`: `nodeprobe
+operator` (leader election on, tick 2 s as shipped) against the real API server;
 three RemediationPolicies that overlap (every node; half the nodes; every node again, on the
 same trigger), each `maxConcurrent` B, the cluster budget (`--max-concurrent`) B. S nodes turn
 sick at once; the node agents' part is simulated (Done + condition cleared) until every episode
 Succeeded. Measured: time from the trigger's duration elapsing to the first cordon; the peak
 number of nodes held at one instant, replayed from every cordon/uncordon and node-Lease write
-the double answered (must equal B); API requests and writes per episode; operator RSS.
-Writes benchmarks/out/operator_budget.md.
+the server answered (must equal B); API requests and writes per episode; operator RSS.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
-from benchmarks.apidouble.operator import UNHEALTHY, Operator, add_policy, remediations
-from benchmarks.apidouble.server import Request
-from benchmarks.stats import machine, summarize
-from nodeprobe.operator import CRD_DIR
+from benchmarks.audit import Stamped, breakdown
+from benchmarks.operator_nodes import UNHEALTHY, iso, make_node
+from benchmarks.stats import loadavg, machine, proc_status, summarize, wait_for
 
 OUT = Path(__file__).with_name("out") / "operator_budget.md"
 MIB = 2**20
 
 
-def _held_peaks(log: list[tuple[float, Request]]) -> tuple[int, int]:
+def _held_peaks(log: list[Stamped]) -> tuple[int, int]:
     """Most nodes cordoned by us, and most node Leases held, at one instant."""
     cordoned: dict[str, bool] = {}
     leased: dict[str, bool] = {}
@@ -52,17 +46,9 @@ def _held_peaks(log: list[tuple[float, Request]]) -> tuple[int, int]:
     return peak_c, peak_l
 
 
-def breakdown(entries: list[tuple[float, Request]]) -> str:
-    counts: dict[str, int] = {}
-    for _, r in entries:
-        res = f"{r.resource}/{r.subresource}" if r.subresource else r.resource
-        k = f"{r.verb} {res or '(discovery)'}"
-        counts[k] = counts.get(k, 0) + 1
-    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-
-
 class Backend(Protocol):
-    """Where the scenario runs: the API double, or a real API server (benchmarks/operator_real)."""
+    """What the scenario needs of its API server: operator_real.RealBackend (a Protocol, as
+    operator_real imports this module)."""
 
     where: str
     """How the report names the API server and the operator's credentials."""
@@ -75,7 +61,7 @@ class Backend(Protocol):
     def remediations(self) -> list[dict[str, Any]]: ...
     def set_condition(self, node: str, sick: bool, since: str) -> None: ...
     def agent_done(self, nr: dict[str, Any]) -> None: ...
-    def log(self, start: float, end: float) -> list[tuple[float, Request]]:
+    def log(self, start: float, end: float) -> list[Stamped]:
         """The operator's requests answered in [start, end], stamped with the answer's time."""
         ...
     def close(self) -> None: ...
@@ -95,70 +81,7 @@ def _policies(args: Any) -> dict[str, dict[str, Any]]:
             "same-trigger": dict(common)}
 
 
-def run_budget(args: Any, *, timed_double: Any, make_node: Any, set_condition: Any,
-               proc_status: Any, wait_for: Any, iso: Any, loadavg: Any) -> str:
-    """The scenario against the API double (`operator_bench --budget B`)."""
-    backend = DoubleBackend(timed_double, set_condition, iso)
-    return run_scenario(backend, args, make_node=make_node, proc_status=proc_status,
-                        wait_for=wait_for, iso=iso, loadavg=loadavg, out=OUT)
-
-
-class DoubleBackend:
-    where = "the API double (benchmarks/apidouble), operator with the double's kubeconfig"
-
-    def __init__(self, timed_double: Any, set_condition: Any, iso: Any) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="np-opbudget-", dir="/tmp"))
-        (self.directory / "op").mkdir()
-        self.kube = timed_double(directory=self.directory / "kube", history=400_000)
-        self.kube.start()
-        self._set_condition, self._iso = set_condition, iso
-        self.op: Operator | None = None
-        for f in sorted(CRD_DIR.glob("*.yaml")):
-            self.kube.put_object(yaml.safe_load(f.read_text()))
-
-    def load(self, nodes: list[dict[str, Any]]) -> None:
-        for node in nodes:
-            self.kube.put_object(node)
-
-    def add_policy(self, name: str, spec: dict[str, Any]) -> None:
-        add_policy(self.kube, name, **spec)
-
-    def start_operator(self, budget: int, tick_s: float) -> int:
-        self.op = Operator(self.kube, self.directory / "op", name="operator", standalone=False,
-                           tick_s=tick_s, max_concurrent=budget, lease=(15, 10, 2))
-        return int(self.op.proc.pid)
-
-    def operator_alive(self) -> bool:
-        return self.op is not None and self.op.proc.poll() is None
-
-    def matched(self, policy: str) -> bool:
-        obj = self.kube.get("remediationpolicies", policy, group="nodeprobe.io") or {}
-        return bool((obj.get("status") or {}).get("matchedNodes"))
-
-    def remediations(self) -> list[dict[str, Any]]:
-        return remediations(self.kube)
-
-    def set_condition(self, node: str, sick: bool, since: str) -> None:
-        self._set_condition(self.kube, node, sick, since)
-
-    def agent_done(self, nr: dict[str, Any]) -> None:
-        st = nr.setdefault("status", {})
-        st["agent"] = {"rung": nr["spec"].get("rung", 0), "state": "Done",
-                       "message": "restarted"}
-        self.kube.put_object(nr)
-
-    def log(self, start: float, end: float) -> list[tuple[float, Request]]:
-        return list(self.kube.since(start, end))
-
-    def close(self) -> None:
-        if self.op is not None:
-            self.op.stop()
-        self.kube.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def run_scenario(backend: Backend, args: Any, *, make_node: Any, proc_status: Any,
-                 wait_for: Any, iso: Any, loadavg: Any, out: Path) -> str:
+def run_scenario(backend: Backend, args: Any, *, out: Path) -> str:
     reps: list[dict[str, Any]] = []
     load0 = loadavg()
     idle: dict[str, Any] = {}
