@@ -29,8 +29,8 @@ from benchmarks.agent_load import DefaultAgent, Load, histogram_p95
 from benchmarks.agent_rss import table as rss_table
 from benchmarks.real_kube import real_kube
 from benchmarks.stats import machine, summarize
+from tests.harness.agent_process import NODE, wait_for
 from tests.harness.runtimes import Sandbox
-from tests.integration.agent.agent_process import NODE, wait_for
 
 UNHEALTHY = "ContainerRuntimeUnavailable"
 OURS = ("ContainerRuntimeUnavailable", "ContainerRuntimeMemoryLeak", "ContainerRuntimeSlow")

@@ -24,8 +24,8 @@ from pathlib import Path
 from benchmarks.agent_load import CLK_TCK, DefaultAgent
 from benchmarks.real_kube import real_kube
 from benchmarks.stats import summarize
+from tests.harness.agent_process import NODE
 from tests.harness.runtimes import Sandbox
-from tests.integration.agent.agent_process import NODE
 
 WARMUP_S = 30.0
 PERIOD_S = 5.0

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
+from tests.harness.agent_process import NODE, free_port, terminate, wait_for
 from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox, busybox_rootfs_tar
-from tests.integration.agent.agent_process import NODE, free_port, terminate, wait_for
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOAD_IMAGE_REPO = "nodeprobe-test/busybox-load"

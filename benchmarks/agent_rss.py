@@ -65,8 +65,8 @@ def arenas(seconds: float = 120.0) -> str:
 
     from benchmarks.agent_load import DefaultAgent
     from benchmarks.real_kube import real_kube
+    from tests.harness.agent_process import NODE
     from tests.harness.runtimes import Sandbox
-    from tests.integration.agent.agent_process import NODE
 
     base = Path(tempfile.mkdtemp(prefix="np-ar-", dir="/tmp"))
     sandbox = Sandbox(base)

@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.harness.agent_process import AgentProcess, wait_for
+from tests.harness.chart import install
 from tests.harness.kubecluster import KubeCluster, TestKubelet, running_cluster
 from tests.harness.runtimes import Sandbox
-from tests.integration.agent.agent_process import AgentProcess, wait_for
-from tests.integration.kube.chart import install
 
 READS = ("get", "list", "watch")
 

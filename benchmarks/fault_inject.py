@@ -21,12 +21,11 @@ from typing import Any
 
 from benchmarks.agent_load import DefaultAgent
 from nodeprobe.model import Reason
+from tests.harness.agent_process import wait_for
 from tests.harness.delay_proxy import DelayProxy
-from tests.harness.journal import CORRUPT, write_journal
+from tests.harness.journal import BENIGN, CORRUPT, write_journal
 from tests.harness.loopfs import fill_to, loop_mount
 from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox, slow_runc
-from tests.integration.agent.agent_process import wait_for
-from tests.integration.probes.test_runtime_log import BENIGN
 
 POLL_S = 0.1
 

@@ -68,7 +68,7 @@ def synthetic(n: int, *, start: float, per_hour: float, hours: float) -> list[fl
     from nodeprobe.config import Config
     from nodeprobe.judge.continuous import Judge
     from nodeprobe.model import Check, Runtime
-    from tests.unit.judge.test_continuous import T0, process
+    from tests.harness.observations import T0, process
 
     out: list[float | None] = []
     every = 15.0

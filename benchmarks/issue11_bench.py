@@ -27,10 +27,10 @@ from benchmarks.stats import machine, summarize
 from nodeprobe.model import Check, Outcome
 from nodeprobe.probes.canary import DockerCanary
 from nodeprobe.probes.canary_cri import CriCanary
+from tests.harness.agent_process import free_port, terminate, wait_for
+from tests.harness.cri import import_image_for_cri
+from tests.harness.journal import write_journal
 from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox
-from tests.integration.agent.agent_process import free_port, terminate, wait_for
-from tests.integration.probes.cri_support import import_image_for_cri
-from tests.integration.probes.test_runtime_log import write_journal
 
 OUT = Path(__file__).with_name("out") / "issue11.md"
 MIB = 2**20

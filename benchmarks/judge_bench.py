@@ -23,10 +23,9 @@ from pathlib import Path
 
 from benchmarks.stats import machine, summarize
 from nodeprobe.model import ConditionType, Reason, Status
+from tests.harness.agent_loop import SHIPPED, TransitionSinks, config_for, running_agent
 from tests.harness.delay_proxy import DelayProxy
 from tests.harness.runtimes import Sandbox
-from tests.integration.agent.test_agent_loop import config_for, running_agent
-from tests.integration.agent.test_agent_restart_loop import SHIPPED, TransitionSinks
 
 OUT = Path(__file__).with_name("out") / "judge.md"
 POLL_S = 0.05

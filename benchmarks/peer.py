@@ -47,8 +47,8 @@ from benchmarks.agent_load import DefaultAgent, Load
 from benchmarks.peer_kube import PeerKube, peer_kube
 from benchmarks.peer_measure import loadavg, sampling, tree_cpu_s
 from benchmarks.stats import summarize
+from tests.harness.agent_process import free_port, terminate
 from tests.harness.runtimes import GO_BUILD, ROOT, Sandbox, go_versions, tools_cache
-from tests.integration.agent.agent_process import free_port, terminate
 
 DETECT_CAP_S = 120.0
 """Longest wait for a tool to raise (NPD's shipped docker check times out `docker ps` at 60 s)."""

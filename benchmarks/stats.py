@@ -6,8 +6,9 @@ import os
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,39 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     return f"{cpus} cores ({model}), {mem_kib / 1024 / 1024:.0f} GiB"
+
+
+def loadavg() -> str:
+    """The machine's 1, 5 and 15-minute load averages, as /proc/loadavg writes them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS, VmHWM, RssAnon (bytes) and Threads of a live process, from /proc."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM", "RssAnon", "Threads"):
+            out[key] = int(value.split()[0]) * (1024 if value.strip().endswith("kB") else 1)
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a live process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for(predicate: Callable[[], object], *, timeout_s: float, what: str,
+             every: Callable[[], object] | None = None) -> float:
+    """Poll a real state until true; returns the wall-clock instant it was seen. `every` runs
+    on each round (the simulated agents' part)."""
+    end = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return time.time()
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        if every is not None:
+            every()
+        time.sleep(0.1)  # pacing of the poll, not synchronisation

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.harness import image
+from tests.harness.chart import Release, helm, install
 from tests.harness.gotools import kube_versions
 from tests.harness.kubecluster import KubeCluster, TestKubelet, running_cluster
 from tests.harness.runtimes import (
@@ -33,7 +34,6 @@ from tests.harness.runtimes import (
     containerd_build,
     which,
 )
-from tests.integration.kube.chart import Release, helm, install
 from tests.integration.kube.nodes import AgentNode, agent_node
 
 MATRIX_DIRS = ("tests/integration/probes", "tests/integration/agent")

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from nodeprobe.model import Outcome, Runtime
+from tests.harness.agent_process import free_port, terminate, wait_for
 from tests.harness.runtimes import Sandbox
-from tests.integration.agent.agent_process import free_port, terminate, wait_for
 from tools import helm
 
 pytestmark = pytest.mark.timeout(180)

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests.deploy.kubectl import Kubectl, wait
+from tests.harness.chart import Release, install
 from tests.harness.kubecluster import KubeCluster, TestKubelet
-from tests.integration.kube.chart import Release, install
 from tests.integration.operator.guard import ADMIN, admitted
 
 pytestmark = pytest.mark.timeout(600)

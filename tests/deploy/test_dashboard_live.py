@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from tests.harness.agent_process import AgentProcess, free_port
+from tests.harness.chart import Release
 from tests.harness.kubecluster import KubeCluster, TestKubelet
 from tests.harness.prometheus import Prometheus
-from tests.integration.agent.agent_process import AgentProcess, free_port
-from tests.integration.kube.chart import Release
 from tests.integration.kube.nodes import AgentNode
 from tests.integration.operator.cluster import Fleet, Operator
 from tools import dashboard as dash

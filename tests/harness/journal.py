@@ -17,6 +17,8 @@ BOOT = uuid.uuid4().hex
 CORRUPT = ("time=\"2026-01-01T00:00:00Z\" level=error msg=\"Handler for POST /containers/create "
            "returned error: readlink /var/lib/docker/overlay2/l/ABCDEFGH: invalid argument\"")
 """dockerd's line for a broken overlay2 layer link (DESIGN 2a)."""
+BENIGN = "level=info msg=\"API listen on /run/docker.sock\""
+"""An ordinary dockerd line the runtime-log check must not count."""
 
 
 def write_journal(directory: Path, entries: list[tuple[float, str, str]]) -> None:

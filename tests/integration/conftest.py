@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.chart import CHART, kubectl
 from tests.harness.kubecluster import KubeCluster
-from tests.integration.kube.chart import CHART, kubectl
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,8 @@ import time
 import pytest
 
 from nodeprobe.model import ConditionType, Reason, Status
+from tests.harness.agent_loop import TransitionSinks, config_for, running_agent, wait_for
 from tests.harness.delay_proxy import DelayProxy
-from tests.integration.agent.test_agent_loop import config_for, running_agent, wait_for
-from tests.integration.agent.test_agent_restart_loop import TransitionSinks
 
 WATCH_S = 20.0
 

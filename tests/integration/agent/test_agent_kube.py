@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.agent_process import AgentProcess, wait_for
+from tests.harness.chart import Release, kubectl
 from tests.harness.kubecluster import KubeCluster, TestKubelet
 from tests.harness.runtimes import Sandbox
-from tests.integration.agent.agent_process import AgentProcess, wait_for
-from tests.integration.kube.chart import Release, kubectl
 from tests.integration.kube.nodes import AgentNode, agent_node, condition, has, node_events
 
 # Kubernetes-side behaviour: the same whichever containerd runs.

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.agent_process import AgentProcess, wait_for
 from tests.harness.kubecluster import KubeCluster
 from tests.harness.runtimes import Sandbox
-from tests.integration.agent.agent_process import AgentProcess, wait_for
 from tests.integration.kube.nodes import AgentNode, condition, has
 
 # Leak judgement over minutes: the same on 2.x, and CI time matters.

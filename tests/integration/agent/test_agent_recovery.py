@@ -14,7 +14,7 @@ import pytest
 
 from nodeprobe.config import load
 from nodeprobe.model import ConditionType, EventType, Status
-from tests.integration.agent.test_agent_loop import RecordingSinks, running_agent, wait_for
+from tests.harness.agent_loop import RecordingSinks, running_agent, wait_for
 
 HOLD_S = 12.0
 """How long the hang lasts after it is raised: long enough for the held calls to pile up a run

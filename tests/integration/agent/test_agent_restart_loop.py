@@ -8,55 +8,23 @@ grace), except a 60 s quiet period so the test also sees the clear. containerd l
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
 import pytest
 
-from nodeprobe.config import Config
-from nodeprobe.model import Condition, ConditionType, Event, Reason, Status
-from tests.integration.agent.test_agent_loop import (
-    FAST,
-    RecordingSinks,
+from nodeprobe.model import ConditionType, Event, Reason, Status
+from tests.harness.agent_loop import (
+    SHIPPED,
+    TransitionSinks,
     config_for,
     running_agent,
     wait_for,
 )
 
-
-def _shipped() -> dict[str, float]:
-    """The shipped value of every check key test_agent_loop's FAST overrides: read from the
-    config tree, where defaults are written once."""
-    checks = Config.defaults().checks
-    out = {}
-    for key in FAST:
-        _, check, leaf = key.split(".")
-        settings = getattr(checks, re.sub(r"(?<!^)(?=[A-Z])", "_", check).lower())
-        out[key] = float(getattr(settings, leaf))
-    return out
-
-
-SHIPPED = _shipped()
-"""The shipped docker/CRI timing, undoing test_agent_loop's 200 ms / 1 s ones."""
 CYCLE_S = 30.0
 RUN_S = 300.0
 QUIET_S = 60.0
-
-
-class TransitionSinks(RecordingSinks):
-    """Also keeps every (status, reason) ContainerRuntimeUnavailable went through."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.history: list[tuple[float, Status, str]] = []
-
-    def update(self, conditions: dict[ConditionType, Condition]) -> None:
-        cond = conditions[ConditionType.UNAVAILABLE]
-        with self.lock:
-            if not self.history or self.history[-1][1:] != (cond.status, cond.reason):
-                self.history.append((time.monotonic(), cond.status, cond.reason))
-        super().update(conditions)
 
 
 @pytest.mark.timeout(900)

@@ -10,9 +10,8 @@ import time
 import pytest
 
 from nodeprobe.model import ConditionType, Reason, Status
+from tests.harness.agent_loop import TransitionSinks, config_for, running_agent, wait_for
 from tests.harness.delay_proxy import DelayProxy
-from tests.integration.agent.test_agent_loop import config_for, running_agent, wait_for
-from tests.integration.agent.test_agent_restart_loop import TransitionSinks
 
 DELAY_S = 8.0
 WATCH_S = 60.0

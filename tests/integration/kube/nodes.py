@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.harness.agent_process import wait_for
+from tests.harness.chart import Release
 from tests.harness.kubecluster import KubeCluster, TestKubelet
-from tests.integration.agent.agent_process import wait_for
-from tests.integration.kube.chart import Release
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 

@@ -13,10 +13,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.harness.agent_process import AgentProcess, wait_for
+from tests.harness.chart import Release
 from tests.harness.kubecluster import KubeCluster, TestKubelet
 from tests.harness.runtimes import Sandbox
-from tests.integration.agent.agent_process import AgentProcess, wait_for
-from tests.integration.kube.chart import Release
 
 UNAVAILABLE = "ContainerRuntimeUnavailable"
 

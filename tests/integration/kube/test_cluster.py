@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from tests.harness.agent_process import wait_for
 from tests.harness.kubecluster import KubeCluster, TestKubelet
-from tests.integration.agent.agent_process import wait_for
 
 
 def test_rbac_is_enforced_and_bound_tokens_carry_the_node(

@@ -19,11 +19,11 @@ import pytest
 import yaml
 
 from nodeprobe import kubectl as plugin
+from tests.harness.agent_process import AgentProcess, wait_for
+from tests.harness.chart import CHART, Release, helm, kubectl
 from tests.harness.gotools import tool
 from tests.harness.kubecluster import KubeCluster, TestKubelet
 from tests.harness.runtimes import Sandbox
-from tests.integration.agent.agent_process import AgentProcess, wait_for
-from tests.integration.kube.chart import CHART, Release, helm, kubectl
 from tests.integration.kube.nodes import AgentNode
 from tests.integration.operator.cluster import Fleet, Operator
 

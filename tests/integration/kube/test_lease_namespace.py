@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.harness.chart import CHART, Release, helm, kubectl
 from tests.harness.kubecluster import KubeCluster, TestKubelet
-from tests.integration.kube.chart import CHART, Release, helm, kubectl
 from tests.integration.operator.cluster import Fleet, Operator, wait_for
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"

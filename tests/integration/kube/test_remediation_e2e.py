@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.harness.agent_process import terminate, wait_for
+from tests.harness.chart import Release, helm, install, kubectl
 from tests.harness.kubecluster import KubeCluster, TestKubelet, free_port
 from tests.harness.runtimes import Sandbox
-from tests.integration.agent.agent_process import terminate, wait_for
-from tests.integration.kube.chart import Release, helm, install, kubectl
 from tests.integration.kube.rbac import Permission, granted, used
 from tests.integration.operator.guard import admitted
 from tests.integration.repair.systemd_stub import Servicer, command

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from tests.harness.chart import Release, helm, install
 from tests.harness.image import save
 from tests.harness.kubecluster import KubeCluster, running_cluster
 from tests.harness.kubecluster.node import RealNode, real_node
-from tests.integration.kube.chart import Release, helm, install
 from tests.integration.node.pods import RELEASE_VALUES, wait_pods_ready
 
 

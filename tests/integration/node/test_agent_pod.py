@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from nodeprobe.model import ConditionType
+from tests.harness.chart import Release, kubectl
 from tests.harness.gotools import tool
 from tests.harness.kubecluster import KubeCluster
 from tests.harness.kubecluster.node import RealNode
-from tests.integration.kube.chart import Release, kubectl
 from tests.integration.node.pods import RELEASE_VALUES, is_ready, pods, restarts
 from tools import helm
 

@@ -11,8 +11,8 @@ import json
 import pytest
 
 from nodeprobe.model import Check, Outcome, Value
+from tests.harness.chart import Release, kubectl
 from tests.harness.kubecluster.node import RealNode
-from tests.integration.kube.chart import Release, kubectl
 from tests.integration.node.test_agent_pod import agent_pod
 
 pytestmark = pytest.mark.real_node

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from nodeprobe.model import ConditionType
+from tests.harness.chart import Release
 from tests.harness.kubecluster.node import RealNode
-from tests.integration.kube.chart import Release
 from tests.integration.node.pods import pods, restarts
 from tests.integration.node.test_agent_pod import AGENT, kubectl_nodeprobe
 

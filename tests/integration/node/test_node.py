@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.chart import kubectl
 from tests.harness.kubecluster import KubeCluster
 from tests.harness.kubecluster.images import NODE_BUSYBOX
 from tests.harness.kubecluster.node import SYSCTLS, RealNode
-from tests.integration.kube.chart import kubectl
 from tests.integration.node.pods import wait_pods_ready
 
 pytestmark = pytest.mark.real_node

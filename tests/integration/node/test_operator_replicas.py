@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.integration.kube.chart import Release
+from tests.harness.chart import Release
 from tests.integration.node.pods import describe, is_ready, pods, restarts
 
 pytestmark = pytest.mark.real_node

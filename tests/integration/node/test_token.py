@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from nodeprobe.model import ConditionType
+from tests.harness.chart import Release
 from tests.harness.kubecluster.node import RealNode
-from tests.integration.kube.chart import Release
 from tests.integration.node.test_agent_pod import agent_pod
 
 pytestmark = pytest.mark.real_node

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.harness.chart import Release
 from tests.harness.kubecluster import KubeCluster, TestKubelet
-from tests.integration.kube.chart import Release
 from tests.integration.kube.nodes import WRITE_VERBS, remove_node
 
 ROOT = Path(__file__).resolve().parents[3]

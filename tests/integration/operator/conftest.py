@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.chart import Release
 from tests.harness.kubecluster import KubeCluster, TestKubelet
-from tests.integration.kube.chart import Release
 from tests.integration.operator.cluster import API, Fleet, Operator, wait_for
 
 OperatorFactory = Callable[..., Operator]

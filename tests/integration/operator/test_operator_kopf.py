@@ -13,7 +13,7 @@ import socket
 import urllib.error
 import urllib.request
 
-from tests.integration.kube.chart import kubectl
+from tests.harness.chart import kubectl
 from tests.integration.operator.cluster import API, UNHEALTHY, CordonWatch, Fleet, wait_for
 from tests.integration.operator.conftest import OperatorFactory
 

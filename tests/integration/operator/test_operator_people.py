@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.integration.kube.chart import kubectl
+from tests.harness.chart import kubectl
 from tests.integration.operator.cluster import (
     SMP,
     UNHEALTHY,

@@ -19,7 +19,7 @@ import pytest
 from nodeprobe.operator.blockers import firing_alerts
 from nodeprobe.operator.grammar import iso, parse_iso
 from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
-from tests.integration.agent.agent_process import terminate
+from tests.harness.agent_process import terminate
 from tests.unit.operator.fake_kube import FakeKube
 
 RULES = """groups:

@@ -20,12 +20,12 @@ from nodeprobe.judge.continuous import Judge
 from nodeprobe.model import Check, ConditionType, Outcome, Reason, Runtime, Status, Value
 from nodeprobe.probes.canary import LABEL, DockerCanary
 from nodeprobe.probes.canary_cri import CriCanary
-from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox, slow_runc
-from tests.integration.probes.cri_support import (
+from tests.harness.cri import (
     cri_containerd,
     ctr_container_ids,
     import_image_for_cri,
 )
+from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox, slow_runc
 
 RUNC_DELAY_S = 15.0
 DEADLINE_S = 90.0
@@ -270,7 +270,7 @@ def test_cri_canary_sweeps_only_what_it_made(runtimes: Sandbox, tmp_path: Path) 
 
 
 def _canary_config(sandbox: Sandbox, **extra: object) -> Config:
-    from tests.integration.agent.test_agent_loop import config_for
+    from tests.harness.agent_loop import config_for
 
     return config_for(sandbox, **{"checks.canary.enabled": True,
                                   "checks.canary.image": BUSYBOX_IMAGE,
@@ -291,7 +291,7 @@ def _canary_counts(text: str) -> dict[str, float]:
 def test_agent_with_the_canary_on_healthy_runtimes_is_ok_each_interval(runtimes: Sandbox) -> None:
     from prometheus_client import generate_latest
 
-    from tests.integration.agent.test_agent_loop import running_agent, wait_for
+    from tests.harness.agent_loop import running_agent, wait_for
 
     config = _canary_config(runtimes, **{"checks.canary.interval": "1s"})
     with running_agent(config) as (_, sinks, registry):
@@ -307,7 +307,7 @@ def test_agent_with_the_canary_on_healthy_runtimes_is_ok_each_interval(runtimes:
 
 
 def test_agent_with_a_slow_runc_raises_container_start_slow(slow_sandbox: Sandbox) -> None:
-    from tests.integration.agent.test_agent_loop import running_agent, wait_for
+    from tests.harness.agent_loop import running_agent, wait_for
 
     config = _canary_config(slow_sandbox, **{"checks.canary.interval": "20s",
                                              "checks.canary.deadline": "90s",

@@ -17,8 +17,7 @@ import pytest
 from nodeprobe.cri import runtime_v1_pb2, runtime_v1_pb2_grpc
 from nodeprobe.model import Check, Observation, Outcome, Runtime, Value
 from nodeprobe.probes.cri import INFO_CRI_API, CriProbe
-from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox
-from tests.integration.probes.cri_support import (
+from tests.harness.cri import (
     CriClient,
     cri_containerd,
     ctr_container_ids,
@@ -26,6 +25,7 @@ from tests.integration.probes.cri_support import (
     import_image_for_cri,
     raw_server,
 )
+from tests.harness.runtimes import BUSYBOX_IMAGE, Sandbox
 
 CHECKS = CriProbe.checks
 DEADLINE = 2.0

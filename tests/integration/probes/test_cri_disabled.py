@@ -14,8 +14,8 @@ from nodeprobe.judge.verdict import verdict
 from nodeprobe.model import Check, Outcome, Runtime, Value
 from nodeprobe.probes.cri import CRI_DISABLED, INFO_CRI_API, CriProbe
 from nodeprobe.probes.process import ProcessProbe
+from tests.harness.cri import containerd_in
 from tests.harness.runtimes import Containerd, which
-from tests.integration.probes.cri_support import containerd_in
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from nodeprobe.cri import runtime_v1alpha2_pb2, runtime_v1alpha2_pb2_grpc
 from nodeprobe.model import Check, Outcome
 from nodeprobe.probes.cri import INFO_CRI_API, CriProbe
+from tests.harness.cri import containerd_in
 from tests.harness.runtimes import (
     CONTAINERD_2,
     Containerd,
@@ -24,7 +25,6 @@ from tests.harness.runtimes import (
     containerd_build,
     containerd_config,
 )
-from tests.integration.probes.cri_support import containerd_in
 
 DEADLINE = 5.0
 

@@ -26,13 +26,13 @@ from nodeprobe.model import Check, ConditionType, Observation, Outcome, Reason, 
 from nodeprobe.probes.cri import CriProbe
 from nodeprobe.probes.docker import DockerProbe
 from nodeprobe.probes.process import ProcessProbe
-from tests.harness.runtimes import BUSYBOX_IMAGE, Containerd, Sandbox, unmount_under
-from tests.integration.probes.cri_support import (
+from tests.harness.cri import (
     CriClient,
     Pod,
     cri_containerd,
     import_image_for_cri,
 )
+from tests.harness.runtimes import BUSYBOX_IMAGE, Containerd, Sandbox, unmount_under
 
 CHECKS = [(Runtime.CONTAINERD, Check.CRI_LIST_POD_SANDBOX),
           (Runtime.CONTAINERD, Check.CRI_LIST_CONTAINERS),

@@ -239,8 +239,8 @@ def _blind(*_: object, **__: object) -> None:
 def test_without_peercred_the_socket_inode_finds_the_younger_containerd(tmp_path: Path) -> None:
     """Two real containerds whose argv names no socket (a config file does): the scan alone
     picks the oldest; the listener of our socket is the younger one."""
+    from tests.harness.cri import containerd_in
     from tests.harness.runtimes import containerd_build, containerd_config
-    from tests.integration.probes.cri_support import containerd_in
 
     build = containerd_build()
     bases = [Path(tempfile.mkdtemp(prefix=f"np-two{i}-", dir="/tmp")) for i in range(2)]

@@ -14,9 +14,7 @@ from nodeprobe.config import Config, load
 from nodeprobe.judge.degraded import findings
 from nodeprobe.model import Check, Outcome, Reason, Runtime, Value
 from nodeprobe.probes.runtime_log import RuntimeLogProbe
-from tests.harness.journal import CORRUPT, write_journal
-
-BENIGN = "level=info msg=\"API listen on /run/docker.sock\""
+from tests.harness.journal import BENIGN, CORRUPT, write_journal
 
 
 def config_for(journal: Path) -> Config:

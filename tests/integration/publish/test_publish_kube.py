@@ -20,8 +20,8 @@ from nodeprobe.model import Condition, ConditionType, Event, EventType, Reason, 
 from nodeprobe.publish.conditions import ConditionSettings, ConditionWriter
 from nodeprobe.publish.events import EventRecorder, EventSettings
 from nodeprobe.publish.kubeclient import SMP, new_client
+from tests.harness.chart import kubectl
 from tests.harness.kubecluster import KubeCluster
-from tests.integration.kube.chart import kubectl
 from tests.integration.kube.nodes import AgentNode, conditions, node_events, summary
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z

@@ -16,9 +16,9 @@ from nodeprobe.repair import actions
 from nodeprobe.repair.executor import RepairExecutor
 from nodeprobe.repair.guard import AdmissionGuard, kube_fetch
 from nodeprobe.repair.verify import Request, TriggerMemory
+from tests.harness.agent_process import wait_for
 from tests.harness.kubecluster import KubeCluster
 from tests.harness.runtimes import Sandbox
-from tests.integration.agent.agent_process import wait_for
 from tests.integration.kube.nodes import AgentNode
 from tests.integration.operator.guard import ADMIN, admits_as_operator, admitted
 from tests.integration.repair.systemd_stub import Servicer

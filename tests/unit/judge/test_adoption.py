@@ -5,7 +5,8 @@ from __future__ import annotations
 from nodeprobe.config import Config
 from nodeprobe.judge.continuous import Judge
 from nodeprobe.model import Condition, ConditionType, EventType, Outcome, Reason, Status
-from tests.unit.judge.test_continuous import CHECKS, T0, UNHEALTHY, Clock, round_, status
+from tests.harness.observations import T0
+from tests.unit.judge.test_continuous import CHECKS, UNHEALTHY, Clock, round_, status
 
 HELD_SINCE = T0 - 3600.0
 HUNG = Condition(UNHEALTHY, Status.TRUE, Reason.DOCKERD_HUNG,

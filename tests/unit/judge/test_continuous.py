@@ -16,6 +16,7 @@ from nodeprobe.model import (
     Status,
     Value,
 )
+from tests.harness.observations import T0, process
 
 D, C = Runtime.DOCKERD, Runtime.CONTAINERD
 CHECKS = [
@@ -25,7 +26,6 @@ CHECKS = [
     (C, Check.CRI_LIST_POD_SANDBOX),
 ]
 UNHEALTHY, SLOW, LEAK = ConditionType.UNAVAILABLE, ConditionType.SLOW, ConditionType.MEMORY_LEAK
-T0 = 1_700_000_000.0
 
 
 class Clock:
@@ -181,17 +181,6 @@ def test_raise_after_from_config() -> None:
     assert status(judge)[0] is Status.FALSE
     round_(judge, clock, docker_ping=Outcome.DOWN)
     assert status(judge) == (Status.TRUE, Reason.DOCKERD_DOWN)
-
-
-def process(runtime: Runtime, at: float, rss: float) -> Observation:
-    return Observation(
-        runtime,
-        Check.PROCESS,
-        Outcome.OK,
-        0.01,
-        at,
-        values={Value.RSS_ANON_BYTES: rss, Value.FDS: 40.0},
-    )
 
 
 def test_memory_growth_raises_leak_and_clears_when_it_stops() -> None:

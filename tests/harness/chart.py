@@ -11,7 +11,7 @@ from typing import Any
 from tests.harness.gotools import tool
 from tests.harness.kubecluster import KubeCluster
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "nodeprobe"
 
 
