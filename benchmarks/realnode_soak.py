@@ -61,6 +61,8 @@ class SoakCluster(KubeCluster):
 class Soak:
     """What the samples saw."""
 
+    started: str = ""
+    """When the idle run began (UTC, as the CRI log stamps lines): the agent was Ready."""
     tokens: list[str] = field(default_factory=list)
     rotations_at_s: list[float] = field(default_factory=list)
     peak_working_set_mib: float = 0.0
@@ -87,7 +89,9 @@ def soak(cluster: KubeCluster, node: RealNode, seconds: float) -> Soak:
     pod = agent_pod(cluster)
     token, memory = _token_file(node, pod), node.pod_cgroup("memory", pod["metadata"]["uid"])
     assert memory is not None, "the agent pod has no memory cgroup"
-    seen, start = Soak(tokens=[token.read_text()]), time.monotonic()
+    seen = Soak(started=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+                tokens=[token.read_text()])
+    start = time.monotonic()
     while (elapsed := time.monotonic() - start) < seconds:
         now = token.read_text()
         if now != seen.tokens[-1]:
@@ -123,7 +127,8 @@ def _metric(pod: dict[str, Any], name: str, port: int = 9103) -> float:
 
 def report(cluster: KubeCluster, node: RealNode, seen: Soak, minutes: float,
            loads: list[float]) -> tuple[str, bool]:
-    """The table row, and whether the soak was clean (the whole run counts, install included)."""
+    """The table, and whether the soak was clean: no 401, failed write, publish error or restart
+    in the whole run (install included), no WARNING+ line while idle, two rotations at least."""
     pod = agent_pod(cluster)
     events = _audit_all(cluster)
     unauthorized = [e for e in events if e.get("responseStatus", {}).get("code") == 401]
@@ -135,23 +140,26 @@ def report(cluster: KubeCluster, node: RealNode, seen: Soak, minutes: float,
     log = node.host_path("/var/log/pods").glob(
         f"nodeprobe_{pod['metadata']['name']}_{pod['metadata']['uid']}/agent/*.log")
     lines = [line for f in log for line in f.read_text().splitlines()]
-    warnings = [line for line in lines if re.search(r" (WARNING|ERROR|CRITICAL) ", line)]
+    warned = [line for line in lines if re.search(r" (WARNING|ERROR|CRITICAL) ", line)]
+    warnings = [line for line in warned if line >= seen.started]  # CRI lines start with a stamp
     errors = _metric(pod, "nodeprobe_publish_errors_total")
     out = [
         "| idle | token rotations seen (file rewritten) | rotated tokens the agent used | "
-        "401s in the audit log (agent / all) | agent writes (non-2xx) | WARNING+ log lines | "
+        "401s in the audit log (agent / all) | agent writes (non-2xx) | WARNING+ log lines "
+        "while idle (at startup) | "
         "nodeprobe_publish_errors_total | agent restarts | peak working set |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| {minutes:.0f} min | {len(seen.rotations_at_s)} (at "
         f"{', '.join(f'{s / 60:.1f}' for s in seen.rotations_at_s)} min) | "
         f"{len(rotated & used)} of {len(rotated)} | "
         f"{sum(1 for e in unauthorized if _is_agent(e))} / {len(unauthorized)} | "
-        f"{len(writes)} ({len(bad)}) | {len(warnings)} | {errors:g} | {seen.restarts} | "
+        f"{len(writes)} ({len(bad)}) | {len(warnings)} ({len(warned) - len(warnings)}) | "
+        f"{errors:g} | {seen.restarts} | "
         f"{seen.peak_working_set_mib:.0f} MiB |",
         f"\ntoken expirationSeconds {TOKEN_LIFE_S}; load average (1 min) "
         f"{min(loads, default=0):.1f}-{max(loads, default=0):.1f}; {machine()}",
     ]
-    out += [f"    {w}" for w in warnings[:10]]
+    out += [f"    {w}" for w in warned[:10]]
     clean = not unauthorized and not bad and not warnings and errors == 0 and not seen.restarts
     return "\n".join(out), clean and len(seen.rotations_at_s) >= 2
 
