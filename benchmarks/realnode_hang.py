@@ -184,8 +184,9 @@ def _table(rows: list[Hang], loads: list[float], restarts: int,
             out.append(f"\n{name}: {summarize(seen).row('s')}")
     working_set, max_usage, limit = memory
     out.append(f"\nagent pod restarts during the hangs: {restarts}; its peak working set "
-               f"{working_set:.0f} MiB (sampled every 0.2 s; cgroup max_usage {max_usage:.0f} MiB, "
-               f"page cache included) of its {limit:.0f} MiB limit; load average (1 min) "
+               f"{working_set:.0f} MiB (sampled at every poll, 0.2 s or more apart; cgroup "
+               f"max_usage {max_usage:.0f} MiB, page cache included) of its {limit:.0f} MiB "
+               "limit; load average (1 min) "
                f"{min(loads, default=0):.1f}-{max(loads, default=0):.1f}; {machine()}")
     return "\n".join(out)
 
