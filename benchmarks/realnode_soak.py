@@ -32,6 +32,7 @@ from benchmarks.peer_measure import loadavg
 from benchmarks.realnode_hang import agent_pod, built_image, install, working_set_mib
 from benchmarks.stats import machine
 from tests.harness.kubecluster import KubeCluster
+from tests.harness.kubecluster.control import AUDIT_POLICY as CLUSTER_AUDIT_POLICY
 from tests.harness.kubecluster.node import RealNode, real_node
 
 TOKEN_LIFE_S = 600
@@ -39,18 +40,12 @@ AGENT_USER = "system:serviceaccount:nodeprobe:nodeprobe-agent"
 CREDENTIAL = "authentication.kubernetes.io/credential-id"
 SAMPLE_S = 5.0
 """How often the token file, the agent's memory and its restarts are read (s)."""
-AUDIT_POLICY = """\
-apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: ["RequestReceived"]
-rules:
-  - level: Metadata
-    userGroups: ["system:serviceaccounts"]
+AUDIT_POLICY = CLUSTER_AUDIT_POLICY.replace("  - level: None\n", """\
   - level: None
     userGroups: ["system:authenticated"]
   # Anonymous requests and failed authentications (a rejected token names no user).
   - level: Metadata
-"""
+""")
 
 
 class SoakCluster(KubeCluster):
@@ -104,16 +99,20 @@ def soak(cluster: KubeCluster, node: RealNode, seconds: float) -> Soak:
     return seen
 
 
-def _audit_all(cluster: KubeCluster) -> list[dict[str, Any]]:
-    out = []
-    for line in cluster.audit_log.read_text().splitlines():
+def audit_events(audit_log: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every completed request, and every 401 once: a failed authentication is audited at
+    ResponseStarted only, with no user (a rejected token names none)."""
+    done, unauthorized = [], {}
+    for line in audit_log.read_text().splitlines():
         try:
             event = json.loads(line)
         except ValueError:
-            continue
+            continue  # the last line of a server killed mid-write
         if event.get("stage") == "ResponseComplete":
-            out.append(event)
-    return out
+            done.append(event)
+        if event.get("responseStatus", {}).get("code") == 401:
+            unauthorized[event.get("auditID")] = event
+    return done, list(unauthorized.values())
 
 
 def _metric(pod: dict[str, Any], name: str, port: int = 9103) -> float:
@@ -130,8 +129,7 @@ def report(cluster: KubeCluster, node: RealNode, seen: Soak, minutes: float,
     """The table, and whether the soak was clean: no 401, failed write, publish error or restart
     in the whole run (install included), no WARNING+ line while idle, two rotations at least."""
     pod = agent_pod(cluster)
-    events = _audit_all(cluster)
-    unauthorized = [e for e in events if e.get("responseStatus", {}).get("code") == 401]
+    events, unauthorized = audit_events(cluster.audit_log)
     agent = [e for e in events if e.get("user", {}).get("username") == AGENT_USER]
     writes = [e for e in agent if e.get("verb") in ("patch", "create", "update")]
     bad = [e for e in writes if e.get("responseStatus", {}).get("code", 0) >= 300]
