@@ -2,9 +2,12 @@
 own pod) SIGSTOPped, N times; per injection the seconds until nodeprobe's
 ContainerRuntimeUnavailable is True on the Node and until kubelet's Ready is False.
 
-    python -m benchmarks.realnode_hang [N] [IMAGE_TAR]
+    python -m benchmarks.realnode_hang [N] [IMAGE_TAR] [HOLD_S]
         N: injections (default 3; each waits ~2 min for kubelet, then for recovery);
-        IMAGE_TAR: a `docker save` of the project's image to use instead of building it
+        IMAGE_TAR: a `docker save` of the project's image to use instead of building it ("" to
+        build); HOLD_S: hold each hang this long at least (default 0: until kubelet's Ready=False;
+        300 for the 5-minute hang, during which the agent must not be restarted by its own
+        liveness probe and must stay under its memory limit)
 
 The setup is the tests' (tests/harness only): the project's image built from its Dockerfile in a
 private dockerd, a control plane with kube-scheduler and the node controllers, kubelet +
@@ -20,7 +23,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.peer_measure import loadavg
 from benchmarks.stats import machine, summarize
@@ -51,7 +56,7 @@ def _until(predicate: Callable[[], bool], timeout_s: float) -> float | None:
     return None
 
 
-def _built_image(base: Path) -> Path:
+def built_image(base: Path) -> Path:
     with Sandbox(base / "sb") as sandbox:
         import docker
 
@@ -64,80 +69,125 @@ def _built_image(base: Path) -> Path:
             client.close()
 
 
-def _install(cluster: KubeCluster) -> None:
+def install(cluster: KubeCluster, *values: str) -> None:
+    """A default `helm install` but the image (and `values`), waited on until the agent pod is
+    Ready."""
     repo, tag = image.IMAGE.rsplit(":", 1)
+    sets = [f"image.repository={repo}", f"image.tag={tag}", "image.pullPolicy=Never", *values]
     subprocess.run(
         [str(tool("helm")), "--kubeconfig", str(cluster.admin_kubeconfig), "install",
          "nodeprobe", str(CHART), "-n", "nodeprobe", "--create-namespace",
-         "--set", f"image.repository={repo}", "--set", f"image.tag={tag}",
-         "--set", "image.pullPolicy=Never"], check=True, capture_output=True, timeout=300)
+         *(arg for value in sets for arg in ("--set", value))],
+        check=True, capture_output=True, timeout=300)
+    ready = _until(lambda: _pod_ready(agent_pod(cluster)), 180)
+    assert ready is not None, "the agent pod is not Ready"
 
 
-def _agent_peak_mib(cluster: KubeCluster) -> float:
-    """The agent pod's peak memory (its v1 memory cgroup, page cache included) in MiB."""
-    (pod,) = cluster.must("GET", "/api/v1/namespaces/nodeprobe/pods?labelSelector="
-                                 "app.kubernetes.io/component=agent")["items"]
-    uid = pod["metadata"]["uid"]
-    found = list(Path("/sys/fs/cgroup/memory/kubepods").glob(f"*/pod{uid}"))
-    if not found:
-        return float("nan")
-    return int((found[0] / "memory.max_usage_in_bytes").read_text()) / 2**20
+def agent_pod(cluster: KubeCluster) -> dict[str, Any]:
+    """The agent's pod (one node, one pod; an empty record before the DaemonSet made it)."""
+    pods = cluster.must("GET", "/api/v1/namespaces/nodeprobe/pods?labelSelector="
+                               "app.kubernetes.io/component=agent")["items"]
+    return dict(pods[0]) if pods else {}
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in pod.get("status", {}).get("conditions") or [])
 
 
 def _agent_restarts(cluster: KubeCluster) -> int:
-    pods = cluster.must("GET", "/api/v1/namespaces/nodeprobe/pods?labelSelector="
-                               "app.kubernetes.io/component=agent")["items"]
-    return sum(c.get("restartCount", 0) for p in pods
-               for c in p.get("status", {}).get("containerStatuses") or [])
+    return sum(c.get("restartCount", 0)
+               for c in agent_pod(cluster).get("status", {}).get("containerStatuses") or [])
 
 
-def measure(n: int, archive: Path | None = None) -> str:
+def _memory(node: RealNode, cluster: KubeCluster) -> Path:
+    """The agent pod's v1 memory cgroup."""
+    found = node.pod_cgroup("memory", agent_pod(cluster)["metadata"]["uid"])
+    assert found is not None, "the agent pod has no memory cgroup"
+    return found
+
+
+def working_set_mib(memory_cgroup: Path) -> float:
+    """usage minus inactive file pages, as kubelet and cAdvisor count a working set (MiB)."""
+    usage = int((memory_cgroup / "memory.usage_in_bytes").read_text())
+    stat = dict(line.split() for line in (memory_cgroup / "memory.stat").read_text().splitlines())
+    return max(0, usage - int(stat.get("total_inactive_file", 0))) / 2**20
+
+
+@dataclass
+class Hang:
+    """One injection: seconds to nodeprobe's condition and to kubelet's Ready=False."""
+
+    nodeprobe_s: float | None
+    kubelet_s: float | None
+    held_s: float
+
+
+def _inject(node: RealNode, memory: Path, hold_s: float, peak: list[float]) -> Hang:
+    """containerd SIGSTOPped until kubelet said Ready=False and `hold_s` passed; the agent's
+    working set sampled into `peak` meanwhile."""
+    def sampled(predicate: Callable[[], bool]) -> Callable[[], bool]:
+        def check() -> bool:
+            peak.append(working_set_mib(memory))
+            return predicate()
+        return check
+
+    start = time.monotonic()
+    assert node.containerd is not None
+    with node.containerd.hung():
+        np_s = _until(sampled(lambda: _status(node, UNAVAILABLE) == "True"), 60)
+        kl = _until(sampled(lambda: _status(node, "Ready") == "False"), KUBELET_WAIT_S)
+        kl_s = None if kl is None else time.monotonic() - start
+        _until(sampled(lambda: time.monotonic() - start >= hold_s), hold_s + 1)
+        held = time.monotonic() - start
+    return Hang(np_s, kl_s, held)
+
+
+def measure(n: int, archive: Path | None = None, hold_s: float = 0.0) -> str:
     base = Path(tempfile.mkdtemp(prefix="np-bn-", dir="/tmp"))
-    rows: list[tuple[float | None, float | None]] = []
+    rows: list[Hang] = []
     loads: list[float] = []
+    peak: list[float] = []
     try:
-        archive = archive or _built_image(base)
+        archive = archive or built_image(base)
         with running_cluster(base / "k", for_node=True) as cluster, \
                 real_node(cluster, base / "n") as node:
             node.import_image(archive)
-            _install(cluster)
+            install(cluster)
             _until(lambda: _status(node, UNAVAILABLE) == "False", 180)
-            restarts = _agent_restarts(cluster)
+            restarts, memory = _agent_restarts(cluster), _memory(node, cluster)
             with loadavg(loads):
                 for i in range(n):
                     healthy = _until(lambda: _status(node, UNAVAILABLE) == "False"
                                      and _status(node, "Ready") == "True", 300)
                     assert healthy is not None, "the node did not recover"
-                    start = time.monotonic()
-                    assert node.containerd is not None
-                    with node.containerd.hung():
-                        np_s = _until(lambda: _status(node, UNAVAILABLE) == "True", 60)
-                        kl = _until(lambda: _status(node, "Ready") == "False", KUBELET_WAIT_S)
-                        kl_s = None if kl is None else time.monotonic() - start
-                    rows.append((np_s, kl_s))
-                    print(f"injection {i + 1}/{n}: nodeprobe {np_s} s, kubelet {kl_s} s",
-                          file=sys.stderr, flush=True)
+                    rows.append(_inject(node, memory, hold_s, peak))
+                    print(f"injection {i + 1}/{n}: {rows[-1]}", file=sys.stderr, flush=True)
             restarts = _agent_restarts(cluster) - restarts
-            peak_mib = _agent_peak_mib(cluster)
+            limit_mib = int((memory / "memory.limit_in_bytes").read_text()) / 2**20
+            max_usage_mib = int((memory / "memory.max_usage_in_bytes").read_text()) / 2**20
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return _table(rows, loads, restarts, peak_mib)
+    return _table(rows, loads, restarts, (max(peak, default=0), max_usage_mib, limit_mib))
 
 
-def _table(rows: list[tuple[float | None, float | None]], loads: list[float],
-           restarts: int, peak_mib: float) -> str:
-    out = ["| injection | nodeprobe condition True (s) | kubelet Ready=False (s) |",
-           "|---|---|---|"]
-    for i, (np_s, kl_s) in enumerate(rows, 1):
-        out.append(f"| {i} | {_s(np_s)} | {_s(kl_s)} |")
-    for name, col in (("nodeprobe", 0), ("kubelet", 1)):
-        got = [x for x in (r[col] for r in rows) if x is not None]
-        if got:
-            out.append(f"\n{name}: {summarize(got).row('s')}")
-    out.append(f"\nagent pod restarts during the hangs: {restarts}; its peak memory "
-               f"{peak_mib:.0f} MiB (cgroup, page cache included) of its 192 MiB limit; "
-               f"load average (1 min) {min(loads, default=0):.1f}-{max(loads, default=0):.1f}; "
-               f"{machine()}")
+def _table(rows: list[Hang], loads: list[float], restarts: int,
+           memory: tuple[float, float, float]) -> str:
+    out = ["| injection | nodeprobe condition True (s) | kubelet Ready=False (s) | held (s) |",
+           "|---|---|---|---|"]
+    for i, row in enumerate(rows, 1):
+        out.append(f"| {i} | {_s(row.nodeprobe_s)} | {_s(row.kubelet_s)} | {row.held_s:.0f} |")
+    for name, got in (("nodeprobe", [r.nodeprobe_s for r in rows]),
+                      ("kubelet", [r.kubelet_s for r in rows])):
+        seen = [x for x in got if x is not None]
+        if seen:
+            out.append(f"\n{name}: {summarize(seen).row('s')}")
+    working_set, max_usage, limit = memory
+    out.append(f"\nagent pod restarts during the hangs: {restarts}; its peak working set "
+               f"{working_set:.0f} MiB (sampled at every poll, 0.2 s or more apart; cgroup "
+               f"max_usage {max_usage:.0f} MiB, page cache included) of its {limit:.0f} MiB "
+               "limit; load average (1 min) "
+               f"{min(loads, default=0):.1f}-{max(loads, default=0):.1f}; {machine()}")
     return "\n".join(out)
 
 
@@ -147,7 +197,9 @@ def _s(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    print(measure(int(args[0]) if args else 3, Path(args[1]) if len(args) > 1 else None))
+    print(measure(int(args[0]) if args else 3,
+                  Path(args[1]) if len(args) > 1 and args[1] else None,
+                  float(args[2]) if len(args) > 2 else 0.0))
     return 0
 
 

@@ -76,7 +76,8 @@ def test_there_is_a_ci_values_file_per_toggle() -> None:
                    "prometheusrule-tuned", "lease-namespace",
                    "dashboard-mixin",
                    "rbac-disabled", "containerd-only", "explicit-sockets",
-                   "own-node-only-disabled", "persistent-journal-disabled", "journal-only"):
+                   "own-node-only-disabled", "persistent-journal-disabled", "journal-only",
+                   "token-expiration"):
         assert f"{toggle}-values.yaml" in names
 
 
@@ -208,6 +209,27 @@ def test_containerd_only_turns_dockerd_off() -> None:
     assert config["docker"]["enabled"] is False
     assert config["containerd"] == {"enabled": True, "socket": "auto",
                                     "requireNetworkReady": False}
+
+
+def test_a_token_life_mounts_the_agents_token_itself_with_that_life() -> None:
+    default, pod = _agent_pod(None), _agent_pod(_ci("token-expiration"))
+    assert default["automountServiceAccountToken"] is True
+    assert not any(v["name"] == "kube-api-access-nodeprobe" for v in default["volumes"])
+    assert pod["automountServiceAccountToken"] is False
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "kube-api-access-nodeprobe"]
+    sources = volume["projected"]["sources"]
+    assert sources[0]["serviceAccountToken"] == {"path": "token", "expirationSeconds": 600}
+    assert {"configMap", "downwardAPI"} == {k for src in sources[1:] for k in src}
+    (agent,) = [c for c in pod["containers"] if c["name"] == "agent"]
+    assert {"name": "kube-api-access-nodeprobe", "readOnly": True,
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"} in agent["volumeMounts"]
+
+
+def test_a_token_life_under_the_api_servers_minimum_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad-values.yaml"
+    bad.write_text(yaml.safe_dump({"agent": {"serviceAccount": {"tokenExpirationSeconds": 300}}}))
+    with pytest.raises(h.HelmError, match="tokenExpirationSeconds"):
+        h.template([bad])
 
 
 AGENT_SECURITY = {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,

@@ -28,6 +28,7 @@ from typing import Any
 
 from tests.harness.gotools import tool
 from tests.harness.kubecluster.pki import kubeconfig, make_pki
+from tests.harness.kubecluster.slots import HeldSlot, Slot, take_slot
 
 START_TIMEOUT_S = 120.0
 OUTAGE_STOP_S = 3.0
@@ -137,6 +138,13 @@ class KubeCluster:
         self._kcm = Process("kube-controller-manager", [], base / "kube-controller-manager.log")
         self._scheduler = Process("kube-scheduler", [], base / "kube-scheduler.log")
         self._tls = ssl.create_default_context(cafile=None)
+        self._slot: HeldSlot | None = None
+
+    @property
+    def slot(self) -> Slot:
+        """The real-node slot this control plane holds (its service range is the slot's);
+        slot 0, held by nobody, for a cluster without a real node."""
+        return self._slot.slot if self._slot is not None else Slot(0)
 
     # argv
 
@@ -161,7 +169,7 @@ class KubeCluster:
             f"--tls-cert-file={p / 'apiserver.crt'}",
             f"--tls-private-key-file={p / 'apiserver.key'}",
             f"--client-ca-file={p / 'ca.crt'}",
-            "--service-cluster-ip-range=10.96.0.0/24",
+            f"--service-cluster-ip-range={self.slot.service_range}",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={p / 'sa.pub'}",
             f"--service-account-signing-key-file={p / 'sa.key'}",
@@ -199,8 +207,10 @@ class KubeCluster:
     # lifecycle
 
     def start(self, *, controllers: bool = True) -> KubeCluster:
+        if self.for_node and self._slot is None:
+            self._slot = take_slot()  # waits while every slot is taken
         self._etcd.argv, self._apiserver.argv = self._etcd_argv(), self._apiserver_argv()
-        make_pki(self.pki)
+        make_pki(self.pki, service_ip=self.slot.service_ip)
         (self.base / "audit-policy.yaml").write_text(self.audit_policy)
         self.write_kubeconfig(self.admin_kubeconfig, {
             "client-certificate": str(self.pki / "admin.crt"),
@@ -276,6 +286,9 @@ class KubeCluster:
     def stop(self) -> None:
         for process in (self._scheduler, self._kcm, self._apiserver, self._etcd):
             process.stop()
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
 
     def write_kubeconfig(self, path: Path, user: dict[str, str]) -> None:
         """A kubeconfig for this server with `user`'s credentials (e.g. a client certificate)."""

@@ -9,7 +9,9 @@ bridge write are bind-mounted copies. /run is a shared mount in that namespace, 
 node, so the chart's HostToContainer mounts of it work without touching the host's `/`.
 Outside the namespace the node adds, and removes on stop: the CNI bridge, a dummy interface
 with the API server's service address (relayed to the API server by socat: there is no
-kube-proxy, it would edit the host's iptables) and kubelet's `kubepods` cgroups.
+kube-proxy, it would edit the host's iptables) and kubelet's cgroups. Their names, addresses and
+cgroup root come from the slot its control plane holds (tests/harness/kubecluster/slots.py), so
+up to three nodes run side by side.
 
 The node is named `localhost`: kubelet refuses a loopback node IP, and the API server reaches
 kubelet (logs, exec) by that hostname on 127.0.0.1.
@@ -18,7 +20,6 @@ kubelet (logs, exec) by that hostname on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -39,23 +40,15 @@ from tests.harness.kubecluster.control import (
     free_port,
 )
 from tests.harness.kubecluster.images import PAUSE_IMAGE, busybox_archive, ctr_import, pause_archive
+from tests.harness.kubecluster.slots import CGROUP, Slot
 from tests.harness.runtimes import CONTAINERD_2, Containerd, containerd_build, which
 
 NODE = "localhost"
-SERVICE_IP = "10.96.0.1"
-"""The `kubernetes` Service's ClusterIP (the first of --service-cluster-ip-range)."""
-POD_SUBNET = "10.233.0.0/24"
-BRIDGE = "np-cni0"
-SERVICE_LINK = "np-svc0"
 IN_NS_SOCKET = "/run/containerd/containerd.sock"
 IN_NS_CONFIG = "/run/containerd/containerd.toml"
 SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
            "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward")
 """What kubelet (and the bridge plugin) write; copies are bind-mounted over them in the node."""
-CGROUP = Path("/sys/fs/cgroup")
-LOCK = Path("/run/lock/nodeprobe-real-node.lock")
-"""One real node per machine (fixed bridge names, the host's kubepods cgroups): a second one
-waits for the first instead of breaking it."""
 HOST_PATHS = ("/var/lib/kubelet", "/var/log/containers", "/var/log/pods")
 """kubelet's own paths on a host (the node keeps them in its namespace)."""
 
@@ -74,6 +67,8 @@ class RealNode:
         if not cluster.for_node:
             raise ClusterError("a real node needs KubeCluster(..., for_node=True)")
         self.cluster = cluster
+        self.slot: Slot = cluster.slot
+        """Names, addresses and cgroup root on the host, from the control plane's slot."""
         self.base = base
         self._holder: subprocess.Popen[bytes] | None = None
         self.kubelet = Process("kubelet", [], base / "kubelet.log")
@@ -134,8 +129,8 @@ class RealNode:
         (cni_conf / "10-nodeprobe-test.conflist").write_text(json.dumps({
             "cniVersion": "1.0.0", "name": "nodeprobe-test",
             "plugins": [{
-                "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]],
+                "type": "bridge", "bridge": self.slot.bridge, "isGateway": True, "ipMasq": False,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": self.slot.pod_subnet}]],
                          "routes": [{"dst": "0.0.0.0/0"}],
                          "dataDir": "/var/lib/cni/networks"},
             }],  # the CRI sets up each pod's `lo` itself, with the loopback plugin
@@ -187,10 +182,11 @@ class RealNode:
         # On an interface of its own (a port-less bridge): the bridge plugin refuses a bridge with
         # other addresses.
         # A pod's packets to it arrive over the bridge and are delivered locally.
-        _ip("link", "add", SERVICE_LINK, "type", "bridge")  # no dummy module on every VM
-        _ip("addr", "add", f"{SERVICE_IP}/32", "dev", SERVICE_LINK)
-        _ip("link", "set", SERVICE_LINK, "up")
-        self._relay.argv = [which("socat"), f"TCP-LISTEN:443,bind={SERVICE_IP},fork,reuseaddr",
+        link, service_ip = self.slot.service_link, self.slot.service_ip
+        _ip("link", "add", link, "type", "bridge")  # no dummy module on every VM
+        _ip("addr", "add", f"{service_ip}/32", "dev", link)
+        _ip("link", "set", link, "up")
+        self._relay.argv = [which("socat"), f"TCP-LISTEN:443,bind={service_ip},fork,reuseaddr",
                             f"TCP:127.0.0.1:{self.cluster.port}"]
         self._relay.start()
 
@@ -216,6 +212,7 @@ class RealNode:
             "authorization": {"mode": "AlwaysAllow"},  # only the API server's client reaches it
             "containerRuntimeEndpoint": f"unix://{IN_NS_SOCKET}",
             "cgroupDriver": "cgroupfs", "failCgroupV1": False, "failSwapOn": False,
+            "cgroupRoot": self.slot.cgroup_root,  # kubepods under the slot's own parent
             "makeIPTablesUtilChains": False,  # else it edits the host's INPUT/OUTPUT chains
             "volumePluginDir": "/var/lib/kubelet/volume-plugins",
             "resolvConf": "", "serializeImagePulls": False,
@@ -262,8 +259,10 @@ class RealNode:
 
     def start(self) -> RealNode:
         self.base.mkdir(parents=True, exist_ok=True)
+        self._clean_slot()
         self._namespace()
         self._network()
+        _make_cgroup_root(self.slot)
         self._start_containerd()
         self._start_kubelet()
         return self
@@ -272,28 +271,43 @@ class RealNode:
         """Everything stopped and removed, the host as it was; safe after a failed start, and
         every step runs even when one before it failed (ExitStack: last registered runs first)."""
         with contextlib.ExitStack() as steps:
-            for link in (BRIDGE, SERVICE_LINK):
+            for link in (self.slot.bridge, self.slot.service_link):
                 steps.callback(_ip, "link", "del", link, check=False)
             steps.callback(self._relay.stop)
-            steps.callback(_remove_cgroup_tree)
+            steps.callback(_remove_cgroup_tree, self.slot)
             if self._holder is not None:
                 steps.callback(self._kill_namespace)
             if self.containerd is not None:
                 steps.callback(self.containerd.stop)
-            steps.callback(_kill_cgroup_tree)
+            steps.callback(_kill_cgroup_tree, self.slot)
             steps.callback(self.kubelet.stop)
             if self.containerd is not None:
                 steps.callback(self.containerd.resume)
 
     def leftovers(self) -> list[str]:
         """What of the node is still on the host after stop(): nothing, when all went well."""
-        left = [f"cgroup {d}" for d in _kubepods()]
-        left += [f"network interface {link}" for link in (BRIDGE, SERVICE_LINK)
+        left = [f"cgroup {d}" for d in self.slot.cgroup_dirs() if d.is_dir()]
+        left += [f"network interface {link}" for link in (self.slot.bridge,
+                                                          self.slot.service_link)
                  if Path("/sys/class/net", link).exists()]
         left += [f"sysctl {k} changed" for k, v in self.host_sysctls.items()
                  if Path("/proc/sys", k).read_text() != v]
         left += [p for p, was in self._host_paths.items() if Path(p).exists() and not was]
         return left
+
+    def _clean_slot(self) -> None:
+        """What a node of this slot left when its harness was killed before stop(): the slot is
+        ours now, so nobody else's."""
+        for link in (self.slot.bridge, self.slot.service_link):
+            _ip("link", "del", link, check=False)
+        _remove_cgroup_tree(self.slot)
+
+    def pod_cgroup(self, controller: str, pod_uid: str) -> Path | None:
+        """A pod's cgroup in one v1 hierarchy (any QoS class), or None when it has none."""
+        kubepods = CGROUP / controller / self.slot.cgroup_root.lstrip("/") / "kubepods"
+        for found in (*kubepods.glob(f"pod{pod_uid}"), *kubepods.glob(f"*/pod{pod_uid}")):
+            return found
+        return None
 
     def _kill_namespace(self) -> None:
         """SIGKILL whatever still runs in the node's mount namespace (shims), then its holder."""
@@ -309,18 +323,24 @@ class RealNode:
         self._holder = None
 
 
-def _kubepods() -> list[Path]:
-    return [d / "kubepods" for d in CGROUP.iterdir() if (d / "kubepods").is_dir()]
-
-
 def _cgroup_dirs(root: Path) -> list[Path]:
     """Every cgroup under `root`, deepest first (os.walk skips those kubelet removes meanwhile)."""
     return [Path(d) for d, _, _ in os.walk(root, topdown=False)]
 
 
-def _kill_cgroup_tree() -> None:
-    """SIGKILL every container process kubelet started (they live under kubepods)."""
-    for root in _kubepods():
+def _make_cgroup_root(slot: Slot) -> None:
+    """The slot's cgroup root in every hierarchy (kubelet refuses a `cgroupRoot` that does not
+    exist); a new cpuset cgroup has no cpus or mems until given its parent's."""
+    for d in slot.cgroup_dirs():
+        d.mkdir(exist_ok=True)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if (d / name).exists() and not (d / name).read_text().strip():
+                (d / name).write_text((d.parent / name).read_text())
+
+
+def _kill_cgroup_tree(slot: Slot) -> None:
+    """SIGKILL every container process kubelet started (they live under the slot's root)."""
+    for root in slot.cgroup_dirs():
         for d in _cgroup_dirs(root):
             with contextlib.suppress(OSError):
                 for pid in (d / "cgroup.procs").read_text().split():
@@ -328,10 +348,11 @@ def _kill_cgroup_tree() -> None:
                         os.kill(int(pid), signal.SIGKILL)
 
 
-def _remove_cgroup_tree() -> None:
-    """rmdir kubelet's cgroups, deepest first, once their processes are gone."""
+def _remove_cgroup_tree(slot: Slot) -> None:
+    """rmdir kubelet's cgroups and the slot's root, deepest first, once their processes are
+    gone."""
     deadline = time.monotonic() + 20
-    for root in _kubepods():
+    for root in slot.cgroup_dirs():
         for d in _cgroup_dirs(root):
             while True:
                 try:
@@ -342,22 +363,21 @@ def _remove_cgroup_tree() -> None:
                 except OSError:
                     if time.monotonic() > deadline:
                         break
-                    _kill_cgroup_tree()
+                    _kill_cgroup_tree(slot)
                     time.sleep(0.1)
 
 
 @contextlib.contextmanager
 def real_node(cluster: KubeCluster, base: Path, *, containerd: str = CONTAINERD_2
               ) -> Iterator[RealNode]:
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with LOCK.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        node = RealNode(cluster, base, containerd=containerd)
-        try:
-            yield node.start()
-        finally:
-            node.stop()
-            shutil.rmtree(base, ignore_errors=True)
+    """A started node in the slot `cluster` holds (a control plane made `for_node=True` takes
+    one: with every slot taken, it waits)."""
+    node = RealNode(cluster, base, containerd=containerd)
+    try:
+        yield node.start()
+    finally:
+        node.stop()
+        shutil.rmtree(base, ignore_errors=True)
     left = node.leftovers()
     if left:
         raise ClusterError(f"the node left on the host: {', '.join(left)}")

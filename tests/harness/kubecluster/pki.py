@@ -25,7 +25,9 @@ def _cert(pki: Path, name: str, subject: str, extensions: list[str]) -> None:
     )
 
 
-def make_pki(pki: Path) -> None:
+def make_pki(pki: Path, *, service_ip: str = "10.96.0.1") -> None:
+    """The CA and every identity's certificate; the API server's names `service_ip` too (the
+    address pods reach it by)."""
     pki.mkdir(parents=True, exist_ok=True)
     _openssl(
         "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -34,7 +36,7 @@ def make_pki(pki: Path) -> None:
     )
     _cert(
         pki, "apiserver", "/CN=kube-apiserver",
-        ["subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:10.96.0.1",
+        [f"subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:{service_ip}",
          "extendedKeyUsage=serverAuth"],
     )
     _cert(pki, "admin", "/O=system:masters/CN=nodeprobe-test-admin",
