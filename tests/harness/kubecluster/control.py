@@ -320,12 +320,21 @@ class KubeCluster:
 
     def request(self, method: str, path: str, body: Any = None,
                 content_type: str = "application/json") -> tuple[int, Any]:
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self._tls, timeout=30)
+        """One call; a 429 with Retry-After (e.g. "storage is (re)initializing" right after a
+        CRD is created) is retried after the time the server asks for, as client-go does."""
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if payload is not None else {}
-        conn.request(method, path, body=payload, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
+        for _ in range(10):
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self._tls,
+                                               timeout=30)
+            conn.request(method, path, body=payload, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            conn.close()
+            retry_after = resp.getheader("Retry-After")
+            if resp.status != 429 or retry_after is None or not retry_after.isdigit():
+                break
+            time.sleep(min(int(retry_after), 5))  # the server's own backoff, not a guess
         try:
             decoded = json.loads(data) if data else None
         except ValueError:
