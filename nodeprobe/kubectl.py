@@ -46,9 +46,9 @@ from nodeprobe.model import (
 )
 from nodeprobe.operator.episodes import holds_slot
 from nodeprobe.operator.gates import TERMINAL
-from nodeprobe.operator.grammar import parse_iso
+from nodeprobe.operator.grammar import PolicyError, parse_iso
 from nodeprobe.operator.kube import Kube, KubeError
-from nodeprobe.operator.policy import PolicyError, parse_policy
+from nodeprobe.operator.parse import parse_policy
 
 API = f"/apis/{REMEDIATION_GROUP}/{REMEDIATION_VERSION}"
 RECENT_EVENTS = 20

@@ -17,14 +17,14 @@ from nodeprobe.operator import ladder, records
 from nodeprobe.operator.drain import Drainer
 from nodeprobe.operator.grammar import iso
 from nodeprobe.operator.kube import MERGE, Kube, KubeError
-from nodeprobe.operator.policy import (
+from nodeprobe.operator.names import (
     ANNOTATION_CORDONED_BY,
     GROUP,
     LABEL_ESCALATED,
     REMEDIATION_PLURAL,
     VERSION,
-    Plan,
 )
+from nodeprobe.operator.policy import Plan
 from nodeprobe.operator.records import TERMINAL, NodeView
 from nodeprobe.operator.stats import Sink, cordon_delay
 

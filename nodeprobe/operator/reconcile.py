@@ -29,10 +29,10 @@ from nodeprobe.operator.gates import (
     decide_all,
     held_nodes,
 )
-from nodeprobe.operator.grammar import iso, parse_iso
+from nodeprobe.operator.grammar import PolicyError, iso, parse_iso
 from nodeprobe.operator.kube import MERGE, Kube, KubeError
 from nodeprobe.operator.leases import NodeLeases, lease_name
-from nodeprobe.operator.policy import (
+from nodeprobe.operator.names import (
     FINALIZER,
     GROUP,
     LABEL_NODE,
@@ -40,14 +40,9 @@ from nodeprobe.operator.policy import (
     POLICY_PLURAL,
     REMEDIATION_PLURAL,
     VERSION,
-    Plan,
-    Policy,
-    PolicyError,
-    parse_plan,
-    parse_policy,
-    plan_snapshot,
-    validate_policy,
 )
+from nodeprobe.operator.parse import parse_plan, parse_policy, plan_snapshot, validate_policy
+from nodeprobe.operator.policy import Plan, Policy
 from nodeprobe.operator.records import TERMINAL, NodeCondition, NodeView, RemediationView
 from nodeprobe.operator.stats import NoSink, Sink, pass_stats
 

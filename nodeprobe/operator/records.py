@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from nodeprobe.model import ConditionType, RemediationPhase, Status
-from nodeprobe.operator.policy import ANNOTATION_CORDONED_BY, LABEL_EXCLUDE
+from nodeprobe.operator.names import ANNOTATION_CORDONED_BY, LABEL_EXCLUDE
 
 TERMINAL = frozenset({RemediationPhase.SUCCEEDED, RemediationPhase.FAILED,
                       RemediationPhase.ESCALATED})

@@ -8,7 +8,7 @@ from typing import Any
 
 from nodeprobe.operator.blockers import firing_alerts
 from nodeprobe.operator.grammar import iso, parse_iso
-from nodeprobe.operator.policy import ANNOTATION_CORDONED_BY, FINALIZER, LABEL_ESCALATED
+from nodeprobe.operator.names import ANNOTATION_CORDONED_BY, FINALIZER, LABEL_ESCALATED
 from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
 from tests.unit.operator.fake_kube import FakeKube
 

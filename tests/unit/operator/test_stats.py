@@ -19,7 +19,7 @@ from nodeprobe.operator.gates import (
     decide_all,
 )
 from nodeprobe.operator.grammar import iso, parse_iso
-from nodeprobe.operator.policy import parse_policy
+from nodeprobe.operator.parse import parse_policy
 from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
 from nodeprobe.operator.stats import OPEN_PHASES, PassStats, cordon_delay, pass_stats
 from tests.unit.operator.fake_kube import FakeKube
