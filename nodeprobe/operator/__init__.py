@@ -3,7 +3,8 @@
 Layers inside: `records` (the vocabulary), `policy`, `gates`, `observe` and `ladder` are pure
 (no I/O, time passed in); `drain`, `kube`, `leases`, `episodes` and `reconcile` do the API calls;
 `guard` checks the admission policy that keeps NodeRemediations to the operator; `leader` and
-`standby` elect the replica that acts; `handlers` only wires kopf to the pass loop. The operator
+`standby` elect the replica that acts; `handlers` registers with kopf the policy lifecycle
+(`lifecycle`), the pass timer, the liveness probe and kopf's settings. The operator
 never runs commands on nodes: the node's agent (`nodeprobe.repair`) does.
 """
 
@@ -127,14 +128,15 @@ def _serve(api: ApiClient, raw: Kube, kube: Kube, *, settings: OperatorSettings,
     from kopf._core.engines.peering import Identity  # kopf exports run(), not its arg type
 
     from nodeprobe.operator.guard import Guard
-    from nodeprobe.operator.handlers import register
+    from nodeprobe.operator.handlers import kopf_announce, register
     from nodeprobe.operator.nodecache import NodeCache
     from nodeprobe.operator.reconcile import Reconciler
 
     registry = kopf.OperatorRegistry()
     sink = _start_metrics(metrics_port)
     nodes = NodeCache(raw)
-    register(registry, reconciler=Reconciler(kube, settings=settings, sink=sink),
+    register(registry, reconciler=Reconciler(kube, settings=settings, sink=sink,
+                                             announce=kopf_announce),
              nodes=nodes, api=api, stop=stop, guard=Guard(kube))
     nodes.start()
     try:

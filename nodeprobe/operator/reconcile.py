@@ -16,34 +16,35 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nodeprobe.model import EventType, RemediationPhase, Status
+from nodeprobe.model import RemediationPhase
 from nodeprobe.operator.blockers import BlockerChecks, firing_alerts
 from nodeprobe.operator.drain import Drainer
-from nodeprobe.operator.episodes import API, Context, Episodes, holds_slot
+from nodeprobe.operator.edge import node_view, remediation_view
+from nodeprobe.operator.episodes import Context, Episodes, holds_slot
 from nodeprobe.operator.gates import (
     Blockers,
     Cluster,
     PolicyDecision,
-    Start,
     count_recent,
     decide_all,
     held_nodes,
 )
 from nodeprobe.operator.grammar import PolicyError, iso, parse_iso
-from nodeprobe.operator.kube import MERGE, Kube, KubeError
+from nodeprobe.operator.kube import Kube, KubeError
 from nodeprobe.operator.leases import NodeLeases, lease_name
-from nodeprobe.operator.names import (
-    FINALIZER,
-    GROUP,
-    LABEL_NODE,
-    LABEL_POLICY,
-    POLICY_PLURAL,
-    REMEDIATION_PLURAL,
-    VERSION,
+from nodeprobe.operator.lifecycle import Announce
+from nodeprobe.operator.names import API, POLICY_PLURAL, REMEDIATION_PLURAL
+from nodeprobe.operator.opening import Opener
+from nodeprobe.operator.parse import parse_plan
+from nodeprobe.operator.policy import DEFAULT_KEEP, DEFAULT_KEEP_FOR_S, Plan, Policy
+from nodeprobe.operator.policystatus import (
+    PolicyReport,
+    PolicyState,
+    Storms,
+    kube_announce,
+    policy_state,
 )
-from nodeprobe.operator.parse import parse_plan, parse_policy, plan_snapshot, validate_policy
-from nodeprobe.operator.policy import Plan, Policy
-from nodeprobe.operator.records import TERMINAL, NodeCondition, NodeView, RemediationView
+from nodeprobe.operator.records import TERMINAL, NodeView, RemediationView
 from nodeprobe.operator.stats import NoSink, Sink, pass_stats
 
 log = logging.getLogger(__name__)
@@ -68,49 +69,6 @@ class OperatorSettings:
     """Holder identity prefix of node Leases (`nodeprobe/<NodeRemediation>`)."""
 
 
-def node_view(node: Mapping[str, Any]) -> NodeView:
-    meta = node.get("metadata") or {}
-    status = node.get("status") or {}
-    conds = {
-        str(c.get("type")): NodeCondition(
-            str(c.get("status", Status.UNKNOWN.value)),
-            parse_iso(c.get("lastTransitionTime")) or 0.0,
-            parse_iso(c.get("lastHeartbeatTime")) or 0.0)
-        for c in status.get("conditions") or []
-    }
-    return NodeView(
-        name=str(meta.get("name", "")),
-        labels=dict(meta.get("labels") or {}),
-        unschedulable=bool((node.get("spec") or {}).get("unschedulable")),
-        conditions=conds,
-        boot_id=str((status.get("nodeInfo") or {}).get("bootID", "")),
-        uid=str(meta.get("uid", "")),
-        annotations={k: v for k, v in (meta.get("annotations") or {}).items()
-                     if k.startswith(f"{GROUP}/")},
-        cordon_managers=cordon_managers(meta),
-    )
-
-
-def cordon_managers(meta: Mapping[str, Any]) -> tuple[str, ...]:
-    """Managers whose managedFields entry owns `spec.unschedulable`."""
-    return tuple(sorted({
-        str(m.get("manager", "")) for m in meta.get("managedFields") or []
-        if isinstance(m, Mapping) and "f:unschedulable" in
-        ((m.get("fieldsV1") or {}).get("f:spec") or {})}))
-
-
-def remediation_view(nr: Mapping[str, Any], node: NodeView | None) -> RemediationView:
-    meta, spec, status = nr.get("metadata") or {}, nr.get("spec") or {}, nr.get("status") or {}
-    created = (parse_iso(spec.get("openedAt")) or parse_iso(meta.get("creationTimestamp"))
-               or 0.0)
-    return RemediationView(
-        name=str(meta.get("name", "")), node=str(spec.get("nodeName", "")),
-        policy=str(spec.get("policy", "")),
-        phase=str(status.get("phase", RemediationPhase.PENDING)), created=created,
-        finished=parse_iso(status.get("finishedAt")), holds=holds_slot(nr),
-        released=parse_iso(status.get("releasedAt")))
-
-
 def post_webhook(url: str, payload: Mapping[str, Any]) -> None:
     """POST the escalation as JSON; a failing webhook is logged and never blocks the ladder."""
     req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
@@ -120,21 +78,6 @@ def post_webhook(url: str, payload: Mapping[str, Any]) -> None:
             resp.read()
     except OSError as e:
         log.warning("escalation webhook %s failed: %s", url, e)
-
-
-@dataclass(slots=True)
-class PolicyState:
-    obj: dict[str, Any]
-    policy: Policy | None
-    problems: list[str]
-
-    @property
-    def name(self) -> str:
-        return str((self.obj.get("metadata") or {}).get("name"))
-
-    @property
-    def deleting(self) -> bool:
-        return bool((self.obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
 class Reconciler:
@@ -147,7 +90,10 @@ class Reconciler:
         webhook: Callable[[str, Mapping[str, Any]], None] = post_webhook,
         sink: Sink | None = None,
         alerts: Callable[[str, str], str | None] = firing_alerts,
+        announce: Announce | None = None,
     ) -> None:
+        """`announce` posts Events about policies: kopf's poster in the operator
+        (`handlers.kopf_announce`); by default our own client's, for runs without kopf."""
         self.kube = kube
         self.settings = s = settings or OperatorSettings()
         self.clock = clock
@@ -158,44 +104,45 @@ class Reconciler:
                                  webhook=webhook, sink=self.sink)
         self.leases = NodeLeases(kube, namespace=s.lease_namespace or s.event_namespace,
                                  holder=s.holder)
+        self.opener = Opener(kube, self.leases, self.episodes)
+        self.report = PolicyReport(kube, announce or kube_announce(
+            kube, namespace=s.event_namespace, now=clock))
+        self.storms = Storms()
 
-    def reconcile(self, name: str | None = None, *,
-                  nodes: Iterable[Mapping[str, Any]] | None = None) -> None:
-        """One pass over the whole cluster (`name` is accepted for kopf's per-policy timers and
-        ignored: one budget means one pass). `nodes` from a watch, or None to list them."""
-        del name
+    def reconcile(self, *, nodes: Iterable[Mapping[str, Any]] | None = None) -> None:
+        """One pass over the whole cluster: read, decide, then write. `nodes` from the node
+        view, or None to list them."""
         node_objs = list(nodes) if nodes is not None else self.kube.items("/api/v1/nodes")
         views = {v.name: v for v in map(node_view, node_objs)}
-        states = {s.name: s for s in map(self._policy_state,
+        states = {s.name: s for s in map(policy_state,
                                          self.kube.items(f"{API}/{POLICY_PLURAL}"))}
         everything = self.kube.items(f"{API}/{REMEDIATION_PLURAL}")
         self.leases.load()
         now = self.clock()
         nrs = [self._one(nr, views, states, now) for nr in everything]
-        nrs = self._retire(nrs, views, states, now)
-        rviews = [remediation_view(nr, views.get(_node_of(nr))) for nr in nrs]
-        live = [s.policy for s in states.values() if s.policy is not None and not s.deleting]
-        cluster = Cluster(nodes=views, remediations=rviews, records=self.leases.records(now),
-                          max_held=self.settings.max_held,
-                          recent_starts=count_recent(rviews, now=now, window_s=RATE_WINDOW_S))
-        checks = BlockerChecks(self.kube, alerts=self.alerts)
-        storms = {s.name: (parse_iso((s.obj.get("status") or {}).get("stormSince")),
-                           parse_iso((s.obj.get("status") or {}).get("stormEndedAt")))
-                  for s in states.values()}
-        decisions = decide_all(live, cluster, now=now, storms=storms,
-                               blockers=Blockers(node=checks.node, cluster=checks.cluster))
+        rviews = [remediation_view(nr) for nr in self._retire(nrs, states, now)]
+        decisions = self._decide(views, states, rviews, now)
         opened = [node for st in states.values()
                   for node in self._finish_policy(st, decisions.get(st.name), rviews, views, now)]
-        self.sink.passed(pass_stats(rviews, decisions, held=held_nodes(cluster) | set(opened),
-                                    opened=opened, budget=self.settings.max_held, now=now))
+        held = held_nodes(self._cluster(views, rviews, now)) | set(opened)
+        self.sink.passed(pass_stats(rviews, decisions, held=held, opened=opened,
+                                    budget=self.settings.max_held, now=now))
+
+    def _cluster(self, views: Mapping[str, NodeView], rviews: list[RemediationView],
+                 now: float) -> Cluster:
+        return Cluster(nodes=views, remediations=rviews, records=self.leases.records(now),
+                       max_held=self.settings.max_held,
+                       recent_starts=count_recent(rviews, now=now, window_s=RATE_WINDOW_S))
+
+    def _decide(self, views: Mapping[str, NodeView], states: Mapping[str, PolicyState],
+                rviews: list[RemediationView], now: float) -> dict[str, PolicyDecision]:
+        live = [s.policy for s in states.values() if s.policy is not None and not s.deleting]
+        checks = BlockerChecks(self.kube, alerts=self.alerts)
+        return decide_all(live, self._cluster(views, rviews, now), now=now,
+                          storms={s.name: self.storms.of(s) for s in states.values()},
+                          blockers=Blockers(node=checks.node, cluster=checks.cluster))
 
     # ---- episodes ------------------------------------------------------------------------------
-
-    def _policy_state(self, obj: dict[str, Any]) -> PolicyState:
-        name = str((obj.get("metadata") or {}).get("name"))
-        problems = validate_policy(obj.get("spec") or {})
-        policy = None if problems else parse_policy(name, obj.get("spec") or {})
-        return PolicyState(obj, policy, problems)
 
     def _one(self, nr: dict[str, Any], views: Mapping[str, NodeView],
              states: Mapping[str, PolicyState], now: float) -> dict[str, Any]:
@@ -244,135 +191,40 @@ class Reconciler:
                         spec.get("nodeName"), e)
         return state.policy.plan if state is not None and state.policy is not None else None
 
-    def _retire(self, nrs: list[dict[str, Any]], views: Mapping[str, NodeView],
-                states: Mapping[str, PolicyState], now: float) -> list[dict[str, Any]]:
+    def _retire(self, nrs: list[dict[str, Any]], states: Mapping[str, PolicyState],
+                now: float) -> list[dict[str, Any]]:
         """Delete finished NodeRemediations past the policy's retention (time, count per node).
         The node's Lease remembers the last episode, so this never reopens one."""
-        by_node: dict[str, list[dict[str, Any]]] = {}
-        for nr in nrs:
-            if (nr.get("status") or {}).get("phase") in TERMINAL \
-                    and not holds_slot(nr):
-                by_node.setdefault(_node_of(nr), []).append(nr)
-        gone: set[str] = set()
-        for done in by_node.values():
-            done.sort(key=lambda nr: parse_iso((nr.get("status") or {}).get("finishedAt")) or 0.0,
-                      reverse=True)
-            for i, nr in enumerate(done):
-                state = states.get(str((nr.get("spec") or {}).get("policy", "")))
-                keep, keep_for = ((state.policy.keep, state.policy.keep_for_s)
-                                  if state is not None and state.policy is not None
-                                  else (5, 3 * 86400.0))
-                finished = parse_iso((nr.get("status") or {}).get("finishedAt")) or now
-                if i >= keep or now - finished > keep_for:
-                    name = str((nr.get("metadata") or {}).get("name"))
-                    try:
-                        self.kube.request("DELETE", f"{API}/{REMEDIATION_PLURAL}/{name}")
-                    except KubeError as e:
-                        if e.status != 404:
-                            raise
-                    gone.add(name)
+        gone = expired(nrs, states, now)
+        for name in gone:
+            try:
+                self.kube.request("DELETE", f"{API}/{REMEDIATION_PLURAL}/{name}")
+            except KubeError as e:
+                if e.status != 404:
+                    raise
         return [nr for nr in nrs if (nr.get("metadata") or {}).get("name") not in gone]
 
-    def _open(self, st: PolicyState, start: Start, node: NodeView, now: float) -> bool:
-        """Take the node's Lease, then create the NodeRemediation (the first write on the node's
-        behalf), snapshotting the plan. False when the node's Lease is taken."""
-        assert st.policy is not None
-        self._ensure_finalizer(st)  # first: a deletion from now on waits for this episode
-        if not self.leases.acquire(start.node, start.name, now=now):
-            return False
-        policy = st.policy
-        spec: dict[str, Any] = {
-            "nodeName": node.name, "policy": policy.name,
-            "episodeStart": iso(start.episode_start), "openedAt": iso(now),
-            "plan": plan_snapshot(st.obj.get("spec") or {})}
-        if start.flapping:
-            spec["flapping"] = start.flapping
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "NodeRemediation",
-            "metadata": {
-                "name": start.name,
-                "labels": {LABEL_NODE: node.name, LABEL_POLICY: policy.name},
-                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node.name,
-                                     "uid": node.uid, "blockOwnerDeletion": False}],
-            },
-            "spec": spec,
-        }
-        try:
-            self.kube.request("POST", f"{API}/{REMEDIATION_PLURAL}", body=body)
-        except KubeError as e:
-            if e.status == 409:
-                return True  # opened already (by us before a restart): never a duplicate
-            raise
-        message = (f"trigger held since {iso(start.episode_start)}; ladder: "
-                   + " -> ".join(r.action.value for r in policy.ladder))
-        if start.flapping:
-            message = f"{start.flapping} episodes within the flap window: escalating"
-        self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{start.name}/status",
-                          content_type=MERGE, body={"status": {
-                              "phase": RemediationPhase.PENDING.value, "rung": 0,
-                              "message": message,
-                              "attemptsInWindow": start.flapping or None}})
-        self.episodes.node_event(node, start.name, EventType.NORMAL, "RemediationOpened",
-                                 message, now)
-        return True
-
     # ---- policies ------------------------------------------------------------------------------
-
-    def _ensure_finalizer(self, st: PolicyState) -> None:
-        meta = st.obj.setdefault("metadata", {})
-        finalizers = list(meta.get("finalizers") or [])
-        if FINALIZER in finalizers:
-            return
-        self.kube.request("PATCH", f"{API}/{POLICY_PLURAL}/{st.name}", content_type=MERGE,
-                          body={"metadata": {"finalizers": [*finalizers, FINALIZER],
-                                             "resourceVersion": meta.get("resourceVersion")}})
-        meta["finalizers"] = [*finalizers, FINALIZER]
 
     def _finish_policy(self, st: PolicyState, d: PolicyDecision | None,
                        rviews: list[RemediationView], views: Mapping[str, NodeView],
                        now: float) -> list[str]:
-        """Open what the decision starts, write the policy's status; the nodes opened."""
-        old = st.obj.get("status") or {}
-        live = [r for r in rviews if r.policy == st.name and r.active]
-        if st.deleting:
-            finalizers = list((st.obj.get("metadata") or {}).get("finalizers") or [])
-            if not live and FINALIZER in finalizers:
-                finalizers.remove(FINALIZER)
-                self.kube.request("PATCH", f"{API}/{POLICY_PLURAL}/{st.name}", content_type=MERGE,
-                                  body={"metadata": {"finalizers": finalizers or None}})
-                return []
-            if live:
-                why = (f"deletion waits for {len(live)} live episode(s) to finish or be aborted: "
-                       + ", ".join(r.name for r in live[:5]))
-                self._policy_status(st, old, {"message": why, "deleting": True}, blocked=[why])
-            return []
-        if st.policy is None:
-            self._policy_status(st, old, {
-                "valid": False, "problems": st.problems,
-                "message": f"policy rejected: {'; '.join(st.problems)}"}, blocked=st.problems)
+        """Open what the decision starts, write the policy's status; the nodes opened. An
+        invalid or deleting policy's status is kopf's (`lifecycle`): nothing is written here."""
+        if st.deleting or st.policy is None:
             return []
         d = d or PolicyDecision()
-        opened: list[str] = []
+        opened = [start.node for start in d.starts
+                  if self.opener.open(st, start, views[start.node], now)]
         plan = [self._dry_run_plan(st.policy, start.node) for start in d.planned]
-        for start in d.starts:
-            if self._open(st, start, views[start.node], now):
-                opened.append(start.node)
-            else:  # the next pass reads the Lease and says who holds it
-                log.info("node %s: its Lease was taken first; not opening %s", start.node,
-                         start.name)
-        storm: dict[str, Any] = {}
-        if d.storm and not old.get("stormSince"):
-            storm = {"stormSince": iso(now), "stormEndedAt": None}
-        elif not d.storm and old.get("stormSince"):
-            storm = {"stormSince": None, "stormEndedAt": iso(now)}
-        active = len(live) + len(opened)
+        active = sum(1 for r in rviews if r.policy == st.name and r.active) + len(opened)
         message = (d.blocked[0] if d.blocked else
                    f"{d.sick} of {d.matched} matched node(s) sick, {active} in remediation")
-        self._policy_status(st, old, {
-            "valid": True, "problems": None, "matchedNodes": d.matched, "sickNodes": d.sick,
-            "activeRemediations": active, "waiting": d.waiting or None,
-            "dryRunPlan": plan or (old.get("dryRunPlan") if st.policy.dry_run else None),
-            "message": message, **storm}, blocked=d.blocked, plan=plan)
+        self.report.write(st, {
+            "matchedNodes": d.matched, "sickNodes": d.sick, "activeRemediations": active,
+            "waiting": d.waiting or None, "message": message,
+            "dryRunPlan": plan or (st.status.get("dryRunPlan") if st.policy.dry_run else None),
+            **self.storms.after(st.name, storm=d.storm, now=now)}, blocked=d.blocked, plan=plan)
         return opened
 
     def _dry_run_plan(self, policy: Policy, node: str) -> str:
@@ -382,42 +234,31 @@ class Reconciler:
         return (f"dry run: would cordon {node}, evict {len(pods)} pod(s) through the Eviction "
                 f"API ({', '.join(pods[:5]) or 'none'}), then ask its agent to {what}")
 
-    def _policy_status(self, st: PolicyState, old: Mapping[str, Any], new: dict[str, Any], *,
-                       blocked: list[str], plan: list[str] | None = None) -> None:
-        new["blocked"] = blocked or None
-        changed = {k: _replacing(old.get(k), v) for k, v in new.items() if old.get(k) != v}
-        if not changed:
-            return
-        self.kube.request("PATCH", f"{API}/{POLICY_PLURAL}/{st.name}/status",
-                          body={"status": changed}, content_type=MERGE)
-        meta = st.obj.get("metadata") or {}
-        involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RemediationPolicy",
-                    "name": st.name, "uid": meta.get("uid", "")}
-        stamp = iso(self.clock())
-        ns = self.settings.event_namespace
-        for reason in blocked:
-            if reason not in (old.get("blocked") or []):
-                kind = "PolicyInvalid" if new.get("valid") is False else "RemediationBlocked"
-                self.kube.event(involved=involved, kind=EventType.WARNING, reason=kind,
-                                message=reason, namespace=ns, now=stamp)
-        for node, why in (new.get("waiting") or {}).items():
-            if (old.get("waiting") or {}).get(node) != why and not why.startswith("waiting for") \
-                    and why not in blocked:
-                self.kube.event(involved=involved, kind=EventType.NORMAL,
-                                reason="RemediationWaiting", message=f"{node}: {why}",
-                                namespace=ns, now=stamp)
-        for line in plan or []:
-            if line not in (old.get("dryRunPlan") or []):
-                self.kube.event(involved=involved, kind=EventType.NORMAL, reason="DryRun",
-                                message=line, namespace=ns, now=stamp)
-
-
-def _replacing(old: object, new: Any) -> Any:
-    """A merge patch that replaces map `old` by map `new` (a key left out stays otherwise)."""
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        return {**dict.fromkeys(old), **new}
-    return new
-
 
 def _node_of(nr: Mapping[str, Any]) -> str:
     return str((nr.get("spec") or {}).get("nodeName", ""))
+
+
+def expired(nrs: list[dict[str, Any]], states: Mapping[str, PolicyState],
+            now: float) -> set[str]:
+    """Finished NodeRemediations (not holding a node) beyond their policy's `retention`: older
+    than `for`, or past the newest `keep` of their node (defaults when the policy is gone)."""
+    by_node: dict[str, list[dict[str, Any]]] = {}
+    for nr in nrs:
+        if (nr.get("status") or {}).get("phase") in TERMINAL and not holds_slot(nr):
+            by_node.setdefault(_node_of(nr), []).append(nr)
+    gone: set[str] = set()
+    for done in by_node.values():
+        done.sort(key=_finished, reverse=True)
+        for i, nr in enumerate(done):
+            st = states.get(str((nr.get("spec") or {}).get("policy", "")))
+            policy = st.policy if st is not None else None
+            keep, keep_for = ((policy.keep, policy.keep_for_s) if policy is not None
+                              else (DEFAULT_KEEP, DEFAULT_KEEP_FOR_S))
+            if i >= keep or now - (_finished(nr) or now) > keep_for:
+                gone.add(str((nr.get("metadata") or {}).get("name")))
+    return gone
+
+
+def _finished(nr: Mapping[str, Any]) -> float:
+    return parse_iso((nr.get("status") or {}).get("finishedAt")) or 0.0
