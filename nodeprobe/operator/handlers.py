@@ -114,19 +114,24 @@ def kopf_announce(ref: Mapping[str, Any], kind: EventType, reason: str, message:
 def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler, nodes: NodeCache,
              api: client.ApiClient, stop: threading.Event,
              guard: Guard | None = None) -> PassLoop:
-    """Attach the operator's handlers to `registry` (kopf's decorators with an explicit one).
+    """Attach the operator's handlers to `registry` (kopf's decorators with an explicit one)."""
+    loop = PassLoop(reconciler, nodes, guard=guard)
+    _register_process(registry, loop, api=api, stop=stop)
+    _register_policies(registry, loop)
+    return loop
+
+
+def _register_process(registry: kopf.OperatorRegistry, loop: PassLoop, *,
+                      api: client.ApiClient, stop: threading.Event) -> None:
+    """Credentials, settings, shutdown and liveness.
 
     `stop` is kopf's stop flag: kopf waits on it in an executor thread, which its own shutdown
     then joins. A SIGTERM stops kopf without setting it, so cleanup sets it, or the process
     would hang until the kubelet's SIGKILL.
     """
-    loop = PassLoop(reconciler, nodes, guard=guard)
-    tick_s = reconciler.settings.tick_s
-    on = (GROUP, VERSION, POLICY_PLURAL)
-
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        return connection_info(api, namespace=reconciler.settings.event_namespace)
+        return connection_info(api, namespace=loop.reconciler.settings.event_namespace)
 
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -140,6 +145,12 @@ def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler, nodes: 
     def probe(**_: Any) -> dict[str, Any]:
         return loop.health()
 
+
+def _register_policies(registry: kopf.OperatorRegistry, loop: PassLoop) -> None:
+    """The RemediationPolicy lifecycle (`lifecycle`) and the pass timer."""
+    on = (GROUP, VERSION, POLICY_PLURAL)
+    tick_s = loop.reconciler.settings.tick_s
+
     @kopf.on.resume(*on, registry=registry, id="validate-resume")
     @kopf.on.create(*on, registry=registry, id="validate-create")
     @kopf.on.update(*on, registry=registry, id="validate-update", field="spec")
@@ -149,7 +160,7 @@ def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler, nodes: 
     @kopf.on.delete(*on, registry=registry, id="wait-for-episodes")
     def hold(body: kopf.Body, name: str, patch: kopf.Patch, **_: Any) -> None:
         loop.tick()  # kopf stopped this policy's timer: passes go on from here meanwhile
-        nrs = reconciler.kube.items(lifecycle.REMEDIATIONS, query={
+        nrs = loop.reconciler.kube.items(lifecycle.REMEDIATIONS, query={
             "labelSelector": f"{LABEL_POLICY}={name}"})
         wait = lifecycle.deletion_wait(body, lifecycle.live_episodes(nrs, name), kopf_announce)
         if wait is not None:
@@ -159,8 +170,6 @@ def register(registry: kopf.OperatorRegistry, *, reconciler: Reconciler, nodes: 
     @kopf.timer(*on, registry=registry, id="pass", interval=tick_s)
     def reconcile(**_: Any) -> None:
         loop.tick()
-
-    return loop
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
