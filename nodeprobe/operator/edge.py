@@ -1,16 +1,15 @@
 """The edge of a pass: raw Node and NodeRemediation objects parsed once into the typed records
-of `records` that every decision reads. Purely data: no I/O."""
+of `records` that every decision and write reads. Purely data: no I/O."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from nodeprobe.model import RemediationPhase, Status
-from nodeprobe.operator.episodes import holds_slot
+from nodeprobe.model import Status
 from nodeprobe.operator.grammar import parse_iso
 from nodeprobe.operator.names import GROUP
-from nodeprobe.operator.records import NodeCondition, NodeView, RemediationView
+from nodeprobe.operator.records import NodeCondition, NodeView, Remediation
 
 
 def node_view(node: Mapping[str, Any]) -> NodeView:
@@ -44,13 +43,14 @@ def cordon_managers(meta: Mapping[str, Any]) -> tuple[str, ...]:
         ((m.get("fieldsV1") or {}).get("f:spec") or {})}))
 
 
-def remediation_view(nr: Mapping[str, Any]) -> RemediationView:
+def remediation(nr: Mapping[str, Any]) -> Remediation:
     meta, spec, status = nr.get("metadata") or {}, nr.get("spec") or {}, nr.get("status") or {}
-    created = (parse_iso(spec.get("openedAt")) or parse_iso(meta.get("creationTimestamp"))
-               or 0.0)
-    return RemediationView(
+    plan = spec.get("plan")
+    return Remediation(
         name=str(meta.get("name", "")), node=str(spec.get("nodeName", "")),
-        policy=str(spec.get("policy", "")),
-        phase=str(status.get("phase", RemediationPhase.PENDING)), created=created,
-        finished=parse_iso(status.get("finishedAt")), holds=holds_slot(nr),
-        released=parse_iso(status.get("releasedAt")))
+        policy=str(spec.get("policy", "")), status=dict(status),
+        plan=plan if isinstance(plan, Mapping) else None,
+        created=(parse_iso(spec.get("openedAt")) or parse_iso(meta.get("creationTimestamp"))
+                 or 0.0),
+        episode_start=parse_iso(spec.get("episodeStart")),
+        flapping=int(spec.get("flapping", 0) or 0), spec_rung=int(spec.get("rung", 0) or 0))

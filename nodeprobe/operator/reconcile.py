@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nodeprobe.model import RemediationPhase
 from nodeprobe.operator.blockers import BlockerChecks, firing_alerts
 from nodeprobe.operator.drain import Drainer
-from nodeprobe.operator.edge import node_view, remediation_view
-from nodeprobe.operator.episodes import Context, Episodes, holds_slot
+from nodeprobe.operator.edge import node_view, remediation
+from nodeprobe.operator.episodes import Context, Episodes
 from nodeprobe.operator.gates import (
     Blockers,
     Cluster,
@@ -29,7 +28,7 @@ from nodeprobe.operator.gates import (
     decide_all,
     held_nodes,
 )
-from nodeprobe.operator.grammar import PolicyError, iso, parse_iso
+from nodeprobe.operator.grammar import PolicyError
 from nodeprobe.operator.kube import Kube, KubeError
 from nodeprobe.operator.leases import NodeLeases, lease_name
 from nodeprobe.operator.lifecycle import Announce
@@ -44,7 +43,7 @@ from nodeprobe.operator.policystatus import (
     kube_announce,
     policy_state,
 )
-from nodeprobe.operator.records import TERMINAL, NodeView, RemediationView
+from nodeprobe.operator.records import NodeView, Remediation, RemediationView
 from nodeprobe.operator.stats import NoSink, Sink, pass_stats
 
 log = logging.getLogger(__name__)
@@ -119,8 +118,8 @@ class Reconciler:
         everything = self.kube.items(f"{API}/{REMEDIATION_PLURAL}")
         self.leases.load()
         now = self.clock()
-        nrs = [self._one(nr, views, states, now) for nr in everything]
-        rviews = [remediation_view(nr) for nr in self._retire(nrs, states, now)]
+        rs = [self._one(remediation(nr), views, states, now) for nr in everything]
+        rviews = [r.view() for r in self._retire(rs, states, now)]
         decisions = self._decide(views, states, rviews, now)
         opened = [node for st in states.values()
                   for node in self._finish_policy(st, decisions.get(st.name), rviews, views, now)]
@@ -144,65 +143,52 @@ class Reconciler:
 
     # ---- episodes ------------------------------------------------------------------------------
 
-    def _one(self, nr: dict[str, Any], views: Mapping[str, NodeView],
-             states: Mapping[str, PolicyState], now: float) -> dict[str, Any]:
-        spec = nr.get("spec") or {}
-        name = str((nr.get("metadata") or {}).get("name"))
-        node = views.get(_node_of(nr))
-        state = states.get(str(spec.get("policy", "")))
-        plan = self._plan(spec, state)
-        phase = (nr.get("status") or {}).get("phase", RemediationPhase.PENDING)
-        if phase in TERMINAL:
-            if self.episodes.release_escalated(nr, node, now=now):
-                nr = {**nr, "status": {**(nr.get("status") or {}), "releasedAt": iso(now)}}
-            return self._lease_after(nr, name, now)
+    def _one(self, r: Remediation, views: Mapping[str, NodeView],
+             states: Mapping[str, PolicyState], now: float) -> Remediation:
+        node = views.get(r.node)
+        state = states.get(r.policy)
+        if not r.active:
+            return self._lease_after(self.episodes.release_escalated(r, node, now=now), now)
+        plan = self._plan(r, state)
         if plan is None:
-            return nr
-        if not self.leases.holds(_node_of(nr), name):
-            return self.episodes.refuse(nr, node, now=now, why=(
+            return r
+        if not self.leases.holds(r.node, r.name):
+            return self.episodes.refuse(r, node, now=now, why=(
                 f"not opened by the nodeprobe operator: the node's Lease "
-                f"{self.leases.namespace}/{lease_name(_node_of(nr))} does not name it"))
-        ctx = Context()
-        if state is None:
-            ctx = Context(abort=f"policy {spec.get('policy')} no longer exists")
-        elif state.deleting:
-            ctx = Context(abort=f"policy {state.name} is being deleted")
-        elif state.policy is not None and (state.policy.paused or state.policy.dry_run):
-            ctx = Context(frozen=f"policy {state.name} is "
-                                 f"{'paused' if state.policy.paused else 'in dry run'}")
-        return self._lease_after(self.episodes.advance(plan, nr, node, ctx, now=now), name, now)
+                f"{self.leases.namespace}/{lease_name(r.node)} does not name it"))
+        ctx = _context(r, state)
+        return self._lease_after(self.episodes.advance(plan, r, node, ctx, now=now), now)
 
-    def _lease_after(self, nr: dict[str, Any], name: str, now: float) -> dict[str, Any]:
+    def _lease_after(self, r: Remediation, now: float) -> Remediation:
         """Renew the node's Lease while the episode holds the node; give it back at once after."""
-        if holds_slot(nr):
-            self.leases.renew(_node_of(nr), name, now=now)
+        if r.holds:
+            self.leases.renew(r.node, r.name, now=now)
         else:
-            finished = parse_iso((nr.get("status") or {}).get("finishedAt")) or now
-            self.leases.release(_node_of(nr), name, finished=finished)
-        return nr
+            self.leases.release(r.node, r.name, finished=r.finished or now)
+        return r
 
-    def _plan(self, spec: Mapping[str, Any], state: PolicyState | None) -> Plan | None:
+    def _plan(self, r: Remediation, state: PolicyState | None) -> Plan | None:
         """The snapshot the episode started with; the live policy's for older episodes."""
         try:
-            if isinstance(spec.get("plan"), Mapping):
-                return parse_plan(spec["plan"])
+            if r.plan is not None:
+                return parse_plan(r.plan)
         except PolicyError as e:
             log.warning("NodeRemediation for %s: bad plan snapshot (%s); using the policy's",
-                        spec.get("nodeName"), e)
+                        r.node, e)
         return state.policy.plan if state is not None and state.policy is not None else None
 
-    def _retire(self, nrs: list[dict[str, Any]], states: Mapping[str, PolicyState],
-                now: float) -> list[dict[str, Any]]:
+    def _retire(self, rs: list[Remediation], states: Mapping[str, PolicyState],
+                now: float) -> list[Remediation]:
         """Delete finished NodeRemediations past the policy's retention (time, count per node).
         The node's Lease remembers the last episode, so this never reopens one."""
-        gone = expired(nrs, states, now)
+        gone = expired(rs, states, now)
         for name in gone:
             try:
                 self.kube.request("DELETE", f"{API}/{REMEDIATION_PLURAL}/{name}")
             except KubeError as e:
                 if e.status != 404:
                     raise
-        return [nr for nr in nrs if (nr.get("metadata") or {}).get("name") not in gone]
+        return [r for r in rs if r.name not in gone]
 
     # ---- policies ------------------------------------------------------------------------------
 
@@ -235,30 +221,34 @@ class Reconciler:
                 f"API ({', '.join(pods[:5]) or 'none'}), then ask its agent to {what}")
 
 
-def _node_of(nr: Mapping[str, Any]) -> str:
-    return str((nr.get("spec") or {}).get("nodeName", ""))
+def _context(r: Remediation, state: PolicyState | None) -> Context:
+    """What the live policy says about a running episode: gone or deleting aborts it, paused
+    or dry run freezes its writes."""
+    if state is None:
+        return Context(abort=f"policy {r.policy} no longer exists")
+    if state.deleting:
+        return Context(abort=f"policy {state.name} is being deleted")
+    if state.policy is not None and (state.policy.paused or state.policy.dry_run):
+        return Context(frozen=f"policy {state.name} is "
+                              f"{'paused' if state.policy.paused else 'in dry run'}")
+    return Context()
 
 
-def expired(nrs: list[dict[str, Any]], states: Mapping[str, PolicyState],
-            now: float) -> set[str]:
+def expired(rs: list[Remediation], states: Mapping[str, PolicyState], now: float) -> set[str]:
     """Finished NodeRemediations (not holding a node) beyond their policy's `retention`: older
     than `for`, or past the newest `keep` of their node (defaults when the policy is gone)."""
-    by_node: dict[str, list[dict[str, Any]]] = {}
-    for nr in nrs:
-        if (nr.get("status") or {}).get("phase") in TERMINAL and not holds_slot(nr):
-            by_node.setdefault(_node_of(nr), []).append(nr)
+    by_node: dict[str, list[Remediation]] = {}
+    for r in rs:
+        if not r.holds:
+            by_node.setdefault(r.node, []).append(r)
     gone: set[str] = set()
     for done in by_node.values():
-        done.sort(key=_finished, reverse=True)
-        for i, nr in enumerate(done):
-            st = states.get(str((nr.get("spec") or {}).get("policy", "")))
+        done.sort(key=lambda r: r.finished or 0.0, reverse=True)
+        for i, r in enumerate(done):
+            st = states.get(r.policy)
             policy = st.policy if st is not None else None
             keep, keep_for = ((policy.keep, policy.keep_for_s) if policy is not None
                               else (DEFAULT_KEEP, DEFAULT_KEEP_FOR_S))
-            if i >= keep or now - (_finished(nr) or now) > keep_for:
-                gone.add(str((nr.get("metadata") or {}).get("name")))
+            if i >= keep or now - (r.finished or now) > keep_for:
+                gone.add(r.name)
     return gone
-
-
-def _finished(nr: Mapping[str, Any]) -> float:
-    return parse_iso((nr.get("status") or {}).get("finishedAt")) or 0.0

@@ -322,3 +322,24 @@ def test_a_refused_cordon_write_is_retried_and_the_episode_goes_on(clock: Clock)
     assert phases(kube) == {"a": "Succeeded"}
     assert kube.cordoned() == set()
     assert "kube-system/web-1" not in kube.pods and "web/web-1" not in kube.pods
+
+
+def test_storm_state_is_read_from_the_status_only_at_first_sight(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube)
+    kube.add_node("a", sick_since=SICK_SINCE)
+    # An earlier operator process wrote that a storm ended just now: its cool-down holds.
+    kube.policies["p"]["status"] = {"stormEndedAt": iso(clock.t)}
+    rec = Reconciler(kube, clock=clock, settings=OperatorSettings(max_held=2))
+    rec.reconcile()
+    assert kube.nrs == {} and "storm cool-down" in kube.policies["p"]["status"]["message"]
+    clock.t += 301  # past the default 5 min storm cool-down
+    rec.reconcile()
+    assert len(kube.nrs) == 1
+    # From now on the status is output only: an edit there is not read back as a storm.
+    kube.add_node("b", sick_since=SICK_SINCE)
+    kube.policies["p"]["status"]["stormEndedAt"] = iso(clock.t)
+    kube.policies["p"]["spec"]["maxConcurrent"] = 2
+    clock.t += 2
+    rec.reconcile()
+    assert sorted(nr["spec"]["nodeName"] for nr in kube.nrs.values()) == ["a", "b"]
