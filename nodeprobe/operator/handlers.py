@@ -167,7 +167,8 @@ def _register_policies(registry: kopf.OperatorRegistry, loop: PassLoop) -> None:
             patch.status.update(wait)
             raise kopf.TemporaryError(wait["message"], delay=tick_s)
 
-    @kopf.timer(*on, registry=registry, id="pass", interval=tick_s)
+    # sharp: passes start on a grid of tick_s, however long a pass takes (not tick_s after it)
+    @kopf.timer(*on, registry=registry, id="pass", interval=tick_s, sharp=True)
     def reconcile(**_: Any) -> None:
         loop.tick()
 

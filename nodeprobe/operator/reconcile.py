@@ -55,8 +55,8 @@ WEBHOOK_TIMEOUT_S = 5.0
 @dataclass(frozen=True, slots=True)
 class OperatorSettings:
     tick_s: float = 2.0
-    """Seconds between reconcile passes: the ladder moves at most one phase per pass, so this
-    bounds how fast a remediation can go, not how much it costs."""
+    """Seconds between the starts of reconcile passes (kopf's sharp timer): the ladder moves at
+    most one phase per pass, so this bounds how fast a remediation can go, not what it costs."""
     event_namespace: str = "default"
     """Where Events about cluster-scoped objects (Nodes, policies) are written: the API server
     refuses them anywhere else (involvedObject.namespace is empty)."""

@@ -32,7 +32,7 @@ def test_kopf_runs_the_policy_lifecycle_and_the_pass_and_never_watches_nodes() -
     assert list(registry._watching.get_all_handlers()) == []
     assert {h.id for h in changing} == {"validate-create", "validate-update/spec",
                                         "validate-resume", "wait-for-episodes"}
-    assert [(h.id, h.interval) for h in spawning] == [("pass", 3)]
+    assert [(h.id, h.interval, h.sharp) for h in spawning] == [("pass", 3, True)]
     assert any(h.id == "pass" for h in registry._activities.get_all_handlers())  # the probe
     assert loop.reconciler.settings.tick_s == 3
 
