@@ -13,7 +13,10 @@ What kopf does here, and why each part:
   under a deleted last policy's finalizer just the same;
 - kopf's liveness endpoint reports the pass (`probe`), its settings are set in `configure`.
 Nodes are not watched by kopf: `NodeCache` says why (a measured start-up cost). So kopf writes
-nothing to Nodes. kopf runs only while this replica leads (see `nodeprobe.operator.run`).
+nothing to Nodes. kopf runs only while this replica leads (see `nodeprobe.operator.run`); its own
+writes (finalizer, annotations, the validity and deletion status of a policy) do not pass the
+write fence, but a replica that loses the Lease stops kopf at once, and none of them touches a
+Node or a NodeRemediation.
 Registration happens in `register()`, never at import time.
 """
 

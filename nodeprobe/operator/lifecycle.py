@@ -21,6 +21,8 @@ from nodeprobe.operator.names import API, GROUP, LABEL_POLICY, REMEDIATION_PLURA
 from nodeprobe.operator.parse import validate_policy
 from nodeprobe.operator.records import TERMINAL
 
+REMEDIATIONS = f"{API}/{REMEDIATION_PLURAL}"
+"""Where the delete handler lists a policy's NodeRemediations (by label) for `live_episodes`."""
 Announce = Callable[[Mapping[str, Any], EventType, str, str], None]
 """(object reference, type, reason, message): post one Event about the object."""
 
@@ -70,7 +72,3 @@ def deletion_wait(body: Mapping[str, Any], live: list[str],
         announce(policy_ref(str(meta.get("name", "")), str(meta.get("uid", ""))),
                  EventType.NORMAL, "DeletionWaits", why)
     return {"message": why, "deleting": True, "blocked": [why]}
-
-
-REMEDIATIONS = f"{API}/{REMEDIATION_PLURAL}"
-"""Where `live_episodes` reads from (a list labelled by policy)."""
