@@ -37,7 +37,7 @@ from nodeprobe.operator.policy import (
     DEFAULT_TERMINATING_SKIP_S,
     DEFAULT_TRIGGER_FOR_S,
     Action,
-    Blockers,
+    BlockerSettings,
     Drain,
     OnTimeout,
     Plan,
@@ -172,7 +172,7 @@ def plan_snapshot(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: spec[k] for k in PLAN_KEYS if k in spec}
 
 
-def _blockers(spec: Mapping[str, Any]) -> Blockers:
+def _blockers(spec: Mapping[str, Any]) -> BlockerSettings:
     b = _map(spec, "blockers", "podSelector, prometheus")
     prom = b.get("prometheus") or {}
     if not isinstance(prom, Mapping) or set(prom) - {"url", "query"}:
@@ -181,7 +181,7 @@ def _blockers(spec: Mapping[str, Any]) -> Blockers:
     if prom and not str(url or "").startswith(("http://", "https://")):
         raise PolicyError(f"spec.blockers.prometheus.url: expected an http(s) URL, got {url!r}")
     pods = b.get("podSelector")
-    return Blockers(
+    return BlockerSettings(
         pod_selector=None if pods is None else parse_selector(
             pods, where="spec.blockers.podSelector"),
         prometheus_url=str(url).rstrip("/") if url else None,

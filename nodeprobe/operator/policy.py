@@ -106,7 +106,7 @@ class Plan:
 
 
 @dataclass(frozen=True, slots=True)
-class Blockers:
+class BlockerSettings:
     pod_selector: Selector | None = None
     """Pods matching it on a node keep an episode from starting there (kured)."""
     prometheus_url: str | None = None
@@ -127,7 +127,7 @@ class Policy:
     storm_cool_down_s: float = DEFAULT_STORM_COOL_DOWN_S
     windows: tuple[Window, ...] = ()
     """Empty: any time."""
-    blockers: Blockers = field(default_factory=Blockers)
+    blockers: BlockerSettings = field(default_factory=BlockerSettings)
     flap_attempts: int = DEFAULT_FLAP_ATTEMPTS
     flap_window_s: float = DEFAULT_FLAP_WINDOW_S
     keep: int = DEFAULT_KEEP
