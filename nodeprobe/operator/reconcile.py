@@ -2,8 +2,10 @@
 Leases; advance every episode; release, retire and start what the one budget allows; say in each
 policy's status why anything waits.
 
-This is where I/O meets the pure parts (`policy`, `gates`, `ladder`). A healthy cluster costs
-reads only: status, Events, Leases and finalizers are written when something changes.
+Read (parsed once at the edge: `edge`, `policystatus.policy_state`), decide (`gates`, and
+`ladder` per episode), execute (`episodes`, `opening`, `policystatus.PolicyReport`). A healthy
+cluster costs reads only: status, Events and Leases are written when something changes. The
+policy's validity, finalizer and deletion are kopf's (`lifecycle`, `handlers`), not the pass's.
 """
 
 from __future__ import annotations
