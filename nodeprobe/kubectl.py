@@ -44,11 +44,11 @@ from nodeprobe.model import (
     RemediationPhase,
     Status,
 )
-from nodeprobe.operator.episodes import holds_slot
+from nodeprobe.operator.edge import remediation
 from nodeprobe.operator.gates import TERMINAL
-from nodeprobe.operator.grammar import parse_iso
+from nodeprobe.operator.grammar import PolicyError, parse_iso
 from nodeprobe.operator.kube import Kube, KubeError
-from nodeprobe.operator.policy import PolicyError, parse_policy
+from nodeprobe.operator.parse import parse_policy
 
 API = f"/apis/{REMEDIATION_GROUP}/{REMEDIATION_VERSION}"
 RECENT_EVENTS = 20
@@ -159,7 +159,7 @@ def policy_budget(policy: Mapping[str, Any], remediations: Sequence[Mapping[str,
     except PolicyError:
         budget = "invalid"
     held = sum(1 for nr in remediations if (nr.get("spec") or {}).get("policy") == name
-               and holds_slot(nr))
+               and remediation(nr).holds)
     return {"name": name, "held": held, "budget": budget, "sickNodes": st.get("sickNodes", 0),
             "matchedNodes": matched, "message": st.get("message", "")}
 

@@ -3,7 +3,8 @@
 Layers inside: `records` (the vocabulary), `policy`, `gates`, `observe` and `ladder` are pure
 (no I/O, time passed in); `drain`, `kube`, `leases`, `episodes` and `reconcile` do the API calls;
 `guard` checks the admission policy that keeps NodeRemediations to the operator; `leader` and
-`standby` elect the replica that acts; `handlers` only wires kopf to the pass loop. The operator
+`standby` elect the replica that acts; `handlers` registers with kopf the policy lifecycle
+(`lifecycle`), the pass timer, the liveness probe and kopf's settings. The operator
 never runs commands on nodes: the node's agent (`nodeprobe.repair`) does.
 """
 
@@ -14,6 +15,7 @@ import os
 import signal
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,7 +59,7 @@ def run(
     `medik8s-leases`, where medik8s's remediators take the same `node-<name>` Leases.
     """
     from nodeprobe.operator.kube import Kube
-    from nodeprobe.operator.leader import Fenced, LeaderElector, Timing
+    from nodeprobe.operator.leader import LeaderElector, Timing
     from nodeprobe.operator.reconcile import OperatorSettings
 
     api = _api_client(kubeconfig)
@@ -65,35 +67,58 @@ def run(
     replica = f"{socket.gethostname()}-{os.getpid()}"
     api.user_agent = f"nodeprobe-operator/{replica}"
     ns = namespace or "default"
-    raw = Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128])
     stop = stop_flag or threading.Event()
     if threading.current_thread() is threading.main_thread():
         # Until kopf installs its own handlers: a SIGTERM while waiting to lead, or just after
         # taking the Lease, stops cleanly (the Lease is given back), not by Python's default.
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    elector = None if standalone else LeaderElector(
-        raw, namespace=ns, identity=replica, timing=Timing(lease_s, renew_deadline_s, retry_s))
-    if elector is not None and not _wait_to_lead(
-            elector, stop, liveness_endpoint=liveness_endpoint,
-            what=f"Lease {ns}/nodeprobe-operator as {replica}"):
+    serving = _Serving(
+        api=api, raw=Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128]),
+        settings=OperatorSettings(tick_s=tick_s, lease_namespace=lease_namespace or ns,
+                                  max_held=max_concurrent),
+        stop=stop, replica=replica, liveness_endpoint=liveness_endpoint,
+        metrics_port=metrics_port)
+    if standalone:
+        _serve(serving, serving.raw)
         return
+    elector = LeaderElector(serving.raw, namespace=ns, identity=replica,
+                            timing=Timing(lease_s, renew_deadline_s, retry_s))
+    if _wait_to_lead(elector, stop, liveness_endpoint=liveness_endpoint,
+                     what=f"Lease {ns}/nodeprobe-operator as {replica}"):
+        _lead(serving, elector)
+
+
+@dataclass(frozen=True, slots=True)
+class _Serving:
+    """What a leading replica runs with."""
+
+    api: ApiClient
+    raw: Kube
+    """Unfenced: the node view's reads."""
+    settings: OperatorSettings
+    stop: threading.Event
+    replica: str
+    liveness_endpoint: str | None
+    metrics_port: int
+
+
+def _lead(serving: _Serving, elector: LeaderElector) -> None:
+    """Serve while the Lease is renewed; a replica that loses it refuses every write at once
+    (`Fenced`) and exits non-zero, so its Deployment restarts it as a follower."""
+    from nodeprobe.operator.leader import Fenced
+
     lost = threading.Event()
 
     def on_lost() -> None:
         lost.set()
-        stop.set()
+        serving.stop.set()
 
-    if elector is not None:
-        threading.Thread(target=elector.keep, args=(stop, on_lost), name="leader-lease",
-                         daemon=True).start()
+    threading.Thread(target=elector.keep, args=(serving.stop, on_lost), name="leader-lease",
+                     daemon=True).start()
     try:
-        _serve(api, raw, raw if elector is None else Fenced(raw, elector.leading),
-               settings=OperatorSettings(tick_s=tick_s, lease_namespace=lease_namespace or ns,
-                                         max_held=max_concurrent),
-               stop=stop, replica=replica, liveness_endpoint=liveness_endpoint,
-               metrics_port=metrics_port)
+        _serve(serving, Fenced(serving.raw, elector.leading))
     finally:
-        if elector is not None and not lost.is_set():
+        if not lost.is_set():
             elector.release()
     if lost.is_set():
         raise SystemExit("nodeprobe operator: lost the leader Lease; exiting so that this "
@@ -118,33 +143,32 @@ def _api_client(kubeconfig: str | None) -> ApiClient:
     return client.ApiClient()
 
 
-def _serve(api: ApiClient, raw: Kube, kube: Kube, *, settings: OperatorSettings,
-           stop: threading.Event, replica: str, liveness_endpoint: str | None,
-           metrics_port: int) -> None:
-    """kopf with our handlers, the node view and the pass loop, until `stop` (this replica
-    leads the whole time: `kube` refuses writes once it does not)."""
+def _serve(serving: _Serving, kube: Kube) -> None:
+    """kopf with our handlers, the node view and the pass, until `stop` (this replica leads
+    the whole time: `kube` refuses writes once it does not)."""
     import kopf
     from kopf._core.engines.peering import Identity  # kopf exports run(), not its arg type
 
     from nodeprobe.operator.guard import Guard
-    from nodeprobe.operator.handlers import register
+    from nodeprobe.operator.handlers import kopf_announce, register
     from nodeprobe.operator.nodecache import NodeCache
     from nodeprobe.operator.reconcile import Reconciler
 
     registry = kopf.OperatorRegistry()
-    sink = _start_metrics(metrics_port)
-    nodes = NodeCache(raw)
-    register(registry, reconciler=Reconciler(kube, settings=settings, sink=sink),
-             nodes=nodes, api=api, stop=stop, guard=Guard(kube))
+    sink = _start_metrics(serving.metrics_port)
+    nodes = NodeCache(serving.raw)
+    register(registry, reconciler=Reconciler(kube, settings=serving.settings, sink=sink,
+                                             announce=kopf_announce),
+             nodes=nodes, api=serving.api, stop=serving.stop, guard=Guard(kube))
     nodes.start()
     try:
         # Our own identity: kopf's default asks getpwuid() for the user name, which fails in
         # an image without a passwd entry for its uid (KeyError, the operator never runs).
         kopf.run(registry=registry, clusterwide=True, standalone=True,
-                 liveness_endpoint=liveness_endpoint, stop_flag=stop,
-                 identity=Identity(replica))
+                 liveness_endpoint=serving.liveness_endpoint, stop_flag=serving.stop,
+                 identity=Identity(serving.replica))
     finally:
-        stop.set()
+        serving.stop.set()
         nodes.stop()
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from nodeprobe.operator.grammar import parse_iso
 from nodeprobe.operator.kube import Kube, KubeError
-from nodeprobe.operator.policy import ANNOTATION_PROTECT, Drain
+from nodeprobe.operator.names import ANNOTATION_PROTECT
+from nodeprobe.operator.policy import Drain
 
 log = logging.getLogger(__name__)
 

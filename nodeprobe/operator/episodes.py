@@ -17,20 +17,17 @@ from nodeprobe.operator import ladder, records
 from nodeprobe.operator.drain import Drainer
 from nodeprobe.operator.grammar import iso
 from nodeprobe.operator.kube import MERGE, Kube, KubeError
-from nodeprobe.operator.policy import (
+from nodeprobe.operator.names import (
     ANNOTATION_CORDONED_BY,
-    GROUP,
+    API,
     LABEL_ESCALATED,
     REMEDIATION_PLURAL,
-    VERSION,
-    Plan,
 )
-from nodeprobe.operator.records import TERMINAL, NodeView
+from nodeprobe.operator.policy import Plan
+from nodeprobe.operator.records import TERMINAL, NodeView, Remediation
 from nodeprobe.operator.stats import Sink, cordon_delay
 
 log = logging.getLogger(__name__)
-
-API = f"/apis/{GROUP}/{VERSION}"
 
 
 def agent_alive(node: NodeView, plan: Plan, now: float) -> bool:
@@ -56,50 +53,48 @@ class Episodes:
         self.webhook = webhook
         self.sink = sink
 
-    def advance(self, plan: Plan, nr: dict[str, Any], node: NodeView | None, ctx: Context,
-                *, now: float) -> dict[str, Any]:
+    def advance(self, plan: Plan, r: Remediation, node: NodeView | None, ctx: Context,
+                *, now: float) -> Remediation:
         """Take at most one transition; returns the NodeRemediation as it now is."""
-        meta, spec = nr.get("metadata") or {}, nr.get("spec") or {}
-        status: dict[str, Any] = dict(nr.get("status") or {})
-        if status.get("phase", RemediationPhase.PENDING) in TERMINAL:
-            return nr
-        rung = current_rung(nr)
-        seen = self._observe(plan, rung, status, node, ctx, now, int(spec.get("flapping", 0)),
-                             name=str(meta.get("name")))
-        st = ladder.step(plan, rung=rung, status=status, seen=seen)
+        if not r.active:
+            return r
+        st = ladder.step(plan, rung=r.rung, status=r.status,
+                         seen=self._observe(plan, r, node, ctx, now))
         if not st.changed:
-            return nr
-        name = str(meta.get("name"))
-        if not self._carry_out(st.intents, node, name, plan):
-            return nr  # nothing recorded: the same transition is tried again next pass
+            return r
+        if not self._carry_out(st.intents, node, r.name, plan):
+            return r  # nothing recorded: the same transition is tried again next pass
         if ladder.Intent.CORDON in st.intents and \
-                (delay := cordon_delay(spec, now=now)) is not None:
+                (delay := cordon_delay(r.episode_start, now=now)) is not None:
             self.sink.cordoned(delay)
         if st.patch:
-            self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status",
-                              body={"status": st.patch}, content_type=MERGE)
+            self._patch_status(r.name, st.patch)
             final = st.patch.get("phase")
             if final in TERMINAL:
                 self.sink.finished(RemediationPhase(final))
         for kind, reason, message in st.events:
-            self.node_event(node, name, kind, reason, message, now)
-        status.update(st.patch)
-        return {**nr, "spec": spec, "status": {k: v for k, v in status.items() if v is not None}}
+            self.node_event(node, r.name, kind, reason, message, now)
+        return r.with_status(st.patch)
 
-    def _observe(self, plan: Plan, rung: int, status: Mapping[str, Any], node: NodeView | None,
-                 ctx: Context, now: float, flapping: int, *, name: str) -> ladder.Seen:
+    def _patch_status(self, name: str, patch: Mapping[str, Any]) -> None:
+        self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status",
+                          body={"status": dict(patch)}, content_type=MERGE)
+
+    def _observe(self, plan: Plan, r: Remediation, node: NodeView | None, ctx: Context,
+                 now: float) -> ladder.Seen:
         if node is None:
             return ladder.Seen(node=None, now=now)
         left: int | None = None
         kept: tuple[str, ...] = ()
-        if status.get("phase") == RemediationPhase.DRAINING:  # read only: the ladder decides
+        if r.phase == RemediationPhase.DRAINING:  # read only: the ladder decides
             drained = self.drainer.survey(node.name, plan.drain)
             left, kept = drained.left, tuple(drained.kept)
         bad = any((c := node.conditions.get(t.type)) is not None and c.status == t.status
                   for t in plan.triggers)
         return ladder.Seen(node=node, now=now, drain_left=left, kept=kept, frozen=ctx.frozen,
                            abort=ctx.abort, agent_alive=agent_alive(node, plan, now),
-                           triggered=bad, flapping=flapping, cordon_ours=node.cordon_ours(name))
+                           triggered=bad, flapping=r.flapping,
+                           cordon_ours=node.cordon_ours(r.name))
 
     def _carry_out(self, intents: list[ladder.Intent], node: NodeView | None, nr: str,
                    plan: Plan) -> bool:
@@ -146,42 +141,38 @@ class Episodes:
             self.webhook(plan.webhook_url, {"node": node.name, "noderemediation": nr,
                                             "reason": "Escalated"})
 
-    def refuse(self, nr: dict[str, Any], node: NodeView | None, *, now: float,
-               why: str) -> dict[str, Any]:
+    def refuse(self, r: Remediation, node: NodeView | None, *, now: float,
+               why: str) -> Remediation:
         """End a NodeRemediation the operator did not open, touching nothing but its status:
         its plan, rung and phase were never checked by the gates (budget, exclude, trigger)."""
-        name = str((nr.get("metadata") or {}).get("name"))
         message = f"refused: {why}; nothing was done to the node"
         patch = {"phase": RemediationPhase.FAILED.value, "finishedAt": iso(now),
                  "message": message}
-        self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status",
-                          content_type=MERGE, body={"status": patch})
-        log.warning("NodeRemediation %s %s", name, message)
+        self._patch_status(r.name, patch)
+        log.warning("NodeRemediation %s %s", r.name, message)
         self.sink.finished(RemediationPhase.FAILED)
-        self.node_event(node, name, EventType.WARNING, "RemediationRefused", message, now)
-        return {**nr, "status": {**(nr.get("status") or {}), **patch}}
+        self.node_event(node, r.name, EventType.WARNING, "RemediationRefused", message, now)
+        return r.with_status(patch)
 
-    def release_escalated(self, nr: Mapping[str, Any], node: NodeView | None, *,
-                          now: float) -> bool:
+    def release_escalated(self, r: Remediation, node: NodeView | None, *,
+                          now: float) -> Remediation:
         """An Escalated episode whose node a person uncordoned (or whose escalation label a
-        person removed) is released: that is how a person says "fixed". True when released."""
-        status = nr.get("status") or {}
-        if status.get("phase") != RemediationPhase.ESCALATED or status.get("releasedAt"):
-            return False
+        person removed) is released: that is how a person says "fixed"."""
+        if r.phase != RemediationPhase.ESCALATED or r.released is not None:
+            return r
         if node is not None and node.unschedulable and node.labels.get(LABEL_ESCALATED):
-            return False
-        name = str((nr.get("metadata") or {}).get("name"))
+            return r
         how = ("the node is gone" if node is None else
                "a person uncordoned the node" if not node.unschedulable else
                "a person removed the escalation label")
         message = f"released: {how}; its slot is free again"
-        self.kube.request("PATCH", f"{API}/{REMEDIATION_PLURAL}/{name}/status", content_type=MERGE,
-                          body={"status": {"releasedAt": iso(now), "message": message}})
+        patch = {"releasedAt": iso(now), "message": message}
+        self._patch_status(r.name, patch)
         if node is not None and node.labels.get(LABEL_ESCALATED):
             self.kube.request("PATCH", f"/api/v1/nodes/{node.name}", content_type=MERGE,
                               body={"metadata": {"labels": {LABEL_ESCALATED: None}}})
-        self.node_event(node, name, EventType.NORMAL, "RemediationReleased", message, now)
-        return True
+        self.node_event(node, r.name, EventType.NORMAL, "RemediationReleased", message, now)
+        return r.with_status(patch)
 
     def node_event(self, node: NodeView | None, nr: str, kind: EventType, reason: str,
                    message: str, now: float) -> None:
@@ -191,17 +182,3 @@ class Episodes:
                                   "uid": node.uid or node.name},
                         kind=kind, reason=reason, message=f"{nr}: {message}",
                         namespace=self.event_namespace, now=iso(now))
-
-
-def holds_slot(nr: Mapping[str, Any]) -> bool:
-    """Live, or Escalated and not yet released by a person (`release_escalated`)."""
-    status = nr.get("status") or {}
-    phase = status.get("phase", RemediationPhase.PENDING)
-    return phase not in TERMINAL or (phase == RemediationPhase.ESCALATED
-                                     and not status.get("releasedAt"))
-
-
-def current_rung(nr: Mapping[str, Any]) -> int:
-    """The ladder's rung: status.rung (spec is immutable); spec.rung of objects from before."""
-    status, spec = nr.get("status") or {}, nr.get("spec") or {}
-    return int(status.get("rung", spec.get("rung", 0)) or 0)

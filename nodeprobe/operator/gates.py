@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from nodeprobe.model import RemediationPhase
 from nodeprobe.operator.grammar import iso
-from nodeprobe.operator.policy import LABEL_EXCLUDE, Policy
+from nodeprobe.operator.names import LABEL_EXCLUDE
+from nodeprobe.operator.policy import Policy
 from nodeprobe.operator.records import (
     TERMINAL,
     NodeCondition,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from nodeprobe.operator.kube import Kube, KubeError
-from nodeprobe.operator.policy import GROUP, REMEDIATION_PLURAL, VERSION
+from nodeprobe.operator.names import GROUP, REMEDIATION_PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from nodeprobe.operator.grammar import iso, parse_iso
 from nodeprobe.operator.kube import MERGE, Kube, KubeError
-from nodeprobe.operator.policy import GROUP
+from nodeprobe.operator.names import GROUP
 from nodeprobe.operator.records import NodeRecord
 
 log = logging.getLogger(__name__)

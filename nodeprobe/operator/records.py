@@ -2,17 +2,19 @@
 NodeRemediations, node Leases) and the one set of final phases.
 
 Purely data: no I/O, no Kubernetes client types. The shell parses raw objects into these once,
-at the edge (`reconcile.node_view`, `reconcile.remediation_view`, `leases.record`); `gates`,
+at the edge (`edge.node_view`, `edge.remediation`, `leases.record`); `gates`,
 `observe`, `ladder`, `stats` and the kubectl plugin decide and print from them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from nodeprobe.model import ConditionType, RemediationPhase, Status
-from nodeprobe.operator.policy import ANNOTATION_CORDONED_BY, LABEL_EXCLUDE
+from nodeprobe.operator.grammar import parse_iso
+from nodeprobe.operator.names import ANNOTATION_CORDONED_BY, LABEL_EXCLUDE
 
 TERMINAL = frozenset({RemediationPhase.SUCCEEDED, RemediationPhase.FAILED,
                       RemediationPhase.ESCALATED})
@@ -107,3 +109,62 @@ class NodeRecord:
     finished: float | None = None
     episodes: tuple[float, ...] = ()
     """When recent episodes opened (for the flap limit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Remediation:
+    """A NodeRemediation, parsed once at the edge (`edge.remediation`).
+
+    `status` stays the map the API server holds: the ladder reads and patches it in its own
+    terms (`ladder.step`); the shell reads it only through the properties here.
+    """
+
+    name: str
+    node: str
+    policy: str
+    status: Mapping[str, Any]
+    plan: Mapping[str, Any] | None
+    """spec.plan: the snapshot the episode runs by (None on objects from before snapshots)."""
+    created: float
+    """spec.openedAt, else creationTimestamp (Unix seconds)."""
+    episode_start: float | None = None
+    """spec.episodeStart: when the trigger began."""
+    flapping: int = 0
+    spec_rung: int = 0
+    """spec.rung of objects from before the rung moved to the status."""
+
+    @property
+    def phase(self) -> str:
+        return str(self.status.get("phase", RemediationPhase.PENDING))
+
+    @property
+    def rung(self) -> int:
+        return int(self.status.get("rung", self.spec_rung) or 0)
+
+    @property
+    def finished(self) -> float | None:
+        return parse_iso(self.status.get("finishedAt"))
+
+    @property
+    def released(self) -> float | None:
+        return parse_iso(self.status.get("releasedAt"))
+
+    @property
+    def active(self) -> bool:
+        return self.phase not in TERMINAL
+
+    @property
+    def holds(self) -> bool:
+        """Live, or Escalated and not yet released by a person."""
+        return self.active or (self.phase == RemediationPhase.ESCALATED
+                               and not self.status.get("releasedAt"))
+
+    def with_status(self, patch: Mapping[str, Any]) -> Remediation:
+        """As it is after a merge patch of its status (None removes a key)."""
+        merged = {**self.status, **patch}
+        return replace(self, status={k: v for k, v in merged.items() if v is not None})
+
+    def view(self) -> RemediationView:
+        return RemediationView(name=self.name, node=self.node, policy=self.policy,
+                               phase=self.phase, created=self.created, finished=self.finished,
+                               holds=self.holds, released=self.released)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from nodeprobe.model import RemediationPhase
 from nodeprobe.operator.gates import PolicyDecision, Wait
-from nodeprobe.operator.grammar import parse_iso
 from nodeprobe.operator.records import RemediationView
 
 OPEN_PHASES = (RemediationPhase.PENDING, RemediationPhase.CORDONED, RemediationPhase.DRAINING,
@@ -94,8 +93,7 @@ def pass_stats(remediations: Iterable[RemediationView],
     return PassStats(at=now, episodes=episodes, held=len(held), budget=budget, waiting=waiting)
 
 
-def cordon_delay(spec: Mapping[str, Any], *, now: float) -> float | None:
-    """Seconds from the trigger condition's lastTransitionTime (the episode's start) to now;
-    None when the NodeRemediation does not say when its episode started."""
-    start = parse_iso(spec.get("episodeStart"))
-    return None if start is None else max(0.0, now - start)
+def cordon_delay(episode_start: float | None, *, now: float) -> float | None:
+    """Seconds from the trigger condition's lastTransitionTime (the episode's start) to now,
+    never negative (clock skew); None when the NodeRemediation does not say when it started."""
+    return None if episode_start is None else max(0.0, now - episode_start)

@@ -384,7 +384,10 @@ def test_operator_rbac_is_exactly_what_the_operator_and_kopf_call() -> None:
         ("*", "nodeprobe.io", "noderemediations", "delete"),
         ("*", "nodeprobe.io", "noderemediations/status", "patch"),
         ("*", "nodeprobe.io", "remediationpolicies", "list"),
-        # The finalizer that holds a policy's deletion while its episodes run.
+        # kopf watches policies (their lifecycle handlers and the pass timer).
+        ("*", "nodeprobe.io", "remediationpolicies", "watch"),
+        # kopf's finalizer that holds a policy's deletion while its episodes run, and its
+        # kopf.nodeprobe.io/* annotations.
         ("*", "nodeprobe.io", "remediationpolicies", "patch"),
         ("*", "nodeprobe.io", "remediationpolicies/status", "patch"),
         ("*", "apiextensions.k8s.io", "customresourcedefinitions", "list"),

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from nodeprobe.operator import lifecycle
 from nodeprobe.operator.blockers import firing_alerts
 from nodeprobe.operator.grammar import iso, parse_iso
-from nodeprobe.operator.policy import ANNOTATION_CORDONED_BY, FINALIZER, LABEL_ESCALATED
+from nodeprobe.operator.names import ANNOTATION_CORDONED_BY, FINALIZER, LABEL_ESCALATED
 from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
 from tests.unit.operator.fake_kube import FakeKube
 
@@ -38,13 +39,38 @@ class Sim:
             "maxConcurrent": 1, "minHealthy": "0%", "coolDown": "10m", "settleWindow": "4s",
             "drain": {"timeout": "1m"}}
         spec.update(over)
+        # kopf adds its finalizer as soon as it sees the policy (handlers.py's delete handler)
         self.kube.policies[name] = {"metadata": {"name": name, "uid": f"uid-{name}",
-                                                 "resourceVersion": "1"}, "spec": spec}
+                                                 "resourceVersion": "1",
+                                                 "finalizers": [FINALIZER]}, "spec": spec}
+
+    def kopf_validate(self) -> None:
+        """kopf's create/update handlers (`handlers.register`): the spec's validity in status."""
+        for name, body in self.kube.policies.items():
+            self.kube.request("PATCH", f"/apis/nodeprobe.io/v1alpha1/remediationpolicies/{name}"
+                              "/status", body={"status": lifecycle.validation(
+                                  body, lambda *_: None)})
+
+    def kopf_delete(self) -> None:
+        """kopf's delete handler (`handlers.register`): wait while episodes live, then let the
+        finalizer go."""
+        for name, body in list(self.kube.policies.items()):
+            if not body["metadata"].get("deletionTimestamp"):
+                continue
+            live = lifecycle.live_episodes(list(self.kube.nrs.values()), name)
+            wait = lifecycle.deletion_wait(body, live, lambda *_: None)
+            path = f"/apis/nodeprobe.io/v1alpha1/remediationpolicies/{name}"
+            if wait is not None:
+                self.kube.request("PATCH", f"{path}/status", body={"status": wait})
+            else:
+                self.kube.request("PATCH", path, body={"metadata": {"finalizers": None}})
 
     def run(self, passes: int, *, step_s: float = 2.0) -> None:
         for _ in range(passes):
             self.kube.heartbeat(iso(self.t))
+            self.kopf_validate()
             self.rec.reconcile()
+            self.kopf_delete()
             ours = {n for n, o in self.kube.nodes.items() if o["spec"].get("unschedulable")
                     and (o["metadata"].get("annotations") or {}).get(ANNOTATION_CORDONED_BY)}
             self.peak_cordoned = max(self.peak_cordoned, len(ours))

@@ -8,7 +8,7 @@ import yaml
 
 from nodeprobe.model import RemediationPhase
 from nodeprobe.operator import CRD_DIR
-from nodeprobe.operator.policy import GROUP, POLICY_PLURAL, REMEDIATION_PLURAL, VERSION
+from nodeprobe.operator.names import GROUP, POLICY_PLURAL, REMEDIATION_PLURAL, VERSION
 
 
 def crd(name: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -10,25 +11,55 @@ import pytest
 from kubernetes import client
 
 from nodeprobe.operator import run
-from nodeprobe.operator.handlers import PassLoop, connection_info, register
+from nodeprobe.operator.handlers import PassLoop, configure, connection_info, register
+from nodeprobe.operator.names import FINALIZER
 from nodeprobe.operator.nodecache import NodeCache
 from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
 from tests.unit.operator.fake_kube import FakeKube
 
 
-def test_kopf_watches_nothing_and_one_loop_reconciles() -> None:
+def test_kopf_runs_the_policy_lifecycle_and_the_pass_and_never_watches_nodes() -> None:
     registry = kopf.OperatorRegistry()
     api = client.ApiClient()
     loop = register(registry, reconciler=Reconciler(FakeKube(),
                                                     settings=OperatorSettings(tick_s=3)),
                     nodes=NodeCache(FakeKube()), api=api, stop=threading.Event())
-    # no resource handler at all: kopf writes no annotation, finalizer or status anywhere
+    changing = list(registry._changing.get_all_handlers())
+    spawning = list(registry._spawning.get_all_handlers())
+    resources = {h.selector.any_name for h in changing + spawning if h.selector is not None}
+    assert resources == {"remediationpolicies"}  # nothing on Nodes: no kopf annotations there
     assert list(registry._indexing.get_all_handlers()) == []
-    assert list(registry._changing.get_all_handlers()) == []
     assert list(registry._watching.get_all_handlers()) == []
-    assert list(registry._spawning.get_all_handlers()) == []
-    assert len(list(registry._activities.get_all_handlers())) >= 3  # login, startup, cleanup
+    assert {h.id for h in changing} == {"validate-create", "validate-update/spec",
+                                        "validate-resume", "wait-for-episodes"}
+    assert [(h.id, h.interval, h.sharp) for h in spawning] == [("pass", 3, True)]
+    assert any(h.id == "pass" for h in registry._activities.get_all_handlers())  # the probe
     assert loop.reconciler.settings.tick_s == 3
+
+
+def test_kopf_settings_finalizer_posting_and_timeouts() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings)
+    assert settings.persistence.finalizer == FINALIZER
+    assert (settings.posting.level, settings.posting.loggers) == (logging.INFO, False)
+    assert settings.watching.server_timeout == 60 and settings.watching.client_timeout == 90
+    assert settings.persistence.progress_storage.prefix == "kopf.nodeprobe.io"
+
+
+def test_policy_timers_share_one_pass_per_tick() -> None:
+    kube = FakeKube()
+    kube.add_node("a")
+    now = [100.0]
+    loop = PassLoop(Reconciler(kube, settings=OperatorSettings(tick_s=2)), NodeCache(kube),
+                    clock=lambda: now[0])
+    loop.nodes._set_live(True, {"a": kube.nodes["a"]})
+    assert loop.tick() is True
+    now[0] += 0.5
+    assert loop.tick() is False  # a second policy's timer, half a tick later
+    now[0] += 1.5
+    assert loop.tick() is True
+    assert kube.log.count("GET /apis/nodeprobe.io/v1alpha1/remediationpolicies") == 2
+    assert loop.health() == {"nodeViewLive": True, "lastPassAgoSeconds": 0.0}
 
 
 def test_the_loop_skips_passes_until_the_node_view_is_live() -> None:

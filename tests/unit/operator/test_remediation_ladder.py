@@ -7,7 +7,8 @@ from typing import Any
 
 from nodeprobe.operator.gates import NodeCondition, NodeView
 from nodeprobe.operator.ladder import TABLE, Ev, Intent, Phase, Seen, Step, iso, step
-from nodeprobe.operator.policy import Policy, parse_policy
+from nodeprobe.operator.parse import parse_policy
+from nodeprobe.operator.policy import Policy
 
 T0 = 1_800_000_000.0
 SPEC: dict[str, Any] = {

@@ -16,15 +16,9 @@ from nodeprobe.operator.gates import (
     decide_all,
     remediation_name,
 )
-from nodeprobe.operator.policy import (
-    Action,
-    OnTimeout,
-    Policy,
-    PolicyError,
-    parse_duration,
-    parse_policy,
-    validate_policy,
-)
+from nodeprobe.operator.grammar import PolicyError, parse_duration
+from nodeprobe.operator.parse import parse_policy, validate_policy
+from nodeprobe.operator.policy import Action, OnTimeout, Policy
 
 NOW = 1_800_000_000.0
 

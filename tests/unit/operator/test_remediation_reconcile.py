@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from nodeprobe.model import EventType
+from nodeprobe.operator import lifecycle
 from nodeprobe.operator.kube import KubeError
 from nodeprobe.operator.ladder import iso, parse_iso
 from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
@@ -51,7 +53,7 @@ def run(kube: FakeKube, rec: Reconciler, clock: Clock, *, passes: int, step_s: f
     kube.stamp = lambda: iso(clock.t)
     for _ in range(passes):
         kube.heartbeat(iso(clock.t))
-        rec.reconcile("p")
+        rec.reconcile()
         seen.append(kube.cordoned())
         agent_pass(kube, clock, heal=heal)
         clock.t += step_s
@@ -196,14 +198,20 @@ def test_invalid_policy_rejected_with_clear_message(clock: Clock) -> None:
     policy(kube, ladder=[{"action": "reimage"}], coolDown="-5m",
            nodeSelector={"matchExpressions": [{"key": "x", "operator": "Near"}]})
     kube.add_node("a", sick_since=SICK_SINCE)
-    Reconciler(kube, clock=clock).reconcile("p")
-    status = kube.policies["p"]["status"]
-    assert status["valid"] is False and kube.nrs == {}
+    Reconciler(kube, clock=clock).reconcile()
+    assert kube.nrs == {} and "status" not in kube.policies["p"]  # the pass skips it
+    said: list[tuple[EventType, str, str]] = []
+    status = lifecycle.validation(kube.policies["p"], lambda _, *e: said.append(e))
+    assert status["valid"] is False
     text = " ".join(status["problems"])
     for needle in ("unknown action 'reimage'", "spec.coolDown: duration must not be negative",
                    "operator 'Near'"):
         assert needle in text
-    assert {e["reason"] for e in kube.events} == {"PolicyInvalid"}
+    assert {(kind, reason) for kind, reason, _ in said} == {(EventType.WARNING, "PolicyInvalid")}
+    assert len(said) == len(status["problems"])
+    again = lifecycle.validation({**kube.policies["p"], "status": status},
+                                 lambda _, *e: said.append(e))
+    assert again == status and len(said) == len(status["problems"])  # a resume repeats none
 
 
 def test_healthy_cluster_costs_no_writes_after_the_first_pass(clock: Clock) -> None:
@@ -212,7 +220,7 @@ def test_healthy_cluster_costs_no_writes_after_the_first_pass(clock: Clock) -> N
     for i in range(5):
         kube.add_node(f"ok-{i}")
     rec = Reconciler(kube, clock=clock)
-    rec.reconcile("p")
+    rec.reconcile()
     before = sum(kube.writes.values())
     run(kube, rec, clock, passes=20)
     assert sum(kube.writes.values()) == before
@@ -314,3 +322,24 @@ def test_a_refused_cordon_write_is_retried_and_the_episode_goes_on(clock: Clock)
     assert phases(kube) == {"a": "Succeeded"}
     assert kube.cordoned() == set()
     assert "kube-system/web-1" not in kube.pods and "web/web-1" not in kube.pods
+
+
+def test_storm_state_is_read_from_the_status_only_at_first_sight(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube)
+    kube.add_node("a", sick_since=SICK_SINCE)
+    # An earlier operator process wrote that a storm ended just now: its cool-down holds.
+    kube.policies["p"]["status"] = {"stormEndedAt": iso(clock.t)}
+    rec = Reconciler(kube, clock=clock, settings=OperatorSettings(max_held=2))
+    rec.reconcile()
+    assert kube.nrs == {} and "storm cool-down" in kube.policies["p"]["status"]["message"]
+    clock.t += 301  # past the default 5 min storm cool-down
+    rec.reconcile()
+    assert len(kube.nrs) == 1
+    # From now on the status is output only: an edit there is not read back as a storm.
+    kube.add_node("b", sick_since=SICK_SINCE)
+    kube.policies["p"]["status"]["stormEndedAt"] = iso(clock.t)
+    kube.policies["p"]["spec"]["maxConcurrent"] = 2
+    clock.t += 2
+    rec.reconcile()
+    assert sorted(nr["spec"]["nodeName"] for nr in kube.nrs.values()) == ["a", "b"]

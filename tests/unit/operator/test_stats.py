@@ -19,7 +19,7 @@ from nodeprobe.operator.gates import (
     decide_all,
 )
 from nodeprobe.operator.grammar import iso, parse_iso
-from nodeprobe.operator.policy import parse_policy
+from nodeprobe.operator.parse import parse_policy
 from nodeprobe.operator.reconcile import OperatorSettings, Reconciler
 from nodeprobe.operator.stats import OPEN_PHASES, PassStats, cordon_delay, pass_stats
 from tests.unit.operator.fake_kube import FakeKube
@@ -127,9 +127,9 @@ def test_a_node_counts_once_under_the_first_policy_and_not_when_another_started_
 
 
 def test_cordon_delay_counts_from_the_episode_start() -> None:
-    assert cordon_delay({"episodeStart": iso(NOW - 75)}, now=NOW) == 75
-    assert cordon_delay({}, now=NOW) is None
-    assert cordon_delay({"episodeStart": iso(NOW + 5)}, now=NOW) == 0  # clock skew: never < 0
+    assert cordon_delay(NOW - 75, now=NOW) == 75
+    assert cordon_delay(None, now=NOW) is None
+    assert cordon_delay(NOW + 5, now=NOW) == 0  # clock skew: never < 0
 
 
 class Recorder:
