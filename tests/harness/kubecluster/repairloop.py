@@ -67,6 +67,13 @@ def helm_upgrade(cluster: KubeCluster, values: dict[str, Any], *, name: str = "n
         raise ClusterError(f"helm upgrade: {done.stdout}{done.stderr}")
 
 
+def wait_served(cluster: KubeCluster, *, timeout_s: float = 120) -> None:
+    """After a first install: both CRDs served (a new CRD's storage answers 429 for a moment)."""
+    wait(lambda: all(cluster.request("GET", f"{GROUP}/{kind}")[0] == 200
+                     for kind in ("remediationpolicies", "noderemediations")),
+         timeout_s=timeout_s, what="the nodeprobe CRDs served")
+
+
 def policy(*, drain_timeout: str = "30s") -> dict[str, Any]:
     """One node, so no minHealthy floor; short timings so one loop takes about a minute.
     The drain times out (the PDB blocks the second pod while the first cannot terminate) and
@@ -91,6 +98,14 @@ def create_policy(cluster: KubeCluster) -> None:
 
 def delete_policy(cluster: KubeCluster) -> None:
     cluster.request("DELETE", f"{GROUP}/remediationpolicies/{POLICY}")
+
+
+def release_node(cluster: KubeCluster) -> None:
+    """What a person does after an escalation: uncordon, and remove the escalation label (so a
+    failed loop leaves the node schedulable for whoever uses it next)."""
+    cluster.request("PATCH", "/api/v1/nodes/localhost",
+                    {"metadata": {"labels": {"nodeprobe.io/escalated": None}},
+                     "spec": {"unschedulable": False}}, "application/merge-patch+json")
 
 
 def create_workload(cluster: KubeCluster) -> None:
@@ -199,6 +214,10 @@ def _sample(cluster: KubeCluster, loop: Loop, known: set[str], now: float) -> No
     node_obj = cluster.must("GET", "/api/v1/nodes/localhost")
     if _condition(node_obj, UNAVAILABLE) == "True":
         loop.seen.setdefault("condition", now)
+    if _condition(node_obj, "Ready") != "True":
+        loop.seen.setdefault("kubelet NotReady", now)
+    elif "kubelet NotReady" in loop.seen:
+        loop.seen.setdefault("kubelet Ready", now)
     cordoned = bool(node_obj["spec"].get("unschedulable"))
     loop.cordoned |= cordoned
     pods = web_pods(cluster)

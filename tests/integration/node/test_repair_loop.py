@@ -29,6 +29,7 @@ from tests.harness.kubecluster.repairloop import (
     healthy,
     helm_upgrade,
     image_values,
+    release_node,
     repair_values,
     run_once,
     wait,
@@ -54,6 +55,7 @@ def repair_release(node_release: Release, node: RealNode) -> Iterator[Release]:
     finally:
         delete_policy(cluster)
         delete_workload(cluster)
+        release_node(cluster)
         helm_upgrade(cluster, image_values(), name=node_release.name,
                      namespace=node_release.namespace)
         _rolled_out(node_release, repair=False)
