@@ -39,7 +39,8 @@ from tests.harness.kubecluster.repairloop import (
     wait_served,
 )
 
-STEPS = ("condition", "opened", "evicted", "ActionRequested", "Verifying", "repaired")
+STEPS = ("condition", "opened", "evicted", "ActionRequested", "kubelet NotReady", "Verifying",
+         "kubelet Ready", "Succeeded", "repaired")
 
 
 def measure(n: int, archive: Path | None = None) -> str:
