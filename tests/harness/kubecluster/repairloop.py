@@ -154,6 +154,10 @@ def _condition(node_obj: dict[str, Any], kind: str) -> str:
     return "absent"
 
 
+class LoopFailed(ClusterError):
+    """The episode ended Failed or Escalated; the message has the Node's conditions."""
+
+
 @dataclass
 class Loop:
     """One hang and what followed, in seconds after the SIGSTOP (first seen, polled)."""
@@ -231,7 +235,11 @@ def _sample(cluster: KubeCluster, loop: Loop, known: set[str], now: float) -> No
     loop.seen.setdefault("opened", now)
     phase = (loop.remediation.get("status") or {}).get("phase")
     if phase in ("Failed", "Escalated"):
-        raise ClusterError(f"the episode ended {phase}: {loop.remediation.get('status')}")
+        conditions = [f"{c.get('type')}={c.get('status')} {c.get('reason')}: {c.get('message')}"
+                      for c in node_obj.get("status", {}).get("conditions") or []]
+        raise LoopFailed(f"the episode ended {phase} after {now:.0f}s: "
+                         f"{loop.remediation.get('status')}\nthe Node: {conditions}\n"
+                         f"steps seen: {loop.seen}")
     if phase == "ActionRequested" and phase not in loop.seen:
         loop.terminating_at_action = [p["metadata"]["name"] for p in pods
                                       if p["metadata"].get("deletionTimestamp")]
