@@ -60,7 +60,7 @@ def measure(n: int, archive: Path | None = None) -> str:
             values = repair_values(node)
             # One repair every ~2 min is this benchmark's point; the agent's restart-loop
             # check (3 restarts in 10 min) would call the third a crash loop (docs/performance.md).
-            values["agent"]["config"]["judge"] = {"restarts": {"count": RESTART_LOOP_COUNT}}
+            values["agent"]["config"]["judge"] = {"restart": {"count": RESTART_LOOP_COUNT}}
             helm_upgrade(cluster, values)
             wait_served(cluster)
             create_workload(cluster)
