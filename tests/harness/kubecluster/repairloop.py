@@ -176,14 +176,15 @@ class Loop:
 
 
 def healthy(cluster: KubeCluster) -> bool:
-    """Ready, schedulable, nodeprobe's condition clear, both workload pods serving, no live
-    NodeRemediation: where every loop starts."""
+    """Ready, schedulable, nodeprobe's condition clear, both workload pods serving and no
+    other (none of the last loop still Terminating), no live NodeRemediation: where every
+    loop starts."""
     node_obj = cluster.must("GET", "/api/v1/nodes/localhost")
     live = [nr for nr in remediations(cluster)
             if (nr.get("status") or {}).get("phase") not in ("Succeeded", "Failed", "Escalated")]
     return (_condition(node_obj, "Ready") == "True" and _condition(node_obj, UNAVAILABLE) ==
             "False" and not node_obj["spec"].get("unschedulable") and not live
-            and sum(serving(p) for p in web_pods(cluster)) == 2)
+            and [serving(p) for p in web_pods(cluster)] == [True, True])
 
 
 def wait(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None:
