@@ -36,6 +36,7 @@ PUBLISH_EVERY_S = 1.0
 class ConditionSink(Protocol):
     def update(self, conditions: dict[ConditionType, Condition]) -> None: ...
     def sync(self) -> bool: ...
+    def holds(self) -> bool: ...
 
 
 class EventSink(Protocol):
@@ -153,6 +154,9 @@ class Agent:
         self.metrics.observe(obs)
         events = self.judge.observe(obs, now=now)
         self.scheduler.hurry(self.judge.unsettled(now=now))
+        # Published before the round is marked done: the publisher reads "done" first, so the
+        # state it then finds in the writer is the finished round's.
+        self._publish(self.judge.conditions())
         if len(self._seen) < len(self._expected):
             self._seen.add((obs.runtime, obs.check))
             if len(self._seen) == len(self._expected):
@@ -166,7 +170,6 @@ class Agent:
             log.log(level, "%s: %s", event.reason, event.message)
         if events:
             self._events.put(events)
-        self._publish(self.judge.conditions())
         self.metrics.loop_tick(now)
 
     def _publish(self, conditions: dict[ConditionType, Condition]) -> None:
@@ -181,7 +184,11 @@ class Agent:
         """API I/O lives here: a slow or absent API server never delays judgement."""
         conditions, events = self.publishers.conditions, self.publishers.events
         while True:
-            if conditions is not None and conditions.sync():
+            # Ready once the Node states the first round's judgement: written by this agent, or
+            # adopted from the Node and judged the same (a rollout's new pod writes nothing).
+            round_done = self.metrics.health().round_done
+            if conditions is not None and (conditions.sync()
+                                           or (round_done and conditions.holds())):
                 self.metrics.mark_node_status_written()
             if events is not None:
                 batch: list[Event] = []

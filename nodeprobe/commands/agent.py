@@ -171,6 +171,9 @@ class _Remember:
     def sync(self) -> bool:
         return self._inner.sync()
 
+    def holds(self) -> bool:
+        return self._inner.holds()
+
 
 def _start_repair(
     config: Config, kubeconfig: str | None, standalone: bool, publishers: Publishers,

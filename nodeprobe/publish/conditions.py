@@ -204,6 +204,13 @@ class ConditionWriter:
             for cond in items:
                 self._desired[cond.type] = cond
 
+    def holds(self) -> bool:
+        """The Node states the desired conditions: written, or adopted and unchanged since."""
+        with self._lock:
+            desired = dict(self._desired)
+        return bool(desired) and self._written is not None and not changed(desired,
+                                                                           self._written)
+
     def sync(self) -> bool:
         """Write if needed and allowed now; True when a write succeeded. Never raises API errors."""
         now = self._now()

@@ -70,7 +70,8 @@ def readyz(health: Health, *, need_node_status: bool) -> tuple[bool, str]:
         return False, "not ready: the first round of checks has not finished"
     if need_node_status and not health.node_status_written:
         return False, (
-            "not ready: no node status write has succeeded yet; "
+            "not ready: the Node does not state the first round's judgement yet (no node "
+            "status write has succeeded); "
             "see nodeprobe_publish_errors_total and the agent's log"
         )
     return True, "ok"

@@ -61,13 +61,20 @@ class ActionSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> ActionSettings:
-        """From the agent's config tree: `repair` and the runtimes' sockets (`auto` resolved)."""
+        """From the agent's config tree: `repair` and the runtimes' sockets, `auto` resolved
+        under `paths.hostRoot` as the probes resolve it (in the chart's pod the host's
+        /run/containerd is /host/run/containerd: looked up at /run, a restarted runtime was
+        never seen answering and every restart was reported failed)."""
         from nodeprobe.discovery import AUTO, CONTAINERD_SOCKETS, DOCKER_SOCKETS, find_socket
 
         repair = config.repair
+        root = config.paths.host_root
 
         def sock(value: str, candidates: tuple[str, ...]) -> Path:
-            return Path((find_socket(candidates) or candidates[0]) if value == AUTO else value)
+            if value != AUTO:
+                return Path(value)
+            found = find_socket(candidates, root=root)
+            return Path(found or os.path.join(root, candidates[0].lstrip("/")))
 
         return cls(
             restart_commands=MappingProxyType({

@@ -51,6 +51,9 @@ class RecordingSinks:
     def sync(self) -> bool:
         return True
 
+    def holds(self) -> bool:
+        return True
+
     def record(self, events: Sequence[Event]) -> int:
         with self.lock:
             self.events.extend(events)

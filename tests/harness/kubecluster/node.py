@@ -41,6 +41,7 @@ from tests.harness.kubecluster.control import (
 )
 from tests.harness.kubecluster.images import PAUSE_IMAGE, busybox_archive, ctr_import, pause_archive
 from tests.harness.kubecluster.slots import CGROUP, Slot
+from tests.harness.kubecluster.units import UnitManager, mount_script, standin_script
 from tests.harness.runtimes import CONTAINERD_2, Containerd, containerd_build, which
 
 NODE = "localhost"
@@ -79,6 +80,8 @@ class RealNode:
         self.host_sysctls: dict[str, str] = {}
         """The host's values of SYSCTLS when the node started (the node writes copies)."""
         self._host_paths = {p: Path(p).exists() for p in HOST_PATHS}
+        self.units = UnitManager(base / "units.sock", {"containerd": lambda: self.containerd})
+        """The node's service manager for `systemctl restart containerd` (units.py)."""
 
     # the mount namespace
 
@@ -95,6 +98,15 @@ class RealNode:
     def in_node(self, *argv: str) -> list[str]:
         """argv run inside the node's mount namespace (nsenter execs it: same pid)."""
         return [which("nsenter"), "-t", str(self.ns_pid), "-m", "--", *argv]
+
+    def _systemctl(self) -> None:
+        """`systemctl` in the node's namespace restarts its real containerd (units.py)."""
+        standin = self.base / "systemctl"
+        standin.write_text(standin_script(self.units.sock_path))
+        standin.chmod(0o755)
+        self.units.start()
+        subprocess.run(self.in_node("sh", "-c", "set -e\n" + "\n".join(mount_script(standin))),
+                       check=True, capture_output=True)
 
     def _namespace(self) -> None:
         self._holder = subprocess.Popen(
@@ -264,6 +276,7 @@ class RealNode:
         self._network()
         _make_cgroup_root(self.slot)
         self._start_containerd()
+        self._systemctl()
         self._start_kubelet()
         return self
 
@@ -283,6 +296,7 @@ class RealNode:
             steps.callback(self.kubelet.stop)
             if self.containerd is not None:
                 steps.callback(self.containerd.resume)
+            steps.callback(self.units.stop)  # first: no restart races the stop
 
     def leftovers(self) -> list[str]:
         """What of the node is still on the host after stop(): nothing, when all went well."""

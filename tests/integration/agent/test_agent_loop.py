@@ -64,3 +64,20 @@ def test_sigstop_containerd_names_containerd_as_the_cause(runtimes):
                      timeout_s=10, what="ContainerdHung")
         wait_for(_status(sinks, ConditionType.UNAVAILABLE, Status.FALSE), timeout_s=15,
                  what="clear after SIGCONT")
+
+
+class AdoptedSinks(RecordingSinks):
+    """The Node already states what the agent judges (a DaemonSet rollout's new pod adopted
+    it): the writer has nothing to write, and says the Node's state holds."""
+
+    def sync(self) -> bool:
+        return False
+
+
+def test_ready_without_a_write_when_the_node_already_states_the_first_round(runtimes):
+    """Without it a rollout's new agent pod stayed unready until its heartbeat (up to 5 min),
+    and every node of a DaemonSet rollout waited that long for the next."""
+    with running_agent(config_for(runtimes), sinks=AdoptedSinks()) as (agent, _, _):
+        wait_for(lambda: agent.metrics.health().round_done, timeout_s=15, what="a first round")
+        wait_for(lambda: agent.metrics.health().node_status_written, timeout_s=5,
+                 what="ready: the Node states the first round's judgement")

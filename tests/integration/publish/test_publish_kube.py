@@ -110,6 +110,26 @@ def test_conditions_appear_and_kubelet_ready_is_untouched(
     assert written == [True] and w.writes == 1 and w.errors == 0
 
 
+def test_a_new_writer_that_adopts_what_it_judges_holds_without_a_write(
+    kube_cluster: KubeCluster, agent_on_node: AgentNode
+) -> None:
+    """A DaemonSet rollout's new pod: the Node already states its judgement, so nothing is
+    written and the state holds (its readiness); a change holds only once written."""
+    node, clock = agent_on_node, Clock()
+    first = writer_for(node, clock)
+    first.update(healthy(since=T0 - 60))
+    assert first.sync(), first.last_error
+    second = writer_for(node, clock)
+    assert not second.holds()  # nothing desired yet
+    second.adopt()
+    second.update(healthy(since=T0 - 60))
+    assert not second.sync() and second.holds() and second.writes == 0
+    second.update({ConditionType.UNAVAILABLE: hung(T0)})
+    assert not second.holds()
+    assert second.sync(), second.last_error
+    assert second.holds()
+
+
 def test_kubelet_writing_ready_meanwhile_is_kept(
     kube_cluster: KubeCluster, agent_on_node: AgentNode
 ) -> None:

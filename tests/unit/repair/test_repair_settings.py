@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 from pathlib import Path
 
-from nodeprobe.config import Config
+from nodeprobe.config import Config, load
 from nodeprobe.model import Runtime
 from nodeprobe.repair import actions
 from nodeprobe.repair.actions import ActionSettings
@@ -23,6 +24,19 @@ def test_defaults_come_from_the_config_tree() -> None:
     assert s.reboot_command == (*host, "systemctl", "reboot")
     assert s.dockerd_exec_root == Path("/var/run/docker")
     assert (s.dump_wait_s, s.command_timeout_s, s.answer_wait_s) == (10.0, 120.0, 60.0)
+
+
+def test_auto_sockets_are_found_under_the_host_root(tmp_path: Path) -> None:
+    """The chart mounts the host's /run at /host/run: the executor waits for the restarted
+    runtime's socket there, as the probes find it, not in its own container's /run."""
+    run = tmp_path / "run" / "containerd"
+    run.mkdir(parents=True)
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(run / "containerd.sock"))
+        config = load(None, overrides={"paths.hostRoot": str(tmp_path)})
+        s = ActionSettings.from_config(config)
+    assert s.containerd_socket == run / "containerd.sock"
+    assert s.dockerd_socket == tmp_path / "var" / "run" / "docker.sock"  # none: the first
 
 
 def test_unit_is_substituted_per_argument(tmp_path: Path) -> None:
