@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.peer_measure import loadavg
-from benchmarks.realnode_hang import _built_image
+from benchmarks.realnode_hang import built_image
 from benchmarks.stats import machine, summarize
 from tests.harness.kubecluster import running_cluster
 from tests.harness.kubecluster.node import real_node
@@ -53,7 +53,7 @@ def measure(n: int, archive: Path | None = None) -> str:
     loads: list[float] = []
     failed: list[str] = []
     try:
-        archive = archive or _built_image(base)
+        archive = archive or built_image(base)
         with running_cluster(base / "k", for_node=True) as cluster, \
                 real_node(cluster, base / "n") as node:
             node.import_image(archive)
