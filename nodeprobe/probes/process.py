@@ -330,11 +330,16 @@ class ProcessProbe:
     def _shims(self, *, daemon: int) -> Iterator[tuple[int, str, int]]:
         """(pid, namespace, start ticks) of each shim of our socket: argv names the socket, and
         (so a tenant's process named containerd-shim... never counts) its parent is the init
-        process or the daemon, and its cgroup is no pod's or container's."""
+        process or the daemon, and its cgroup is no pod's or container's. A shim in another
+        mount namespace than the daemon's names a socket path of that namespace: another
+        containerd's (a nested node's), not ours."""
+        home = self._mount_ns(daemon)
         for pid in self._pids():
             try:
                 argv = parse_cmdline(_read_bytes(self._path(pid, "cmdline")))
                 if not is_shim_of(argv, self.socket_path):
+                    continue
+                if home is not None and self._mount_ns(pid) not in (home, None):
                     continue
                 stat = _read_text(self._path(pid, "stat"))
                 cgroup = _read_text(self._path(pid, "cgroup"))
@@ -354,6 +359,13 @@ class ProcessProbe:
         for name in names:
             if name.isdigit():
                 yield int(name)
+
+    def _mount_ns(self, pid: int) -> str | None:
+        """The process's mount namespace (`mnt:[inode]`), None where it cannot be read."""
+        try:
+            return os.readlink(self._path(pid, "ns/mnt"))
+        except OSError:
+            return None
 
     def _comm_of(self, pid: int) -> str | None:
         try:

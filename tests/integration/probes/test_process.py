@@ -302,3 +302,42 @@ def test_a_tenant_process_named_like_a_shim_is_not_counted(runtimes: Sandbox) ->
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert after == before
+
+
+@contextlib.contextmanager
+def init_child_shim(socket: Path, *, own_mount_ns: bool) -> Iterator[int]:
+    """A process named like a shim of `socket` whose parent is the init process, as a real
+    shim's is (its starter exits at once); in a mount namespace of its own if asked."""
+    shim = (f"exec -a containerd-shim-runc-v2 {sys.executable} -c 'import time; time.sleep(600)'"
+            f" -namespace k8s.io -id other -address {socket}")
+    argv = ["bash", "-c", shim]
+    if own_mount_ns:
+        argv = [shutil.which("unshare") or "unshare", "-m", "--propagation", "private", *argv]
+    starter = subprocess.run(["bash", "-c", f"{subprocess.list2cmdline(argv)} "
+                              ">/dev/null 2>&1 </dev/null & echo $!"],
+                             capture_output=True, text=True, check=True, timeout=10)
+    pid = int(starter.stdout)
+    try:
+        status = Path(f"/proc/{pid}/status")
+        deadline = time.monotonic() + 10
+        while not (Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"containerd-shim")
+                   and "PPid:\t1\n" in status.read_text()):
+            assert time.monotonic() < deadline, "the shim-like process did not start"
+            time.sleep(0.01)  # polling a real state
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_a_shim_in_another_mount_namespace_is_another_containerds(runtimes: Sandbox) -> None:
+    """Two nodes on one host (kind, the suite's real nodes) each serve
+    /run/containerd/containerd.sock in their own mount namespace: a shim naming that path
+    from another namespace is not ours (three real nodes side by side counted 6-7 shims for
+    3 sandboxes and raised ContainerdOrphanedShims)."""
+    p = probe(Runtime.CONTAINERD, runtimes.containerd)
+    before = run(p)[1][Value.SHIMS]
+    with init_child_shim(runtimes.containerd.socket, own_mount_ns=True):
+        elsewhere = run(p)[1][Value.SHIMS]
+    with init_child_shim(runtimes.containerd.socket, own_mount_ns=False):
+        here = run(p)[1][Value.SHIMS]  # the same process in our namespace does count
+    assert (elsewhere, here) == (before, before + 1)
