@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 
-from tests.harness import image
+from tests.harness import gotools, image, ordering
 from tests.harness.chart import Release, helm, install
 from tests.harness.gotools import kube_versions
 from tests.harness.kubecluster import KubeCluster, TestKubelet, running_cluster
 from tests.harness.runtimes import (
+    CONTAINERD_2,
     CONTAINERD_16,
     CONTAINERDS,
     HarnessError,
@@ -65,11 +66,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                          ids=[f"containerd-{label}" for label in labels])
 
 
-@functools.cache
-def _versions(label: str) -> tuple[tuple[str, str], ...]:
+def _runtime_versions(label: str, *, wait: bool = True) -> tuple[tuple[str, str], ...]:
     """The versions a sandbox with containerd `label` runs (for reports)."""
     try:
-        containerd = containerd_build(label).version()
+        containerd = containerd_build(label, wait=wait).version()
     except (HarnessError, OSError, subprocess.SubprocessError) as e:
         containerd = f"unavailable ({e})"
     docker = subprocess.run([which("dockerd"), "--version"], capture_output=True, text=True,
@@ -81,11 +81,30 @@ def _versions(label: str) -> tuple[tuple[str, str], ...]:
             ("runc", runc[2] if len(runc) > 2 else "?"))
 
 
+_versions = functools.cache(_runtime_versions)
+"""Per test: waits for a containerd that tools/go/build is still making."""
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     labels = config.getoption("containerd") or list(CONTAINERDS)
     return [kube_versions()] + [
-        f"runtimes [{label}]: " + ", ".join(f"{k} {v}" for k, v in _versions(label))
+        f"runtimes [{label}]: "
+        + ", ".join(f"{k} {v}" for k, v in _runtime_versions(label, wait=False))
         for label in labels]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need no Go tool first, so `make test` builds the tools meanwhile (after
+    pytest's own order, which keeps each session sandbox's tests together; see
+    tests/harness/ordering.py)."""
+    def key(item: pytest.Item) -> int:
+        callspec = getattr(item, "callspec", None)
+        label = callspec.params.get("containerd") if callspec is not None else None
+        module = getattr(item, "module", None)
+        return ordering.stage(ordering.needs_of(getattr(item, "fixturenames", ()), label,
+                                                module), CONTAINERD_2)
+    items.sort(key=key)
 
 SERVED_VERSION = pytest.StashKey[str]()
 """kube-apiserver's /version gitVersion, once the session's control plane has started."""
@@ -109,6 +128,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
     served = config.stash.get(SERVED_VERSION, None)
     if served is not None:
         terminalreporter.write_line(f"kube-apiserver /version: {served}")
+    for target, seconds in sorted(gotools.WAITED.items()):
+        if seconds >= 1:
+            terminalreporter.write_line(f"waited {seconds:.0f} s for tools/go/build {target}")
     counts: Counter[str] = Counter()
     for reports in terminalreporter.stats.values():
         for report in reports:

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness.gotools import wait_built
+
 BUSYBOX_IMAGE = "nodeprobe-test/busybox:latest"
 START_TIMEOUT_S = 60.0
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,12 +264,15 @@ def tools_cache() -> Path:
     return Path(os.environ.get("NODEPROBE_TOOLS_CACHE", "/var/cache/nodeprobe/tools"))
 
 
-def containerd_build(label: str = CONTAINERD_16) -> ContainerdBuild:
-    """The containerd for `label`; a missing 2.x build says how to make it (never a skip)."""
+def containerd_build(label: str = CONTAINERD_16, *, wait: bool = True) -> ContainerdBuild:
+    """The containerd for `label`; a missing 2.x build says how to make it (never a skip).
+    2.x waits for a running tools/go/build to finish it, unless `wait` is False."""
     if label == CONTAINERD_16:
         return ContainerdBuild(label, which("containerd"))
     if label != CONTAINERD_2:
         raise HarnessError(f"unknown containerd {label!r}: one of {', '.join(CONTAINERDS)}")
+    if wait:
+        wait_built("containerd")
     directory = tools_cache() / f"containerd-{go_versions()['CONTAINERD']}"
     binary = directory / "containerd"
     if not (binary.exists() and (directory / "containerd-shim-runc-v2").exists()):
