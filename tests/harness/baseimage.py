@@ -19,7 +19,8 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-CACHE_DIR = Path("/var/cache/nodeprobe-test")
+CACHE_DIR = Path(os.environ.get("NODEPROBE_TEST_CACHE", "/var/cache/nodeprobe-test"))
+"""The debootstrapped base and wheelhouse, kept between runs (a fresh machine: an empty one)."""
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 INCLUDE = ("python3", "python3-venv", "python3-systemd")
