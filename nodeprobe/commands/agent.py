@@ -204,7 +204,9 @@ def _probes(config: Config) -> list[Probe] | None:
     or the canary cannot run."""
     endpoints = resolve(config)
     for note in endpoints.notes:
-        log.warning("%s", note)
+        # A containerd-only node has no dockerd: that is news, not a warning. Something else
+        # at a socket's usual path (a directory kubelet made) is.
+        log.log(logging.WARNING if note in endpoints.misplaced else logging.INFO, "%s", note)
     probes = build_probes(config, endpoints)
     disabled_checks(config, probes)
     if not probes:
