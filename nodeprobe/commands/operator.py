@@ -14,9 +14,10 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from nodeprobe.operator import Options
     from nodeprobe.operator import run as run_operator
 
-    run_operator(
+    run_operator(Options(
         namespace=os.environ.get("POD_NAMESPACE"),
         liveness_endpoint=args.liveness or None,
         standalone=args.standalone,
@@ -24,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         max_concurrent=args.max_concurrent,
         lease_namespace=args.lease_namespace or None,
-    )
+    ))
     return 0

@@ -17,7 +17,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -31,42 +31,49 @@ CRD_DIR = Path(__file__).parent / "crds"
 log = logging.getLogger(__name__)
 
 
-def run(
-    *,
-    namespace: str | None = None,
-    liveness_endpoint: str | None = None,
-    standalone: bool = False,
-    kubeconfig: str | None = None,
-    tick_s: float = 2.0,
-    stop_flag: threading.Event | None = None,
-    metrics_port: int = 0,
-    max_concurrent: int = 1,
-    lease_s: float = 15.0,
-    renew_deadline_s: float = 10.0,
-    retry_s: float = 2.0,
-    lease_namespace: str | None = None,
-) -> None:
-    """Run the operator until stopped (SIGTERM/SIGINT, or `stop_flag` when given).
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How `run` runs the operator: one field per flag of `nodeprobe operator`."""
 
-    `namespace` is where node Leases and the leader Lease live. Events are about cluster-scoped
-    objects (Nodes, policies), which the API server accepts only in namespace `default`.
-    Without `standalone`, replicas elect a leader on the Lease `nodeprobe-operator` (client-go
-    semantics: `lease_s`, `renew_deadline_s`, `retry_s`); kopf runs (standalone) only while this
-    replica leads, and a replica that loses the Lease refuses every write at once and exits
-    non-zero so its Deployment restarts it as a follower.
-    `max_concurrent` is the cluster budget: nodes held at once under all policies.
-    `lease_namespace` moves the node Leases (not the leader Lease) elsewhere, e.g. to
-    `medik8s-leases`, where medik8s's remediators take the same `node-<name>` Leases.
+    namespace: str | None = None
+    """Where node Leases and the leader Lease live (None: `default`). Events are about
+    cluster-scoped objects (Nodes, policies), which the API server accepts only in `default`."""
+    liveness_endpoint: str | None = None
+    standalone: bool = False
+    """No leader election: this process leads at once (tests, benchmarks, one replica)."""
+    kubeconfig: str | None = None
+    tick_s: float = 2.0
+    metrics_port: int = 0
+    max_concurrent: int = 1
+    """The cluster budget: nodes held at once under all policies."""
+    lease_s: float = 15.0
+    renew_deadline_s: float = 10.0
+    retry_s: float = 2.0
+    """The leader Lease's timing, with client-go's semantics."""
+    lease_namespace: str | None = None
+    """Moves the node Leases (not the leader Lease) elsewhere, e.g. to `medik8s-leases`,
+    where medik8s's remediators take the same `node-<name>` Leases."""
+
+
+def run(options: Options | None = None, *, stop_flag: threading.Event | None = None,
+        **fields: Any) -> None:
+    """Run the operator until stopped (SIGTERM/SIGINT, or `stop_flag` when given); `fields`
+    are `Options`' when no `options` are given.
+
+    Without `standalone`, replicas elect a leader on the Lease `nodeprobe-operator`; kopf runs
+    (standalone) only while this replica leads, and a replica that loses the Lease refuses
+    every write at once and exits non-zero so its Deployment restarts it as a follower.
     """
+    o = options or Options(**fields)
     from nodeprobe.operator.kube import Kube
     from nodeprobe.operator.leader import LeaderElector, Timing
     from nodeprobe.operator.reconcile import OperatorSettings
 
-    api = _api_client(kubeconfig)
+    api = _api_client(o.kubeconfig)
     # Audit logs, managedFields, the leader Lease (and tests) can tell the replicas apart.
     replica = f"{socket.gethostname()}-{os.getpid()}"
     api.user_agent = f"nodeprobe-operator/{replica}"
-    ns = namespace or "default"
+    ns = o.namespace or "default"
     stop = stop_flag or threading.Event()
     if threading.current_thread() is threading.main_thread():
         # Until kopf installs its own handlers: a SIGTERM while waiting to lead, or just after
@@ -74,16 +81,16 @@ def run(
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     serving = _Serving(
         api=api, raw=Kube(api, field_manager=f"nodeprobe-operator-{replica}"[:128]),
-        settings=OperatorSettings(tick_s=tick_s, lease_namespace=lease_namespace or ns,
-                                  max_held=max_concurrent),
-        stop=stop, replica=replica, liveness_endpoint=liveness_endpoint,
-        metrics_port=metrics_port)
-    if standalone:
+        settings=OperatorSettings(tick_s=o.tick_s, lease_namespace=o.lease_namespace or ns,
+                                  max_held=o.max_concurrent),
+        stop=stop, replica=replica, liveness_endpoint=o.liveness_endpoint,
+        metrics_port=o.metrics_port)
+    if o.standalone:
         _serve(serving, serving.raw)
         return
     elector = LeaderElector(serving.raw, namespace=ns, identity=replica,
-                            timing=Timing(lease_s, renew_deadline_s, retry_s))
-    if _wait_to_lead(elector, stop, liveness_endpoint=liveness_endpoint,
+                            timing=Timing(o.lease_s, o.renew_deadline_s, o.retry_s))
+    if _wait_to_lead(elector, stop, liveness_endpoint=o.liveness_endpoint,
                      what=f"Lease {ns}/nodeprobe-operator as {replica}"):
         _lead(serving, elector)
 

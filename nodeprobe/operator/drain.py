@@ -13,7 +13,7 @@ and never while another operator replica is already on its way out.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,24 @@ class DrainPass:
     """Pods Terminating longer than the skip: no longer counted."""
 
 
+def survey(pods: Iterable[Mapping[str, Any]], drain: Drain, *, now: float) -> DrainPass:
+    """What is left to go on a node, from its pods as the pass read them: the result of the last
+    pass's evictions (the ladder decides from it; `Drainer.drain_once` is what EVICT runs)."""
+    out = DrainPass()
+    for pod in pods:
+        if not moves(pod):
+            continue
+        why = kept_because(pod, drain)
+        evicted = evicted_at(pod)
+        if why is not None:
+            out.kept.append(f"{_key(pod)} ({why})")
+        elif evicted is not None and now - evicted > drain.terminating_skip_s:
+            out.stuck.append(_key(pod))
+        else:
+            out.left += 1
+    return out
+
+
 class Drainer:
     """Evicts a node's pods, one pass per call; remembers back-off between passes."""
 
@@ -96,31 +114,14 @@ class Drainer:
         """`namespace/name` of every pod a drain would evict (for dry runs)."""
         return [_key(p) for p in self.pods(node) if moves(p) and kept_because(p, drain) is None]
 
-    def survey(self, node: str, drain: Drain) -> DrainPass:
-        """What is left to go, read only: the result of the last pass's evictions, read by the
-        next pass (the ladder decides from it; `drain_once` is what its EVICT intent runs)."""
+    def drain_once(self, pods: Iterable[Mapping[str, Any]], drain: Drain) -> DrainPass:
+        """Ask once for the eviction of each of a node's pods still there (as the pass read
+        them); count what is left."""
         out = DrainPass()
         now = self._clock()
-        for pod in self.pods(node):
-            if not moves(pod):
-                continue
-            why = kept_because(pod, drain)
-            evicted = evicted_at(pod)
-            if why is not None:
-                out.kept.append(f"{_key(pod)} ({why})")
-            elif evicted is not None and now - evicted > drain.terminating_skip_s:
-                out.stuck.append(_key(pod))
-            else:
-                out.left += 1
-        return out
-
-    def drain_once(self, node: str, drain: Drain) -> DrainPass:
-        """Ask once for the eviction of each pod still there; count what is left."""
-        out = DrainPass()
-        now = self._clock()
-        pods = [p for p in self.pods(node) if moves(p)]
-        ordinary: list[dict[str, Any]] = []
-        operators: list[dict[str, Any]] = []
+        pods = [p for p in pods if moves(p)]
+        ordinary: list[Mapping[str, Any]] = []
+        operators: list[Mapping[str, Any]] = []
         for pod in pods:
             why = kept_because(pod, drain)
             if why is not None:

@@ -6,14 +6,15 @@ node Lease another remediator holds), and one pass decides for all policies in n
 two policies never race for one node (no 409 storms) and never exceed the cluster budget.
 
 Purely data-manipulative: no I/O, time is a parameter; the two blockers that need I/O (pods on a
-node, Prometheus alerts) come in as callables. Every "no" is a sentence for the policy's status
+node, Prometheus alerts) come in as data the pass read first, for the policies `wanted` names.
+Every "no" is a sentence for the policy's status
 and an Event (Cluster API #5451: say WHY nothing happens).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nodeprobe.model import RemediationPhase
@@ -143,17 +144,35 @@ class Cluster:
 
 @dataclass(frozen=True, slots=True)
 class Blockers:
-    """The I/O-backed checks, asked lazily (only when something could start)."""
+    """What the read phase found for the blockers that need I/O (`snapshot.Reader`), for the
+    policies `wanted` names."""
 
-    node: Callable[[Policy, str], str | None] = lambda p, n: None
-    """Why pods on this node block an episode, or None."""
-    cluster: Callable[[Policy], str | None] = lambda p: None
-    """Why a firing alert blocks this policy, or None (a failure to ask blocks too)."""
+    pods: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """policy -> node -> why pods on that node block an episode."""
+    alerts: Mapping[str, str] = field(default_factory=dict)
+    """policy -> why a firing alert blocks it (a failure to ask Prometheus blocks too)."""
+
+
+def held_by(remediations: Iterable[RemediationView], records: Mapping[str, NodeRecord]
+            ) -> set[str]:
+    """Nodes held by an episode of ours or by another remediator's Lease."""
+    return {r.node for r in remediations if r.holds} | {n for n, rec in records.items()
+                                                        if rec.holder}
 
 
 def held_nodes(cluster: Cluster) -> set[str]:
-    held = {r.node for r in cluster.remediations if r.holds}
-    return held | {n for n, rec in cluster.records.items() if rec.holder}
+    return held_by(cluster.remediations, cluster.records)
+
+
+def wanted(policies: Iterable[Policy], nodes: Mapping[str, NodeView], held: set[str], *,
+           now: float) -> list[Policy]:
+    """Policies whose I/O-backed blockers the pass must read: those that could start an episode
+    (not paused, inside a window, a sick node no one holds). A healthy cluster reads none."""
+    return [p for p in policies
+            if (p.blockers.pod_selector is not None or p.blockers.prometheus_url is not None)
+            and not p.paused and p.window_open(now)
+            and any(n.name not in held and not n.excluded and p.selector.matches(n.labels)
+                    and held_since(p, n, now=now) is not None for n in nodes.values())]
 
 
 def decide_all(policies: Sequence[Policy], cluster: Cluster, *, now: float,
@@ -200,7 +219,7 @@ def _decide(policy: Policy, cluster: Cluster, held: set[str], *, now: float, sta
     reason = (_policy_blocked(policy, out, len(candidates), healthy_pct, storm_ended_at, now)
               or _limits(policy, cluster, held, started=started, in_policy=in_policy,
                          budget=budget, waiting=len(candidates)))
-    if reason is None and (alert := blockers.cluster(policy)) is not None:
+    if reason is None and (alert := blockers.alerts.get(policy.name)) is not None:
         reason = Wait.ALERT, alert
     if reason is not None:
         out.blocked.append(reason[1])
@@ -245,7 +264,7 @@ def _start_what_fits(policy: Policy, cluster: Cluster, candidates: list[Start], 
             _wait(out, c.node, Wait.CONTROL_PLANE,
                   "another control-plane node is held: one at a time")
             continue
-        why = blockers.node(policy, c.node)
+        why = blockers.pods.get(policy.name, {}).get(c.node)
         if why:
             _wait(out, c.node, Wait.BLOCKER, why)
             continue

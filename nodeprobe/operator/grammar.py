@@ -81,6 +81,13 @@ class Requirement:
             return labels.get(self.key) in self.values
         return labels.get(self.key) not in self.values  # NotIn
 
+    def query(self) -> str:
+        """This requirement in the API server's `labelSelector` syntax."""
+        values = ",".join(self.values)
+        return {"Exists": self.key, "DoesNotExist": f"!{self.key}",
+                "In": f"{self.key} in ({values})",
+                "NotIn": f"{self.key} notin ({values})"}[self.operator]
+
 
 @dataclass(frozen=True, slots=True)
 class Selector:
@@ -90,6 +97,10 @@ class Selector:
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(r.matches(labels) for r in self.requirements)
+
+    def query(self) -> str:
+        """The `labelSelector` that lets the API server do the filtering ("" matches all)."""
+        return ",".join(r.query() for r in self.requirements)
 
 
 def parse_selector(raw: object, *, where: str) -> Selector:

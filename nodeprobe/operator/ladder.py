@@ -38,6 +38,8 @@ class Intent(enum.StrEnum):
     UNMARK = "unmark"
     """Remove our cordoned-by annotation, leaving the cordon as it is (not ours any more)."""
     LABEL_ESCALATED = "label-escalated"
+    UNLABEL_ESCALATED = "unlabel-escalated"
+    """A person released the escalation: the label goes with it."""
     WEBHOOK = "webhook"
 
 

@@ -80,6 +80,16 @@ class NodeLeases:
     def records(self, now: float) -> dict[str, NodeRecord]:
         return {n: record(lease, ours=self.holder, now=now) for n, lease in self.leases.items()}
 
+    def ours(self) -> dict[str, str]:
+        """node -> the NodeRemediation our Lease on it names, as of the last `load()`."""
+        prefix = f"{self.holder}/"
+        out = {}
+        for node, lease in self.leases.items():
+            holder = str((lease.get("spec") or {}).get("holderIdentity") or "")
+            if holder.startswith(prefix):
+                out[node] = holder.removeprefix(prefix)
+        return out
+
     def holds(self, node: str, nr: str) -> bool:
         spec = (self.leases.get(node) or {}).get("spec") or {}
         return spec.get("holderIdentity") == f"{self.holder}/{nr}"

@@ -1,11 +1,11 @@
-"""One reconcile pass for the whole cluster: read policies, nodes, NodeRemediations and node
-Leases; advance every episode; release, retire and start what the one budget allows; say in each
-policy's status why anything waits.
+"""One reconcile pass for the whole cluster: read -> decide -> execute.
 
-Read (parsed once at the edge: `edge`, `policystatus.policy_state`), decide (`gates`, and
-`ladder` per episode), execute (`episodes`, `opening`, `policystatus.PolicyReport`). A healthy
-cluster costs reads only: status, Events and Leases are written when something changes. The
-policy's validity, finalizer and deletion are kopf's (`lifecycle`, `handlers`), not the pass's.
+Read (`snapshot.Reader`: the four LISTs, then only what they say a decision needs), decide
+(`decide.decide`: every episode's move and the gates' openings, pure), execute (this module:
+carry out each move, retire, open, write each policy's status). Nothing is decided while
+writing; a write the API server refuses leaves its episode as it was for the next pass to
+decide again. A healthy cluster costs the reads only. The policy's validity, finalizer and
+deletion are kopf's (`lifecycle`, `handlers`), not the pass's.
 """
 
 from __future__ import annotations
@@ -18,39 +18,28 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nodeprobe.operator.blockers import BlockerChecks, firing_alerts
+from nodeprobe.operator.blockers import firing_alerts
+from nodeprobe.operator.decide import PassDecision, decide
 from nodeprobe.operator.drain import Drainer
-from nodeprobe.operator.edge import node_view, remediation
-from nodeprobe.operator.episodes import Context, Episodes
-from nodeprobe.operator.gates import (
-    Blockers,
-    Cluster,
-    PolicyDecision,
-    count_recent,
-    decide_all,
-    held_nodes,
-)
-from nodeprobe.operator.grammar import PolicyError
+from nodeprobe.operator.edge import node_view
+from nodeprobe.operator.episodes import Episodes
+from nodeprobe.operator.gates import PolicyDecision, held_nodes
 from nodeprobe.operator.kube import Kube, KubeError
-from nodeprobe.operator.leases import NodeLeases, lease_name
+from nodeprobe.operator.leases import NodeLeases
 from nodeprobe.operator.lifecycle import Announce
-from nodeprobe.operator.names import API, POLICY_PLURAL, REMEDIATION_PLURAL
+from nodeprobe.operator.moves import Move
+from nodeprobe.operator.names import API, REMEDIATION_PLURAL
 from nodeprobe.operator.opening import Opener
-from nodeprobe.operator.parse import parse_plan
-from nodeprobe.operator.policy import DEFAULT_KEEP, DEFAULT_KEEP_FOR_S, Plan, Policy
-from nodeprobe.operator.policystatus import (
-    PolicyReport,
-    PolicyState,
-    Storms,
-    kube_announce,
-    policy_state,
-)
-from nodeprobe.operator.records import NodeView, Remediation, RemediationView
+from nodeprobe.operator.policy import Policy
+from nodeprobe.operator.policystatus import PolicyReport, PolicyState, Storms, kube_announce
+from nodeprobe.operator.records import NodeView
+from nodeprobe.operator.snapshot import Reader, Snapshot
 from nodeprobe.operator.stats import NoSink, Sink, pass_stats
+
+__all__ = ["OperatorSettings", "Reconciler", "node_view", "post_webhook"]
 
 log = logging.getLogger(__name__)
 
-RATE_WINDOW_S = 3600.0
 WEBHOOK_TIMEOUT_S = 5.0
 
 
@@ -98,159 +87,81 @@ class Reconciler:
         self.kube = kube
         self.settings = s = settings or OperatorSettings()
         self.clock = clock
-        self.alerts = alerts
         self.sink = sink or NoSink()
         self.drainer = Drainer(kube, clock=clock)
         self.episodes = Episodes(kube, self.drainer, event_namespace=s.event_namespace,
                                  webhook=webhook, sink=self.sink)
         self.leases = NodeLeases(kube, namespace=s.lease_namespace or s.event_namespace,
                                  holder=s.holder)
+        self.reader = Reader(kube, self.leases, alerts=alerts)
         self.opener = Opener(kube, self.leases, self.episodes)
         self.report = PolicyReport(kube, announce or kube_announce(
             kube, namespace=s.event_namespace, now=clock))
         self.storms = Storms()
 
     def reconcile(self, *, nodes: Iterable[Mapping[str, Any]] | None = None) -> None:
-        """One pass over the whole cluster: read, decide, then write. `nodes` from the node
-        view, or None to list them."""
-        node_objs = list(nodes) if nodes is not None else self.kube.items("/api/v1/nodes")
-        views = {v.name: v for v in map(node_view, node_objs)}
-        states = {s.name: s for s in map(policy_state,
-                                         self.kube.items(f"{API}/{POLICY_PLURAL}"))}
-        everything = self.kube.items(f"{API}/{REMEDIATION_PLURAL}")
-        self.leases.load()
-        now = self.clock()
-        rs = [self._one(remediation(nr), views, states, now) for nr in everything]
-        rviews = [r.view() for r in self._retire(rs, states, now)]
-        decisions = self._decide(views, states, rviews, now)
-        opened = [node for st in states.values()
-                  for node in self._finish_policy(st, decisions.get(st.name), rviews, views, now)]
-        held = held_nodes(self._cluster(views, rviews, now)) | set(opened)
-        self.sink.passed(pass_stats(rviews, decisions, held=held, opened=opened,
-                                    budget=self.settings.max_held, now=now))
+        """One pass over the whole cluster. `nodes` from the node cache, or None to list them."""
+        snap = self.reader.read(now=self.clock(), nodes=nodes)
+        d = decide(snap, max_held=self.settings.max_held,
+                   storms={s.name: self.storms.of(s) for s in snap.policies.values()})
+        self._execute(snap, d)
 
-    def _cluster(self, views: Mapping[str, NodeView], rviews: list[RemediationView],
-                 now: float) -> Cluster:
-        return Cluster(nodes=views, remediations=rviews, records=self.leases.records(now),
-                       max_held=self.settings.max_held,
-                       recent_starts=count_recent(rviews, now=now, window_s=RATE_WINDOW_S))
+    def _execute(self, snap: Snapshot, d: PassDecision) -> None:
+        for m in d.moves:
+            self._carry_out(m, snap, snap.nodes.get(m.remediation.node))
+        self._retire(d.retire)
+        opened = [node for st in snap.policies.values()
+                  for node in self._finish_policy(st, d.policies.get(st.name), d, snap)]
+        held = held_nodes(d.cluster) | set(opened)
+        self.sink.passed(pass_stats(d.cluster.remediations, d.policies, held=held,
+                                    opened=opened, budget=self.settings.max_held, now=snap.now))
 
-    def _decide(self, views: Mapping[str, NodeView], states: Mapping[str, PolicyState],
-                rviews: list[RemediationView], now: float) -> dict[str, PolicyDecision]:
-        live = [s.policy for s in states.values() if s.policy is not None and not s.deleting]
-        checks = BlockerChecks(self.kube, alerts=self.alerts)
-        return decide_all(live, self._cluster(views, rviews, now), now=now,
-                          storms={s.name: self.storms.of(s) for s in states.values()},
-                          blockers=Blockers(node=checks.node, cluster=checks.cluster))
-
-    # ---- episodes ------------------------------------------------------------------------------
-
-    def _one(self, r: Remediation, views: Mapping[str, NodeView],
-             states: Mapping[str, PolicyState], now: float) -> Remediation:
-        node = views.get(r.node)
-        state = states.get(r.policy)
-        if not r.active:
-            return self._lease_after(self.episodes.release_escalated(r, node, now=now), now)
-        plan = self._plan(r, state)
-        if plan is None:
-            return r
-        if not self.leases.holds(r.node, r.name):
-            return self.episodes.refuse(r, node, now=now, why=(
-                f"not opened by the nodeprobe operator: the node's Lease "
-                f"{self.leases.namespace}/{lease_name(r.node)} does not name it"))
-        ctx = _context(r, state)
-        return self._lease_after(self.episodes.advance(plan, r, node, ctx, now=now), now)
-
-    def _lease_after(self, r: Remediation, now: float) -> Remediation:
-        """Renew the node's Lease while the episode holds the node; give it back at once after."""
+    def _carry_out(self, m: Move, snap: Snapshot, node: NodeView | None) -> None:
+        """The move, then the node's Lease as the landed status says: renewed while the episode
+        holds the node, given back at once after."""
+        now = snap.now
+        r = self.episodes.carry_out(m, node, now=now,
+                                    pods=snap.drain_pods.get(m.remediation.node, ()))
         if r.holds:
             self.leases.renew(r.node, r.name, now=now)
         else:
             self.leases.release(r.node, r.name, finished=r.finished or now)
-        return r
 
-    def _plan(self, r: Remediation, state: PolicyState | None) -> Plan | None:
-        """The snapshot the episode started with; the live policy's for older episodes."""
-        try:
-            if r.plan is not None:
-                return parse_plan(r.plan)
-        except PolicyError as e:
-            log.warning("NodeRemediation for %s: bad plan snapshot (%s); using the policy's",
-                        r.node, e)
-        return state.policy.plan if state is not None and state.policy is not None else None
-
-    def _retire(self, rs: list[Remediation], states: Mapping[str, PolicyState],
-                now: float) -> list[Remediation]:
-        """Delete finished NodeRemediations past the policy's retention (time, count per node).
-        The node's Lease remembers the last episode, so this never reopens one."""
-        gone = expired(rs, states, now)
-        for name in gone:
+    def _retire(self, names: Iterable[str]) -> None:
+        for name in sorted(names):
             try:
                 self.kube.request("DELETE", f"{API}/{REMEDIATION_PLURAL}/{name}")
             except KubeError as e:
                 if e.status != 404:
                     raise
-        return [r for r in rs if r.name not in gone]
 
-    # ---- policies ------------------------------------------------------------------------------
-
-    def _finish_policy(self, st: PolicyState, d: PolicyDecision | None,
-                       rviews: list[RemediationView], views: Mapping[str, NodeView],
-                       now: float) -> list[str]:
+    def _finish_policy(self, st: PolicyState, d: PolicyDecision | None, passed: PassDecision,
+                       snap: Snapshot) -> list[str]:
         """Open what the decision starts, write the policy's status; the nodes opened. An
         invalid or deleting policy's status is kopf's (`lifecycle`): nothing is written here."""
         if st.deleting or st.policy is None:
             return []
         d = d or PolicyDecision()
         opened = [start.node for start in d.starts
-                  if self.opener.open(st, start, views[start.node], now)]
+                  if self.opener.open(st, start, snap.nodes[start.node], snap.now)]
         plan = [self._dry_run_plan(st.policy, start.node) for start in d.planned]
-        active = sum(1 for r in rviews if r.policy == st.name and r.active) + len(opened)
+        active = sum(1 for r in passed.cluster.remediations
+                     if r.policy == st.name and r.active) + len(opened)
         message = (d.blocked[0] if d.blocked else
                    f"{d.sick} of {d.matched} matched node(s) sick, {active} in remediation")
         self.report.write(st, {
             "matchedNodes": d.matched, "sickNodes": d.sick, "activeRemediations": active,
             "waiting": d.waiting or None, "message": message,
             "dryRunPlan": plan or (st.status.get("dryRunPlan") if st.policy.dry_run else None),
-            **self.storms.after(st.name, storm=d.storm, now=now)}, blocked=d.blocked, plan=plan)
+            **self.storms.after(st.name, storm=d.storm, now=snap.now)},
+            blocked=d.blocked, plan=plan)
         return opened
 
     def _dry_run_plan(self, policy: Policy, node: str) -> str:
+        """The dry run's report: what a drain would evict, read while writing the status (it
+        decides nothing, and only nodes the gates planned are read)."""
         pods = self.drainer.plan(node, policy.plan.drain)
         first = policy.ladder[0]
         what = (f"restart {first.runtime.value}" if first.runtime else first.action.value)
         return (f"dry run: would cordon {node}, evict {len(pods)} pod(s) through the Eviction "
                 f"API ({', '.join(pods[:5]) or 'none'}), then ask its agent to {what}")
-
-
-def _context(r: Remediation, state: PolicyState | None) -> Context:
-    """What the live policy says about a running episode: gone or deleting aborts it, paused
-    or dry run freezes its writes."""
-    if state is None:
-        return Context(abort=f"policy {r.policy} no longer exists")
-    if state.deleting:
-        return Context(abort=f"policy {state.name} is being deleted")
-    if state.policy is not None and (state.policy.paused or state.policy.dry_run):
-        return Context(frozen=f"policy {state.name} is "
-                              f"{'paused' if state.policy.paused else 'in dry run'}")
-    return Context()
-
-
-def expired(rs: list[Remediation], states: Mapping[str, PolicyState], now: float) -> set[str]:
-    """Finished NodeRemediations (not holding a node) beyond their policy's `retention`: older
-    than `for`, or past the newest `keep` of their node (defaults when the policy is gone)."""
-    by_node: dict[str, list[Remediation]] = {}
-    for r in rs:
-        if not r.holds:
-            by_node.setdefault(r.node, []).append(r)
-    gone: set[str] = set()
-    for done in by_node.values():
-        done.sort(key=lambda r: r.finished or 0.0, reverse=True)
-        for i, r in enumerate(done):
-            st = states.get(r.policy)
-            policy = st.policy if st is not None else None
-            keep, keep_for = ((policy.keep, policy.keep_for_s) if policy is not None
-                              else (DEFAULT_KEEP, DEFAULT_KEEP_FOR_S))
-            if i >= keep or now - (r.finished or now) > keep_for:
-                gone.add(r.name)
-    return gone

@@ -20,6 +20,26 @@ _API = "/apis/nodeprobe.io/v1alpha1"
 _ts = itertools.count(1)
 
 
+def labels_match(selector: str, labels: Mapping[str, str]) -> bool:
+    """The API server's labelSelector syntax: `k=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`."""
+    for req in re.findall(r"[^,(]+(?:\([^)]*\))?", selector):
+        req = req.strip()
+        if m := re.fullmatch(r"(\S+) (in|notin) \(([^)]*)\)", req):
+            inside = labels.get(m.group(1)) in m.group(3).split(",")
+            if inside != (m.group(2) == "in"):
+                return False
+        elif "=" in req:
+            k, v = req.split("=", 1)
+            if labels.get(k) != v:
+                return False
+        elif req.startswith("!"):
+            if req[1:] in labels:
+                return False
+        elif req and req not in labels:
+            return False
+    return True
+
+
 def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
     for k, v in patch.items():
         if v is None:
@@ -78,9 +98,12 @@ class FakeKube(Kube):
         if m := re.fullmatch(r"/api/v1/nodes(?:/([^/]+))?", path):
             return self._object(self.nodes, m.group(1), method, patch)
         if path == "/api/v1/pods":
-            node = (query or {}).get("fieldSelector", "").removeprefix("spec.nodeName=")
+            q = query or {}
+            node = q.get("fieldSelector", "").removeprefix("spec.nodeName=")
             return {"items": [copy.deepcopy(p) for p in self.pods.values()
-                              if p["spec"].get("nodeName") == node]}
+                              if (not node or p["spec"].get("nodeName") == node)
+                              and labels_match(q.get("labelSelector", ""),
+                                               p["metadata"].get("labels") or {})]}
         if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", path):
             sel = dict(kv.split("=", 1) for kv in
                        (query or {}).get("labelSelector", "").split(",") if kv)

@@ -486,7 +486,7 @@ def test_terminating_skip_counts_from_the_eviction_not_the_end_of_the_grace() ->
     meta["deletionTimestamp"] = iso(evicted + 30)
     meta["deletionGracePeriodSeconds"] = 30
     drainer = Drainer(kube, clock=lambda: T0)
-    out = drainer.drain_once("a", Drain(terminating_skip_s=20))
+    out = drainer.drain_once(drainer.pods("a"), Drain(terminating_skip_s=20))
     assert out.stuck == ["web/web-0"] and out.left == 0
-    out = drainer.drain_once("a", Drain(terminating_skip_s=60))
+    out = drainer.drain_once(drainer.pods("a"), Drain(terminating_skip_s=60))
     assert out.stuck == [] and out.left == 1

@@ -343,3 +343,51 @@ def test_storm_state_is_read_from_the_status_only_at_first_sight(clock: Clock) -
     clock.t += 2
     rec.reconcile()
     assert sorted(nr["spec"]["nodeName"] for nr in kube.nrs.values()) == ["a", "b"]
+
+
+BLOCKER = {"podSelector": {"matchLabels": {"app": "batch"}}}
+
+
+def test_a_pass_reads_everything_it_decides_on_before_its_first_write(clock: Clock) -> None:
+    """read -> decide -> execute: node a's episode moves on (a status write, an eviction) in the
+    same pass as sick node b is weighed against a pod blocker; every read comes first."""
+    kube = FakeKube()
+    policy(kube, maxConcurrent=2, blockers=BLOCKER)
+    kube.add_node("a", sick_since=SICK_SINCE)
+    kube.add_pod("a", "web", "web-1")
+    rec = Reconciler(kube, clock=clock, settings=OperatorSettings(max_held=2))
+    run(kube, rec, clock, passes=2)
+    assert phases(kube) == {"a": "Cordoned"}
+    kube.add_node("b", sick_since=SICK_SINCE)
+    kube.add_pod("b", "jobs", "nightly", labels={"app": "batch"})
+    kube.log.clear()
+    run(kube, rec, clock, passes=1)
+    assert phases(kube) == {"a": "Draining"}
+    assert "POST /api/v1/namespaces/web/pods/web-1/eviction" in kube.log
+    first_write = next(i for i, line in enumerate(kube.log) if not line.startswith("GET "))
+    assert [line for line in kube.log[first_write:] if line.startswith("GET ")] == []
+    assert kube.policies["p"]["status"]["waiting"]["b"].startswith("blocking pod jobs/nightly")
+
+
+def test_pod_blockers_cost_one_list_per_pass_whatever_the_number_of_sick_nodes(
+        clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube, blockers=BLOCKER)
+    for i in range(20):
+        kube.add_node(f"n{i:02}", sick_since=SICK_SINCE)
+        kube.add_pod(f"n{i:02}", "jobs", f"nightly-{i}", labels={"app": "batch"})
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=1)
+    assert kube.nrs == {}
+    assert kube.log.count("GET /api/v1/pods") == 1
+    assert len(kube.policies["p"]["status"]["waiting"]) == 20
+
+
+def test_a_healthy_cluster_reads_no_pods_and_asks_no_alerts(clock: Clock) -> None:
+    kube = FakeKube()
+    policy(kube, blockers={**BLOCKER, "prometheus": {"url": "http://127.0.0.1:1"}})
+    kube.add_node("a")
+    asked: list[str] = []
+    rec = Reconciler(kube, clock=clock, alerts=lambda url, q: asked.append(url) or None)
+    run(kube, rec, clock, passes=3)
+    assert asked == [] and "GET /api/v1/pods" not in kube.log
