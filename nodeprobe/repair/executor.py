@@ -166,7 +166,11 @@ class RepairExecutor:
     # ---- one pass ----------------------------------------------------------------------------
 
     def poll_once(self) -> list[str]:
-        """Handle every NodeRemediation in ActionRequested for this node; return their names."""
+        """Handle every NodeRemediation in ActionRequested for this node; return their names.
+
+        The guard is asked every pass, not only when a request arrives, so its log and metric
+        say from the start whether a repair could run (it asks the API at most once a minute)."""
+        unguarded = self.guard()
         handled = []
         for obj in self._store.for_node(self.node_name):
             req = parse(obj)
@@ -177,15 +181,15 @@ class RepairExecutor:
                 continue
             if req.phase != RemediationPhase.ACTION_REQUESTED:
                 continue
-            if self._handle(req):
+            if self._handle(req, unguarded=unguarded):
                 handled.append(req.name)
         return handled
 
-    def _handle(self, req: Request) -> bool:
+    def _handle(self, req: Request, *, unguarded: str | None) -> bool:
         if req.agent.get("rung") == req.rung:
             return self._reported(req)
         sick = self.triggers.sick(req.triggers, within_s=req.settle_s, now=self.now())
-        why = refusal(req, unguarded=self.guard(), sick=sick, done=self.ledger.done,
+        why = refusal(req, unguarded=unguarded, sick=sick, done=self.ledger.done,
                       seen_terminal=self.ledger.terminal)
         if why is not None:
             self._refuse(req, why)

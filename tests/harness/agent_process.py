@@ -48,6 +48,18 @@ def wait_for(predicate: Callable[[], Any], *, timeout_s: float, what: str) -> An
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+def gauge(port: int, name: str) -> float | None:
+    """The unlabelled sample `name` on 127.0.0.1:`port`/metrics; None when absent or no answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    values = [float(line.split()[-1]) for line in text.splitlines()
+              if line.startswith(f"{name} ")]
+    return values[0] if values else None
+
+
 def terminate(proc: subprocess.Popen[bytes], *, timeout_s: float = 15) -> None:
     """SIGTERM (the agent's clean stop), then SIGKILL if it has not exited in `timeout_s`."""
     if proc.poll() is None:

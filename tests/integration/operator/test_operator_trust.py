@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.harness.agent_process import gauge
 from tests.harness.gotools import tool
 from tests.integration.operator.cluster import API, MERGE, Fleet, wait_for
 from tests.integration.operator.conftest import OperatorFactory
@@ -184,17 +184,6 @@ def _enforced(fleet: Fleet, binding: str) -> bool:
     return status == 403 and f"binding '{binding}'" in str(reply)
 
 
-def _gauge(port: int, name: str) -> float | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return None
-    values = [float(line.split()[-1]) for line in text.splitlines()
-              if line.startswith(f"{name} ")]
-    return values[0] if values else None
-
-
 def test_without_the_guard_the_operator_acts_on_nothing_and_says_so(
         fleet: Fleet, operators: OperatorFactory, guard_unbound: None) -> None:
     fleet.add_node("a", sick=True)
@@ -205,5 +194,5 @@ def test_without_the_guard_the_operator_acts_on_nothing_and_says_so(
     op = operators(metrics_port=port)
     wait_for(lambda: "the operator acts on nothing until it is" in op.text(), timeout_s=60,
              what=f"the operator to say why it does nothing\n{op.text()}")
-    assert _gauge(port, "nodeprobe_operator_admission_guard") == 0
+    assert gauge(port, "nodeprobe_operator_admission_guard") == 0
     assert fleet.remediations() == [] and fleet.node_writes() == 0

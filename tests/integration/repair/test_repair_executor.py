@@ -367,7 +367,7 @@ def test_without_the_admission_guard_an_operator_request_runs_nothing(
     """issue 18 item 1: where the policy that keeps NodeRemediations to the operator is absent,
     a valid operator-written request on a sick node runs nothing and gets a Warning Event; the
     agent reads the guard with the chart's agent ServiceAccount, and acts again once it is
-    back."""
+    back. It asks every pass, so its metric (`on_change`) tells before any request arrives."""
     from nodeprobe.publish.kubeclient import new_client
 
     node = agent_on_node.name
@@ -379,7 +379,9 @@ def test_without_the_admission_guard_an_operator_request_runs_nothing(
     guard = AdmissionGuard(kube_fetch(api), name=GUARD, recheck_s=0.0, on_change=seen.append)
     ex = RepairExecutor(node, api, s, triggers=sick(), guard=guard.check)
     try:
+        assert ex.poll_once() == [] and seen == [True]  # no request yet: the guard is known
         with guard_removed(kube_cluster):
+            assert ex.poll_once() == [] and seen == [True, False]
             create_nr(kube_cluster, name, node, action="reboot")
             operator_patch(kube_cluster, name, {
                 "phase": "ActionRequested", "action": "reboot",
@@ -390,10 +392,10 @@ def test_without_the_admission_guard_an_operator_request_runs_nothing(
                 "GET", "/api/v1/namespaces/default/events?fieldSelector="
                        f"involvedObject.name%3D{name}")["items"]
             assert not marker.exists()
-            assert seen == [False]
+            assert seen == [True, False]
         # The guard is back: the same request, still valid, is carried out.
         assert ex.poll_once() == [name]
-        assert marker.exists() and seen == [False, True]
+        assert marker.exists() and seen == [True, False, True]
     finally:
         kube_cluster.request("DELETE", f"{NODEREMEDIATIONS}/{name}")
         api.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -47,3 +48,26 @@ def test_policy_schema_names_every_field_the_parser_reads() -> None:
                 "rate", "settleWindow", "drain", "escalation", "dryRun", "paused"):
         assert key in props, key
     assert props["drain"]["properties"]["onTimeout"]["enum"] == ["next", "fail"]
+
+
+def _objects(schema: dict[str, Any], at: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every object schema with properties under `schema`, by its path."""
+    if schema.get("type") == "object" and "properties" in schema:
+        yield at, schema
+    for key, sub in (schema.get("properties") or {}).items():
+        yield from _objects(sub, f"{at}.{key}")
+    if isinstance(schema.get("items"), dict):
+        yield from _objects(schema["items"], f"{at}[]")
+
+
+def test_every_policy_object_keeps_the_fields_it_does_not_know() -> None:
+    """issue 18 item 8: a pruned typo (`drain: {timout: 1s}`) would leave the policy live
+    without it; kept, the operator's parser refuses it. A selector's expressions are
+    Kubernetes' own type, and a typo there cannot widen one: a misspelt key or operator is a
+    required field missing (the schema refuses it), a misspelt `values` leaves In/NotIn with
+    none (the parser refuses it)."""
+    spec = crd("remediationpolicy.yaml")["spec"]["versions"][0]["schema"]["openAPIV3Schema"][
+        "properties"]["spec"]
+    pruning = [at for at, obj in _objects(spec, "spec")
+               if not obj.get("x-kubernetes-preserve-unknown-fields")]
+    assert pruning == ["spec.nodeSelector.matchExpressions[]"]

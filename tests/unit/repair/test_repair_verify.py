@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from nodeprobe.model import Condition, ConditionType, Status
+from nodeprobe.publish.kubeclient import parse_rfc3339
+from nodeprobe.repair.channel import sick_by_node
 from nodeprobe.repair.verify import Ledger, TriggerMemory, parse, refusal
 
 OPERATOR = {"manager": "nodeprobe-operator-a", "operation": "Update", "subresource": "status",
@@ -106,6 +108,23 @@ def test_trigger_memory_holds_a_cleared_condition_for_the_settle_window() -> Non
     assert not m.sick(types, within_s=120, now=6121)
     m.update(bad(ConditionType.SLOW, Status.TRUE), now=6200)
     assert not m.sick(types, within_s=120, now=6200)  # not a trigger of this plan
+
+
+def test_the_executor_reads_the_settle_window_from_the_nodes_condition() -> None:
+    """Rule 4 as the privileged executor checks it, from the Node: bad now, or turned good
+    within the plan's settle window (2m here), and only for the plan's trigger types."""
+    req = parse(obj())
+    cleared = parse_rfc3339("2026-01-01T00:10:00Z")
+
+    def cond(kind: str, status: str) -> list[dict[str, Any]]:
+        return [{"type": kind, "status": status, "lastTransitionTime": "2026-01-01T00:10:00Z"}]
+
+    unavailable = ConditionType.UNAVAILABLE.value
+    assert sick_by_node(cond(unavailable, "True"), req, now=cleared + 86400)
+    assert sick_by_node(cond(unavailable, "False"), req, now=cleared + 120)
+    assert not sick_by_node(cond(unavailable, "False"), req, now=cleared + 121)
+    assert not sick_by_node(cond(ConditionType.SLOW.value, "True"), req, now=cleared)
+    assert not sick_by_node([], req, now=cleared)
 
 
 def test_ledger_survives_a_restart(tmp_path: Path) -> None:
