@@ -13,6 +13,7 @@ BENCHMARKS = (
     "benchmarks.operator_bench",
     "benchmarks.issue11_bench",
     "benchmarks.fault_matrix",
+    "benchmarks.install_footprint",
 )
 
 

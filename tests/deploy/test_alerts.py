@@ -74,6 +74,38 @@ def test_alert_reasons_are_real_reasons() -> None:
         assert f'condition="{ctype}"' in text
 
 
+CLUSTER = ("k8s_cluster", "eu-1")
+"""A cluster label by another name than `cluster`, as a Thanos or Mimir setup may have."""
+
+
+def _with_cluster(series: str) -> str:
+    name, value = CLUSTER
+    if "{" in series:
+        return series.replace("{", f'{{{name}="{value}",', 1)
+    return f'{series}{{{name}="{value}"}}'
+
+
+def test_every_alert_keeps_the_cluster_label_of_its_series(tmp_path: Path) -> None:
+    """The rules take no cluster label setting because none aggregates a label away: whatever
+    label tells clusters apart reaches each alert (docs/dashboard.md). The unit tests again, with
+    that label on every input series and expected on every alert but absent()'s, which has no
+    series to take it from."""
+    suite = yaml.safe_load((HERE / "alerts.test.yaml").read_text())
+    suite["rule_files"] = [str(RULES)]
+    for test in suite["tests"]:
+        for series in test["input_series"]:
+            series["series"] = _with_cluster(series["series"])
+        for case in test["alert_rule_test"]:
+            if case["alertname"] == "NodeprobeAgentAbsent":
+                continue
+            for alert in case.get("exp_alerts") or []:
+                alert["exp_labels"][CLUSTER[0]] = CLUSTER[1]
+    path = tmp_path / "cluster.test.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    proc = _promtool("test", "rules", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def _anchors(markdown: str) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
     found = set()

@@ -604,7 +604,11 @@ def test_servicemonitor_relabelings_follow_the_charts_own() -> None:
 
 
 @pytest.mark.parametrize(("values", "message"), [
+    ({"agent": {"extraVolumes": [{"emptyDir": {}}]}}, "name"),
     ({"agent": {"extraVolumeMounts": [{"name": "x"}]}}, "mountPath"),
+    ({"agent": {"initContainers": [{"name": "x"}]}}, "image"),
+    ({"serviceMonitor": {"metricRelabelings": {"action": "drop"}}}, "metricRelabelings"),
+    ({"global": {"imageRegistry": 5}}, "imageRegistry"),
     ({"operator": {"extraContainers": [{"name": "x"}]}}, "image"),
     ({"operator": {"topologySpreadConstraints": [{"maxSkew": 1}]}}, "topologyKey"),
     ({"serviceMonitor": {"relabelings": {"targetLabel": "x"}}}, "relabelings"),

@@ -142,15 +142,19 @@ def life_namespace(kubectl: Kubectl) -> Iterator[str]:
 CRD_MARKER = "nodeprobe.io/test-chart-version"
 
 
-def _chart_with_changed_crd(tmp_path: Path) -> Path:
-    """A copy of the chart whose RemediationPolicy CRD differs (an annotation), as a new chart
-    version's might."""
+def _newer_chart(tmp_path: Path) -> Path:
+    """A copy of the chart whose RemediationPolicy CRD differs (an annotation) and with a new
+    default (judge.clearAfter 3 -> 5), as a new chart version's might."""
     chart = tmp_path / "nodeprobe"
     shutil.copytree(h.CHART, chart)
     path = chart / "crds" / "remediationpolicy.yaml"
     crd = yaml.safe_load(path.read_text())
     crd["metadata"].setdefault("annotations", {})[CRD_MARKER] = "newer"
     path.write_text(yaml.safe_dump(crd, sort_keys=False))
+    values = chart / "values.yaml"
+    text, n = re.subn(r"(?m)^(      clearAfter:) 3$", r"\1 5", values.read_text())
+    assert n == 1, "values.yaml: no agent.config.judge.clearAfter: 3"
+    values.write_text(text)
     return chart
 
 
@@ -194,11 +198,14 @@ def test_helm_install_upgrade_uninstall(kubectl: Kubectl, life_namespace: str,
         crd = kubectl.json("get", "crd", CRDS[0])
         return (crd["metadata"].get("annotations") or {}).get(CRD_MARKER)
 
-    newer = _chart_with_changed_crd(tmp_path)
+    newer = _newer_chart(tmp_path)
     kubectl.helm("upgrade", RELEASE, str(newer), "-n", ns, "--reset-then-reuse-values")
     assert policy_crd_marker() is None, "helm upgrade changed a CRD: docs/install.md is wrong"
-    cm = kubectl.json("get", "configmap", ds, "-n", ns)  # the user's own values survive
-    assert yaml.safe_load(cm["data"]["config.yaml"])["judge"]["raiseAfter"] == 4
+    cm = kubectl.json("get", "configmap", ds, "-n", ns)
+    # the user's own values survive, and the new chart's default arrives (--reuse-values would
+    # keep the old one: why docs/install.md upgrades with --reset-then-reuse-values)
+    judge = yaml.safe_load(cm["data"]["config.yaml"])["judge"]
+    assert (judge["raiseAfter"], judge["clearAfter"]) == (4, 5), judge
     shown = kubectl.helm("show", "crds", str(newer)).stdout
     try:
         kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=shown)

@@ -4,6 +4,7 @@ statically, including imports inside functions)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -72,3 +73,27 @@ def test_the_operator_without_its_extra_says_how_to_install_it() -> None:
         """)
     assert done.returncode == 2
     assert "pip install 'kube-nodeprobe[operator]'" in done.stderr
+
+
+def _installed_names(text: str) -> list[str]:
+    """The distributions each `pip install` / `pipx install` in `text` names (flags, quotes,
+    extras and version specifiers dropped; a comment or the end of inline code ends the line)."""
+    names = []
+    for args in re.findall(r"\bpipx? install\b([^#\n`|;)]*)", text):
+        for word in args.split():
+            name = re.split(r"[\[=<>~!]", word.strip("'\""))[0]
+            if name and not name.startswith("-"):
+                names.append(name)
+    return names
+
+
+def test_no_doc_or_message_tells_users_to_install_pypis_other_nodeprobe() -> None:
+    """`nodeprobe` on PyPI is an unrelated project: the distribution is `kube-nodeprobe`."""
+    assert _installed_names("run `pip install nodeprobe` or pip install -U 'nodeprobe[x]'") == [
+        "nodeprobe", "nodeprobe"]
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *(ROOT / "docs").rglob("*.md"),
+             *(ROOT / "charts").rglob("*.md"), *(ROOT / "charts").rglob("*.txt"),
+             *(ROOT / "nodeprobe").rglob("*.py"), ROOT / "Dockerfile"]
+    wrong = [f"{path.relative_to(ROOT)}: pip install {name}" for path in files
+             for name in _installed_names(path.read_text()) if name == "nodeprobe"]
+    assert wrong == []
