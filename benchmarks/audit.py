@@ -37,6 +37,8 @@ class Request:
     body: Any = None
     dry_run: bool = False
     """dryRun=All (the operator's admission-guard check): answered, nothing stored."""
+    took_s: float = 0.0
+    """From the API server receiving the request to its answer completing."""
 
     @property
     def write(self) -> bool:
@@ -63,7 +65,9 @@ def _request(event: dict[str, Any]) -> Request:
                    name=ref.get("name", ""),
                    code=int((event.get("responseStatus") or {}).get("code", 0)),
                    body=event.get("requestObject"),
-                   dry_run="dryRun=All" in event.get("requestURI", ""))
+                   dry_run="dryRun=All" in event.get("requestURI", ""),
+                   took_s=_stamp(event["stageTimestamp"])
+                   - _stamp(event["requestReceivedTimestamp"]))
 
 
 class AuditTail:
@@ -103,3 +107,13 @@ def breakdown(entries: list[Stamped]) -> str:
         counts[r.key] = counts.get(r.key, 0) + 1
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) \
         or "none"
+
+
+def latency(entries: list[Stamped], key: str) -> str:
+    """Median and p95 of how long the API server took to answer `key` requests (ms)."""
+    took = sorted(r.took_s * 1000 for _, r in entries if r.key == key)
+    if not took:
+        return f"{key}: none"
+    p95 = took[min(len(took) - 1, round(0.95 * (len(took) - 1)))]
+    return (f"{key}: median {took[len(took) // 2]:.0f} ms, p95 {p95:.0f} ms, "
+            f"max {took[-1]:.0f} ms, n={len(took)}")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.audit import Stamped, breakdown
+from benchmarks.audit import Stamped, breakdown, latency
 from benchmarks.operator_nodes import UNHEALTHY
 from benchmarks.stats import Summary, machine, summarize
 
 MIB = 2**20
+LATENCY_KEYS = ("list pods", "patch nodes", "patch noderemediations/status")
+"""Requests whose answer time the report gives (a LIST after a write waits for the watch cache)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,9 @@ def _episodes(args: Any, reps: list[Rep]) -> list[str]:
             f"{len(r.opened)} opened, Succeeded {r.succ_s:.1f} s after the agents reported, "
             f"uncordoned: {'yes' if r.uncordoned else 'NO'}" for i, r in enumerate(reps)) + ".",
         "", f"Requests from elapse to ActionRequested, repetition 1: {breakdown(reps[0].phase1)}.",
-        ""]
+        "", "How long the API server took to answer them, all repetitions: "
+        + "; ".join(latency([e for r in reps for e in r.phase1], key) for key in LATENCY_KEYS)
+        + ".", ""]
 
 
 def report(args: Any, where: str, load_s: float, startup: Startup, idle: Idle, reps: list[Rep],
