@@ -1,7 +1,8 @@
 """The remediation operator: RemediationPolicies + node conditions -> NodeRemediations.
 
-Layers inside: `records` (the vocabulary), `policy`, `gates`, `observe` and `ladder` are pure
-(no I/O, time passed in); `drain`, `kube`, `leases`, `episodes` and `reconcile` do the API calls;
+Layers inside: `records` (the vocabulary), `policy`, `gates`, `observe`, `ladder`, `moves` and
+`decide` are pure (no I/O, time passed in); a pass reads (`snapshot`), decides (`decide`), then
+writes (`reconcile`, `episodes`, `opening`); `drain`, `kube` and `leases` do the API calls;
 `guard` checks the admission policy that keeps NodeRemediations to the operator; `leader` and
 `standby` elect the replica that acts; `handlers` registers with kopf the policy lifecycle
 (`lifecycle`), the pass timer, the liveness probe and kopf's settings. The operator
