@@ -41,7 +41,8 @@ def blocking_pods(kube: Kube, selector: Selector) -> dict[str, str]:
     """node -> why pods matching a policy's blockers.podSelector on it block an episode.
 
     One LIST for the whole cluster, filtered by the API server on the selector (a node's pods
-    would cost a LIST per candidate node: 50 per pass with 50 sick nodes)."""
+    would cost a LIST per candidate node: 50 per pass with 50 sick nodes). An empty selector
+    matches every pod, and lists them all."""
     query = {"labelSelector": q} if (q := selector.query()) else None
     out: dict[str, str] = {}
     for pod in sorted(kube.items("/api/v1/pods", query=query), key=_key):

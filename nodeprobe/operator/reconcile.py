@@ -32,7 +32,6 @@ from nodeprobe.operator.names import API, REMEDIATION_PLURAL
 from nodeprobe.operator.opening import Opener
 from nodeprobe.operator.policy import Policy
 from nodeprobe.operator.policystatus import PolicyReport, PolicyState, Storms, kube_announce
-from nodeprobe.operator.records import NodeView
 from nodeprobe.operator.snapshot import Reader, Snapshot
 from nodeprobe.operator.stats import NoSink, Sink, pass_stats
 
@@ -108,7 +107,7 @@ class Reconciler:
 
     def _execute(self, snap: Snapshot, d: PassDecision) -> None:
         for m in d.moves:
-            self._carry_out(m, snap, snap.nodes.get(m.remediation.node))
+            self._carry_out(m, snap)
         self._retire(d.retire)
         opened = [node for st in snap.policies.values()
                   for node in self._finish_policy(st, d.policies.get(st.name), d, snap)]
@@ -116,12 +115,12 @@ class Reconciler:
         self.sink.passed(pass_stats(d.cluster.remediations, d.policies, held=held,
                                     opened=opened, budget=self.settings.max_held, now=snap.now))
 
-    def _carry_out(self, m: Move, snap: Snapshot, node: NodeView | None) -> None:
+    def _carry_out(self, m: Move, snap: Snapshot) -> None:
         """The move, then the node's Lease as the landed status says: renewed while the episode
         holds the node, given back at once after."""
-        now = snap.now
-        r = self.episodes.carry_out(m, node, now=now,
-                                    pods=snap.drain_pods.get(m.remediation.node, ()))
+        now, node = snap.now, m.remediation.node
+        r = self.episodes.carry_out(m, snap.nodes.get(node), now=now,
+                                    pods=snap.drain_pods.get(node, ()))
         if r.holds:
             self.leases.renew(r.node, r.name, now=now)
         else:

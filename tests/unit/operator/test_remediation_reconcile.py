@@ -391,3 +391,34 @@ def test_a_healthy_cluster_reads_no_pods_and_asks_no_alerts(clock: Clock) -> Non
     rec = Reconciler(kube, clock=clock, alerts=lambda url, q: asked.append(url) or None)
     run(kube, rec, clock, passes=3)
     assert asked == [] and "GET /api/v1/pods" not in kube.log
+
+
+class RefusesUncordon(FakeKube):
+    """An admission policy that denies every uncordon while `refusing`."""
+
+    refusing = True
+
+    def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        spec = (kw.get("body") or {}).get("spec") or {}
+        if self.refusing and method == "PATCH" and path.startswith("/api/v1/nodes/") \
+                and "unschedulable" in spec and spec["unschedulable"] is None:
+            raise KubeError(422, "denied by an admission policy")
+        return super().request(method, path, **kw)
+
+
+def test_a_slot_is_given_to_another_node_only_after_the_write_that_frees_it_landed(
+        clock: Clock) -> None:
+    """Budget 1: node a's episode would end (uncordon, Succeeded) but the uncordon is refused,
+    so b waits; once it lands, b opens on the next pass, never in the same one."""
+    kube = RefusesUncordon()
+    policy(kube)
+    kube.add_node("a", sick_since=SICK_SINCE)
+    kube.add_node("b", sick_since=SICK_SINCE)
+    rec = Reconciler(kube, clock=clock)
+    run(kube, rec, clock, passes=12)
+    assert phases(kube) == {"a": "Verifying"} and kube.cordoned() == {"a"}
+    kube.refusing = False
+    run(kube, rec, clock, passes=1)
+    assert phases(kube) == {"a": "Succeeded"}
+    run(kube, rec, clock, passes=1)
+    assert phases(kube) == {"a": "Succeeded", "b": "Pending"}
