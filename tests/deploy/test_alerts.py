@@ -176,13 +176,16 @@ def test_alerts_can_be_turned_off_retuned_relinked_narrowed_and_added(tmp_path: 
     assert alerts["NodeprobeAgentAbsent"]["expr"] == (
         'absent(nodeprobe_loop_last_iteration_timestamp_seconds{job=~"nodeprobe-.*"})')
     assert "NodeprobeAgentsFew" in alerts
+    assert alerts["NodeprobeAgentAbsent"]["annotations"]["summary"] == \
+        "No nodeprobe agent is reporting"  # absent() has no series to name a cluster from
 
-    # promtool on the rendered rules: the job selector keeps another job's series out.
+    # promtool on the rendered rules: the job selector keeps another job's series out, and the
+    # summary names the cluster.
     (tmp_path / "tuned.test.yaml").write_text(yaml.safe_dump({
         "rule_files": [str(path)], "evaluation_interval": "30s",
         "tests": [{"interval": "30s", "input_series": [
             {"series": 'nodeprobe_condition_status{condition="ContainerRuntimeUnavailable",'
-                       'reason="DockerdHung",node="a",job="nodeprobe-agent"}',
+                       'reason="DockerdHung",node="a",job="nodeprobe-agent",k8s_cluster="eu-1"}',
              "values": "1x20"},
             {"series": 'nodeprobe_condition_status{condition="ContainerRuntimeUnavailable",'
                        'reason="DockerdHung",node="b",job="someone-else"}',
@@ -193,9 +196,9 @@ def test_alerts_can_be_turned_off_retuned_relinked_narrowed_and_added(tmp_path: 
                     {"exp_labels": {"severity": "warning", "pager": "false", "team": "platform",
                                     "condition": "ContainerRuntimeUnavailable",
                                     "reason": "DockerdHung", "node": "a",
-                                    "job": "nodeprobe-agent"},
+                                    "job": "nodeprobe-agent", "k8s_cluster": "eu-1"},
                      "exp_annotations": {
-                         "summary": "DockerdHung on node a for more than 5m",
+                         "summary": "DockerdHung on node a for more than 5m in cluster eu-1",
                          "description": hung["annotations"]["description"].replace(
                              "{{ $labels.node }}", "a").replace("{{ $labels.instance }}", "")
                          .replace("{{ $labels.reason }}", "DockerdHung").strip(),

@@ -614,6 +614,7 @@ def test_servicemonitor_relabelings_follow_the_charts_own() -> None:
     ({"serviceMonitor": {"relabelings": {"targetLabel": "x"}}}, "relabelings"),
     ({"image": {"registry": "a b"}}, "registry"),
     ({"enabled": "yes"}, "enabled"),
+    ({"prometheusRule": {"clusterLabel": "k8s cluster"}}, "clusterLabel"),
 ])
 def test_the_schema_checks_the_escape_hatches(tmp_path: Path, values: dict[str, Any],
                                               message: str) -> None:
