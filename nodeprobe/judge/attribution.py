@@ -121,58 +121,47 @@ def problem_of(
     ImageFsInfo stats, which answer 'OK' at the RPC level but mean trouble. `stale` is the
     bound the caller derived from the refreshes it saw (default: none seen)."""
     if obs.check is Check.CRI_STATUS and obs.outcome in (Outcome.OK, Outcome.SLOW, Outcome.ERROR):
-        runtime_ready = obs.values.get(Value.RUNTIME_READY)
-        network_ready = obs.values.get(Value.NETWORK_READY)
-        if runtime_ready is None and obs.outcome is Outcome.ERROR:
-            # the call failed: it said nothing about readiness, so do not claim it did
-            return _failed_call(obs, streak)
-        if runtime_ready == 0.0:
-            text = f"CRI Status says RuntimeReady=false: {_short(obs.detail)}"
-            return Problem(
-                obs.runtime,
-                obs.check,
-                Outcome.ERROR,
-                Reason.CRI_NOT_READY,
-                text,
-                obs.latency_s,
-                streak,
-            )
-        if network_ready == 0.0 and require_network_ready:
-            text = f"CRI Status says NetworkReady=false (CNI not ready): {_short(obs.detail)}"
-            return Problem(
-                obs.runtime,
-                obs.check,
-                Outcome.ERROR,
-                Reason.CRI_NETWORK_NOT_READY,
-                text,
-                obs.latency_s,
-                streak,
-            )
-        return None
+        return _not_ready(obs, streak, require_network_ready=require_network_ready)
     stamp = obs.values.get(Value.IMAGE_FS_TIMESTAMP_SECONDS)
     if obs.check is Check.CRI_IMAGE_FS_INFO and not obs.outcome.failed and stamp is not None:
-        age = obs.at - stamp
-        bound = stale or first_stale_bound(settings)
-        if age > bound.seconds:
-            text = (
-                f"CRI ImageFsInfo stats are {age:.0f}s old (stale after {bound.seconds:.0f}s, "
-                f"{bound.basis}): containerd's stats syncer is stuck"
-            )
-            return Problem(
-                obs.runtime,
-                obs.check,
-                Outcome.ERROR,
-                Reason.IMAGE_FS_STATS_STALE,
-                text,
-                obs.latency_s,
-                streak,
-            )
-        return None
+        return _stale_stats(obs, streak, age=obs.at - stamp,
+                            bound=stale or first_stale_bound(settings))
     if not obs.outcome.failed or obs.check in (Check.DISK, Check.RUNTIME_LOG):
         return None  # disk and log readings are judged by judge/degraded.py
     if obs.check is Check.CANARY:
         return _canary_problem(obs, streak)
     return _failed_call(obs, streak)
+
+
+def _reinterpreted(obs: Observation, reason: Reason, text: str, streak: int) -> Problem:
+    """An answer that came back but means trouble: an error under `reason`."""
+    return Problem(obs.runtime, obs.check, Outcome.ERROR, reason, text, obs.latency_s, streak)
+
+
+def _not_ready(obs: Observation, streak: int, *, require_network_ready: bool) -> Problem | None:
+    """What CRI Status says of readiness; a failed call said nothing, so it is only a failure."""
+    runtime_ready = obs.values.get(Value.RUNTIME_READY)
+    if runtime_ready is None and obs.outcome is Outcome.ERROR:
+        # the call failed: it said nothing about readiness, so do not claim it did
+        return _failed_call(obs, streak)
+    if runtime_ready == 0.0:
+        text = f"CRI Status says RuntimeReady=false: {_short(obs.detail)}"
+        return _reinterpreted(obs, Reason.CRI_NOT_READY, text, streak)
+    if obs.values.get(Value.NETWORK_READY) == 0.0 and require_network_ready:
+        text = f"CRI Status says NetworkReady=false (CNI not ready): {_short(obs.detail)}"
+        return _reinterpreted(obs, Reason.CRI_NETWORK_NOT_READY, text, streak)
+    return None
+
+
+def _stale_stats(obs: Observation, streak: int, *, age: float, bound: StaleBound) -> Problem | None:
+    """ImageFsInfo answers with stats a syncer refreshes: older than `bound`, it is stuck."""
+    if age > bound.seconds:
+        text = (
+            f"CRI ImageFsInfo stats are {age:.0f}s old (stale after {bound.seconds:.0f}s, "
+            f"{bound.basis}): containerd's stats syncer is stuck"
+        )
+        return _reinterpreted(obs, Reason.IMAGE_FS_STATS_STALE, text, streak)
+    return None
 
 
 def _failed_call(obs: Observation, streak: int) -> Problem:
