@@ -171,6 +171,62 @@ def theil_sen(samples: Sequence[Sample], *, max_points: int = MAX_POINTS) -> flo
     return median(slopes) if slopes else 0.0
 
 
+def _ceiling_text(limits: TrendLimits, unit: Unit) -> str:
+    """The ceiling as messages name it: "1.0 GiB (25 % of node memory 4.0 GiB)", or "none"."""
+    if limits.ceiling > 0:
+        note = f" ({limits.ceiling_note})" if limits.ceiling_note else ""
+        return f"{fmt(limits.ceiling, unit)}{note}"
+    return "none"
+
+
+def above_ceiling(
+    latest: float, *, limits: TrendLimits, label: str, unit: Unit
+) -> TrendVerdict | None:
+    """CEILING if `latest` is above the ceiling: one reading is enough, no window needed."""
+    if limits.ceiling > 0 and latest > limits.ceiling:
+        return TrendVerdict(
+            Finding.CEILING,
+            f"{label} is {fmt(latest, unit)}, above its ceiling of {_ceiling_text(limits, unit)}",
+            latest=latest,
+        )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    """A window's robust line (Theil-Sen slope, median intercept) and its recent half's slope."""
+
+    span_s: float
+    start: float
+    """The line's value at the window's first sample."""
+    end: float
+    """The line's value at the window's last sample."""
+    per_hour: float
+    recent_per_hour: float
+    """The slope over the newer half of the span; 0 with fewer than three samples there."""
+
+
+def _fit(samples: Sequence[Sample]) -> _Fit:
+    """The line through a window of two or more samples, oldest first."""
+    span = samples[-1].at - samples[0].at
+    slope = theil_sen(samples)
+    t0 = samples[0].at
+    intercept = median(s.value - slope * (s.at - t0) for s in samples)
+    recent = [s for s in samples if s.at >= samples[-1].at - span / 2]
+    recent_per_hour = theil_sen(recent) * 3600 if len(recent) >= 3 else 0.0
+    return _Fit(span, intercept, intercept + slope * span, slope * 3600, recent_per_hour)
+
+
+def _sustained(line: _Fit, limits: TrendLimits) -> bool:
+    """Growth fast over the whole window and its recent half, and large next to the start."""
+    relative = (line.end - line.start) / max(abs(line.start), 1.0)
+    return (
+        line.per_hour >= limits.min_growth_per_hour
+        and line.recent_per_hour >= limits.min_growth_per_hour / 2
+        and relative >= limits.min_relative_growth
+    )
+
+
 def judge(
     samples: Sequence[Sample], *, limits: TrendLimits, label: str, unit: Unit
 ) -> TrendVerdict:
@@ -178,17 +234,9 @@ def judge(
     if not samples:
         return TrendVerdict(Finding.TOO_SHORT, f"{label}: no samples yet")
     latest = samples[-1].value
-    ceiling = "none"
-    if limits.ceiling > 0:
-        ceiling = fmt(limits.ceiling, unit)
-        if limits.ceiling_note:
-            ceiling += f" ({limits.ceiling_note})"
-        if latest > limits.ceiling:
-            return TrendVerdict(
-                Finding.CEILING,
-                f"{label} is {fmt(latest, unit)}, above its ceiling of {ceiling}",
-                latest=latest,
-            )
+    breach = above_ceiling(latest, limits=limits, label=label, unit=unit)
+    if breach is not None:
+        return breach
     span = samples[-1].at - samples[0].at
     if len(samples) < limits.min_samples or span < limits.min_span_s:
         return TrendVerdict(
@@ -198,34 +246,29 @@ def judge(
             f"{_duration(limits.min_span_s)})",
             latest=latest,
         )
-    slope = theil_sen(samples)
-    t0 = samples[0].at
-    intercept = median(s.value - slope * (s.at - t0) for s in samples)
-    start, end = intercept, intercept + slope * span
-    per_hour = slope * 3600
-    recent = [s for s in samples if s.at >= samples[-1].at - span / 2]
-    recent_per_hour = theil_sen(recent) * 3600 if len(recent) >= 3 else 0.0
-    relative = (end - start) / max(abs(start), 1.0)
-    sustained = (
-        per_hour >= limits.min_growth_per_hour
-        and recent_per_hour >= limits.min_growth_per_hour / 2
-        and relative >= limits.min_relative_growth
-    )
-    sign = "+" if per_hour >= 0 else "-"
-    rate = f"{sign}{fmt(abs(per_hour), unit)}/h"
-    if sustained:
+    return _judge_growth(_fit(samples), latest=latest, limits=limits, label=label, unit=unit)
+
+
+def _judge_growth(
+    line: _Fit, *, latest: float, limits: TrendLimits, label: str, unit: Unit
+) -> TrendVerdict:
+    """GROWTH or STABLE for a window long enough to judge, worded with its rate."""
+    sign = "+" if line.per_hour >= 0 else "-"
+    rate = f"{sign}{fmt(abs(line.per_hour), unit)}/h"
+    over = _duration(line.span_s)
+    if _sustained(line, limits):
         return TrendVerdict(
             Finding.GROWTH,
-            f"{label} grew from {fmt(start, unit)} to {fmt(end, unit)} over {_duration(span)} "
-            f"({rate}); ceiling {ceiling}",
-            slope_per_hour=per_hour,
+            f"{label} grew from {fmt(line.start, unit)} to {fmt(line.end, unit)} over {over} "
+            f"({rate}); ceiling {_ceiling_text(limits, unit)}",
+            slope_per_hour=line.per_hour,
             latest=latest,
         )
     return TrendVerdict(
         Finding.STABLE,
-        f"{label} is {fmt(latest, unit)}, no sustained growth over {_duration(span)} "
+        f"{label} is {fmt(latest, unit)}, no sustained growth over {over} "
         f"({rate}, a leak needs +{fmt(limits.min_growth_per_hour, unit)}/h and "
         f"+{limits.min_relative_growth:.0%})",
-        slope_per_hour=per_hour,
+        slope_per_hour=line.per_hour,
         latest=latest,
     )
