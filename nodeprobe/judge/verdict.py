@@ -9,7 +9,7 @@ from nodeprobe.config import Config
 from nodeprobe.judge.attribution import CALLS, attribute, problem_of
 from nodeprobe.judge.degraded import findings
 from nodeprobe.judge.leaks import LEAK_REASON, SIGNALS, trend_limits
-from nodeprobe.judge.trend import fmt
+from nodeprobe.judge.trend import above_ceiling
 from nodeprobe.model import Observation, Outcome, Reason, Runtime
 
 SUMMARY_MAX = 200
@@ -33,6 +33,7 @@ def one_line(text: str) -> str:
 def _ceiling_breach(
     observations: Sequence[Observation], config: Config, node_memory_bytes: float | None
 ) -> Verdict | None:
+    """The first reading above its leak ceiling: one round has no window to judge growth."""
     for obs in observations:
         for value, reading in obs.values.items():
             reasons = LEAK_REASON.get((obs.runtime, value))
@@ -40,16 +41,10 @@ def _ceiling_breach(
                 continue
             limits = trend_limits(config.judge.leak, value, node_memory_bytes=node_memory_bytes)
             name, unit = SIGNALS[value]
-            if limits.ceiling and reading > limits.ceiling:
-                note = f" ({limits.ceiling_note})" if limits.ceiling_note else ""
-                return Verdict(
-                    1,
-                    reasons[1],
-                    one_line(
-                        f"{obs.runtime} {name} is {fmt(reading, unit)}, above its ceiling of "
-                        f"{fmt(limits.ceiling, unit)}{note}"
-                    ),
-                )
+            label = f"{obs.runtime} {name}"
+            breach = above_ceiling(reading, limits=limits, label=label, unit=unit)
+            if breach is not None:
+                return Verdict(1, reasons[1], one_line(breach.message))
     return None
 
 
