@@ -11,6 +11,10 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
+from typing import TypeAlias
+
+_Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""What `add_subparsers` returns; each subcommand adds its own parser to it."""
 
 
 def _runtime_flags(parser: argparse.ArgumentParser) -> None:
@@ -27,13 +31,15 @@ def _runtime_flags(parser: argparse.ArgumentParser) -> None:
                         help="the host's cgroup fs (in a pod: /host/sys/fs/cgroup)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nodeprobe",
-        description="Keeps Kubernetes nodes healthy when their container runtime goes bad.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _node_flags(parser: argparse.ArgumentParser) -> None:
+    """The node this process serves and how it reaches the API server (agent, repair-executor)."""
+    parser.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
+                        help="this node's name (default: $NODE_NAME)")
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
+                        help="kubeconfig file (default: $KUBECONFIG, else in-cluster config)")
 
+
+def _add_check(sub: _Subcommands) -> None:
     check = sub.add_parser(
         "check", help="probe the local runtimes once and say what is wrong",
         description="Probe dockerd and containerd once. Exit 0 healthy, 1 problem, 2 unknown "
@@ -49,17 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-process", action="store_true",
                        help="skip reading the runtimes' memory and fds from /proc")
 
+
+def _add_agent(sub: _Subcommands) -> None:
     agent = sub.add_parser("agent", help="probe continuously; publish conditions, events, metrics")
     _runtime_flags(agent)
-    agent.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
-                       help="this node's name (default: $NODE_NAME)")
-    agent.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
-                       help="kubeconfig file (default: $KUBECONFIG, else in-cluster config)")
+    _node_flags(agent)
     agent.add_argument("--standalone", action="store_true",
                        help="no Kubernetes: log transitions and serve metrics only")
     agent.add_argument("--metrics-address", metavar="ADDR")
     agent.add_argument("--metrics-port", type=int, metavar="PORT")
 
+
+def _add_operator(sub: _Subcommands) -> None:
     operator = sub.add_parser("operator", help="run the remediation operator (kopf)")
     operator.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
     operator.add_argument("--standalone", action="store_true",
@@ -75,16 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
                           help="namespace of the per-node Leases `node-<name>` (default: the "
                           "operator's own; medik8s-leases interlocks with medik8s)")
 
+
+def _add_repair_executor(sub: _Subcommands) -> None:
     executor = sub.add_parser(
         "repair-executor", help="the privileged half of repair mode: restart or reboot, only "
         "for a verified order from the agent over a unix socket")
     executor.add_argument("--config", metavar="FILE", help="the agent's YAML config file")
     executor.add_argument("--socket", metavar="PATH",
                           help="listen here (default: repair.executorSocket)")
-    executor.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
-                          help="this node's name (default: $NODE_NAME)")
-    executor.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
-                          help="kubeconfig file (default: $KUBECONFIG, else in-cluster config)")
+    _node_flags(executor)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nodeprobe",
+        description="Keeps Kubernetes nodes healthy when their container runtime goes bad.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_check(sub)
+    _add_agent(sub)
+    _add_operator(sub)
+    _add_repair_executor(sub)
     return parser
 
 

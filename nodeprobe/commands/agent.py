@@ -83,56 +83,20 @@ def _kube_publishers(config: Config, kubeconfig: str | None, metrics: Metrics) -
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=os.environ.get("NODEPROBE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Start up, run the loop until SIGTERM or SIGINT, stop what started; EXIT_CONFIG (after
+    saying why) when start-up fails."""
+    _configure_logging()
     heap.limit_arenas()  # before any thread starts
     try:
-        config = load(args.config, overrides=_overrides(args))
-    except ConfigError as e:
-        log.error("bad configuration: %s", e)
-        return EXIT_CONFIG
-
-    standalone = args.standalone or (not args.kubeconfig and not in_cluster())
-    if not standalone and not config.node_name:
-        log.error("no node name: pass --node-name or set NODE_NAME (a DaemonSet sets it from "
-                  "spec.nodeName through the downward API)")
-        return EXIT_CONFIG
-
-    probes = _probes(config)
-    if probes is None:
-        return EXIT_CONFIG
-
-    registry = CollectorRegistry()
-    metrics = Metrics(registry, checks=probed_checks(config, probes))
-    publishers = Publishers()
-    if standalone:
-        log.info("standalone mode: no Kubernetes API; transitions go to this log")
-    else:
-        from nodeprobe.publish.kubeclient import KubeConfigError
-
-        try:
-            publishers = _kube_publishers(config, args.kubeconfig, metrics)
-        except KubeConfigError as e:
-            log.error("%s", e)
-            return EXIT_CONFIG
-
-    try:
+        config, standalone = _settings(args)
+        probes = _probes(config)
+        registry = CollectorRegistry()
+        metrics = Metrics(registry, checks=probed_checks(config, probes))
+        publishers = _publishers(config, args.kubeconfig, metrics, standalone=standalone)
         server = _start_server(config, registry, metrics, standalone=standalone)
-    except MetricsServerError as e:
-        log.error("%s", e)
+    except _StartupFailed:
         return EXIT_CONFIG
-
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = _stop_on_signals()
     try:
         repair = _start_repair(config, args.kubeconfig, standalone, publishers, metrics)
     except _StartupFailed:
@@ -154,6 +118,58 @@ def run(args: argparse.Namespace) -> int:
 
 class _StartupFailed(Exception):
     """Already logged; the agent exits with EXIT_CONFIG."""
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("NODEPROBE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _settings(args: argparse.Namespace) -> tuple[Config, bool]:
+    """The config, and whether to run standalone: when asked, or with no kubeconfig outside a
+    cluster."""
+    try:
+        config = load(args.config, overrides=_overrides(args))
+    except ConfigError as e:
+        log.error("bad configuration: %s", e)
+        raise _StartupFailed from e
+    standalone = args.standalone or (not args.kubeconfig and not in_cluster())
+    if not standalone and not config.node_name:
+        log.error("no node name: pass --node-name or set NODE_NAME (a DaemonSet sets it from "
+                  "spec.nodeName through the downward API)")
+        raise _StartupFailed
+    return config, standalone
+
+
+def _publishers(config: Config, kubeconfig: str | None, metrics: Metrics, *,
+                standalone: bool) -> Publishers:
+    """Node conditions and Events through the API server; none when standalone."""
+    if standalone:
+        log.info("standalone mode: no Kubernetes API; transitions go to this log")
+        return Publishers()
+    from nodeprobe.publish.kubeclient import KubeConfigError
+
+    try:
+        return _kube_publishers(config, kubeconfig, metrics)
+    except KubeConfigError as e:
+        log.error("%s", e)
+        raise _StartupFailed from e
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event that SIGTERM and SIGINT set: the loop ends and `run` stops what it started."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
 
 
 class _Remember:
@@ -199,9 +215,9 @@ def _start_repair(
         raise _StartupFailed from e
 
 
-def _probes(config: Config) -> list[Probe] | None:
-    """The probes of the runtimes found; None (after saying why) when there is nothing to probe
-    or the canary cannot run."""
+def _probes(config: Config) -> list[Probe]:
+    """The probes of the runtimes found. Says why and raises _StartupFailed when there is
+    nothing to probe or the canary cannot run."""
     endpoints = resolve(config)
     for note in endpoints.notes:
         # A containerd-only node has no dockerd: that is news, not a warning. Something else
@@ -214,11 +230,13 @@ def _probes(config: Config) -> list[Probe] | None:
                   "set agent.docker.socket or agent.containerd.socket to the socket's host path, "
                   "on the command line --docker-socket or --containerd-socket (config: "
                   "docker.socket, containerd.socket)")
-        return None
+        raise _StartupFailed
     missing = canary_image_problems(probes)
     for problem in missing:
         log.error("checks.canary is on, but %s", problem)
-    return None if missing else probes
+    if missing:
+        raise _StartupFailed
+    return probes
 
 
 def _start_server(config: Config, registry: CollectorRegistry, metrics: Metrics, *,
@@ -228,6 +246,10 @@ def _start_server(config: Config, registry: CollectorRegistry, metrics: Metrics,
         return None
     server = MetricsServer(registry, metrics, settings=ServerSettings(
         host=config.metrics.address, port=config.metrics.port, need_node_status=not standalone))
-    server.start()
+    try:
+        server.start()
+    except MetricsServerError as e:
+        log.error("%s", e)
+        raise _StartupFailed from e
     log.info("metrics on http://%s:%d/metrics", config.metrics.address, server.port)
     return server

@@ -143,7 +143,15 @@ class Metrics:
         self._value_sources: dict[tuple[str, str], set[Value]] = {}
         self._values_set: set[tuple[Value, str]] = set()
         self._runtime_info: dict[str, tuple[str, str]] = {}
-        r = registry
+        self._create_probe_metrics(registry)
+        self._create_runtime_metrics(registry)
+        self._create_condition_metrics(registry)
+        self._create_agent_metrics(registry)
+        self.build_info.labels(version or build_version()).set(1)
+        self._precreate(default_checks() if checks is None else checks)
+
+    def _create_probe_metrics(self, r: CollectorRegistry) -> None:
+        """docs/metrics.md, "Probes": every probe call's time and outcome."""
         self.probe_duration = Histogram(
             "nodeprobe_probe_duration_seconds",
             "Wall time of one probe call in seconds; a HUNG call counts the time waited.",
@@ -163,10 +171,22 @@ class Metrics:
             ["runtime", "check", "outcome"],
             registry=r,
         )
+
+    def _create_runtime_metrics(self, r: CollectorRegistry) -> None:
+        """docs/metrics.md, "Runtime readings": what the runtimes report about themselves."""
         self.runtime_values = {
             value: Gauge(name, doc, ["runtime"], registry=r)
             for value, (name, doc) in RUNTIME_GAUGES.items()
         }
+        self.runtime_info = Gauge(
+            "nodeprobe_runtime_info",
+            "Runtime version and API version as last reported; always 1.",
+            ["runtime", "version", "api_version"],
+            registry=r,
+        )
+
+    def _create_condition_metrics(self, r: CollectorRegistry) -> None:
+        """docs/metrics.md, "Conditions and publishing": the judgement and its writes."""
         self.condition_status = Gauge(
             "nodeprobe_condition_status",
             "1 for the current reason of a condition whose status is True (a problem), else 0.",
@@ -185,6 +205,9 @@ class Metrics:
             ["target"],
             registry=r,
         )
+
+    def _create_agent_metrics(self, r: CollectorRegistry) -> None:
+        """docs/metrics.md, "Conditions and publishing": the agent itself (loop, build, repair)."""
         self.loop_last_iteration = Gauge(
             "nodeprobe_loop_last_iteration_timestamp_seconds",
             "Unix time in seconds when the agent loop last finished an iteration.",
@@ -193,12 +216,6 @@ class Metrics:
         self.build_info = Gauge(
             "nodeprobe_build_info", "nodeprobe build; always 1.", ["version"], registry=r
         )
-        self.runtime_info = Gauge(
-            "nodeprobe_runtime_info",
-            "Runtime version and API version as last reported; always 1.",
-            ["runtime", "version", "api_version"],
-            registry=r,
-        )
         self.repair_admission_guard = Gauge(
             "nodeprobe_repair_admission_guard",
             "1 while the admission guard on NodeRemediations is in place, as the repair "
@@ -206,8 +223,6 @@ class Metrics:
             "when repair mode is off.",
             registry=r,
         )
-        self.build_info.labels(version or build_version()).set(1)
-        self._precreate(default_checks() if checks is None else checks)
 
     def _precreate(self, checks: Mapping[Runtime, Iterable[Check]]) -> None:
         for runtime, names in checks.items():
