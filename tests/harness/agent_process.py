@@ -37,7 +37,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout_s: float, what: str) -> Any:
+Why = str | Callable[[], str]
+"""What a wait is for. A callable is asked only when the wait times out, so a process's log in
+it is the log as it was then, not when the wait began."""
+
+
+def timed_out(timeout_s: float, what: Why) -> AssertionError:
+    return AssertionError(f"timed out after {timeout_s:.0f}s waiting for "
+                          f"{what() if callable(what) else what}")
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout_s: float, what: Why) -> Any:
     """Poll a real state until it is truthy; returns it. Fails the test with `what` on timeout."""
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
@@ -45,7 +55,7 @@ def wait_for(predicate: Callable[[], Any], *, timeout_s: float, what: str) -> An
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    raise timed_out(timeout_s, what)
 
 
 def gauge(port: int, name: str) -> float | None:

@@ -150,7 +150,7 @@ def test_status_and_describe_show_an_open_remediation_and_the_budget(
             {"action": "escalate"}])
         operator = Operator(fleet)
         wait_for(lambda: fleet.phases().get("a") == "ActionRequested", timeout_s=90,
-                 what=f"the operator asking a's agent for a restart\n{operator.text()}")
+                 what=lambda: f"the operator asking a's agent for a restart\n{operator.text()}")
         done = kubectl_nodeprobe(kube_cluster, "status")
         assert done.returncode == 0, done.stderr
         [line] = listed(done.stdout, a)

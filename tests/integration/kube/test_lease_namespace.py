@@ -65,7 +65,8 @@ def test_leases_in_the_medik8s_namespace_interlock_both_ways(
             {"action": "escalate"}])
         operator = Operator(fleet, max_concurrent=2, lease_namespace=ns)
         wait_for(lambda: fleet.phases().get("ours") == "ActionRequested", timeout_s=90,
-                 what=f"the operator remediating the node nobody else holds\n{operator.text()}")
+                 what=lambda: "the operator remediating the node nobody else holds\n"
+                 f"{operator.text()}")
         # The same passes that took `ours` met medik8s's Lease on `theirs` and left it alone.
         assert "theirs" not in fleet.phases(), fleet.phases()
         assert fleet.cordoned() == {"ours"}

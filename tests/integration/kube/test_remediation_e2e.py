@@ -239,15 +239,15 @@ def test_hung_dockerd_is_remediated_by_a_default_install(
     try:
         with Servicer(own_runtimes, tmp_path) as servicer:
             wait_for(lambda: _condition(kube_cluster, sick)[0] == "False", timeout_s=60,
-                     what=f"a healthy node first\n{agent.text()}")
+                     what=lambda: f"a healthy node first\n{agent.text()}")
             # Before any request: the agent knows the default install's guard is in place.
             port = yaml.safe_load((tmp_path / "agent.yaml").read_text())["metrics"]["port"]
             wait_for(lambda: gauge(port, "nodeprobe_repair_admission_guard") == 1, timeout_s=30,
-                     what=f"the agent to see the admission guard\n{agent.text()}")
+                     what=lambda: f"the agent to see the admission guard\n{agent.text()}")
             watcher.start()
             own_runtimes.dockerd.hang()
             nr = wait_for(lambda: _remediation(kube_cluster, sick, "Succeeded"), timeout_s=240,
-                          what=f"Succeeded\nagent:\n{agent.text()}\nexecutor:\n"
+                          what=lambda: f"Succeeded\nagent:\n{agent.text()}\nexecutor:\n"
                                f"{executor.text()}\noperator:\n{operator.text()}")
             watcher.done.set()
             watcher.join(10)

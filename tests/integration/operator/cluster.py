@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.harness.agent_process import Why, timed_out
 from tests.harness.chart import Release
 from tests.harness.kubecluster import KubeCluster, TestKubelet
 from tests.integration.kube.nodes import WRITE_VERBS, remove_node
@@ -52,13 +53,13 @@ def _condition(sick: bool) -> dict[str, Any]:
             "message": "dockerd did not answer" if sick else "ok"}
 
 
-def wait_for(predicate: Callable[[], object], *, timeout_s: float, what: str,
+def wait_for(predicate: Callable[[], object], *, timeout_s: float, what: Why,
              every: Callable[[], None] | None = None) -> None:
     """Poll a real state until true; `every` runs on each round (e.g. the simulated agent)."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+            raise timed_out(timeout_s, what)
         if every is not None:
             every()
         time.sleep(0.2)  # pacing of the poll, not synchronisation

@@ -28,7 +28,7 @@ def test_max_concurrent_never_exceeded_with_six_sick_nodes(
     fleet.add_policy(maxConcurrent=2)
     op = operators(max_concurrent=2)
     wait_for(lambda: sorted(fleet.phases().values()) == ["Succeeded"] * 6, timeout_s=240,
-             what=f"all six remediations to succeed\n{op.text()}", every=fleet.fake_agent)
+             what=lambda: f"all six remediations to succeed\n{op.text()}", every=fleet.fake_agent)
     peak, ever = watch.stop()
     assert peak == 2, f"at some instant {peak} nodes were cordoned by nodeprobe"
     assert ever == {f"sick-{i}" for i in range(6)}
@@ -43,7 +43,7 @@ def test_min_healthy_holds_and_says_why(fleet: Fleet, operators: OperatorFactory
     op = operators()
     wait_for(lambda: any(e["reason"] == "RemediationBlocked"
                          and "below minHealthy 60%" in e["message"] for e in fleet.events()),
-             timeout_s=60, what=f"a RemediationBlocked event\n{op.text()}")
+             timeout_s=60, what=lambda: f"a RemediationBlocked event\n{op.text()}")
     assert "50% of 10 matched nodes are healthy" in fleet.policy_status()["message"]
     assert fleet.remediations() == []
     assert fleet.node_writes() == 0
@@ -57,7 +57,7 @@ def test_dry_run_writes_nothing_to_nodes_and_pods(fleet: Fleet,
     fleet.add_policy(dryRun=True, maxConcurrent=3)
     op = operators(max_concurrent=3)
     wait_for(lambda: len(fleet.policy_status().get("dryRunPlan") or []) == 3, timeout_s=60,
-             what=f"the dry-run plan in the policy status\n{op.text()}")
+             what=lambda: f"the dry-run plan in the policy status\n{op.text()}")
     wait_for(lambda: sum(e["reason"] == "DryRun" for e in fleet.events()) == 3, timeout_s=20,
              what="three DryRun events")
     assert fleet.node_writes() == 0
@@ -76,7 +76,7 @@ def test_pdb_blocked_drain_retries_evictions_never_deletes(
     fleet.add_policy(drain={"timeout": "6s", "onTimeout": "fail", "actionOnTimeout": False})
     op = operators()
     wait_for(lambda: fleet.phases() == {"a": "Failed"}, timeout_s=90,
-             what=f"the drain to time out\n{op.text()}")
+             what=lambda: f"the drain to time out\n{op.text()}")
     attempts = fleet.operator_calls(verbs=frozenset({"create"}), resource="pods/eviction")
     # Retried with back-off within the timeout; the real Eviction API answers 429 each time.
     assert len(attempts) >= 2, attempts
@@ -98,13 +98,14 @@ def test_sigkilled_mid_drain_resumes_the_same_remediation(
     first = operators()
     wait_for(lambda: fleet.phases() == {"a": "Draining"} and fleet.operator_calls(
         verbs=frozenset({"create"}), resource="pods/eviction"),
-        timeout_s=90, what=f"the drain to start\n{first.text()}")
+        timeout_s=90, what=lambda: f"the drain to start\n{first.text()}")
     first.kill()
     name = fleet.remediations()[0]["metadata"]["name"]
     fleet.delete_pdb("db", "db")
     second = operators()
     wait_for(lambda: fleet.phases() == {"a": "Succeeded"}, timeout_s=120,
-             what=f"the restarted operator to finish\n{second.text()}", every=fleet.fake_agent)
+             what=lambda: f"the restarted operator to finish\n{second.text()}",
+             every=fleet.fake_agent)
     assert [nr["metadata"]["name"] for nr in fleet.remediations()] == [name]  # no duplicate
     done = [e for e in fleet.operator_calls(verbs=frozenset({"create"}),
                                             resource="pods/eviction")
@@ -132,17 +133,18 @@ def test_two_replicas_one_leads_by_lease_and_the_other_takes_over(
 
     first = operators(standalone=False)
     wait_for(lambda: holder().endswith(f"-{first.proc.pid}"), timeout_s=60,
-             what=f"the first replica to lead\n{first.text()}")
+             what=lambda: f"the first replica to lead\n{first.text()}")
     second = operators(standalone=False)
     fleet.add_policy(maxConcurrent=1)
     fleet.set_sick("a", True)
     wait_for(lambda: fleet.phases() == {"a": "Succeeded"}, timeout_s=90,
-             what=f"the first remediation\n{first.text()}", every=fleet.fake_agent)
+             what=lambda: f"the first remediation\n{first.text()}", every=fleet.fake_agent)
     assert fleet.writers() == {first.field_manager_prefix}, fleet.writers()
     first.kill()  # the leader dies without releasing: the other takes over after expiry
     fleet.set_sick("b", True)
     wait_for(lambda: fleet.phases().get("b") == "Succeeded", timeout_s=120,
-             what=f"the second replica to take over\n{second.text()}", every=fleet.fake_agent)
+             what=lambda: f"the second replica to take over\n{second.text()}",
+             every=fleet.fake_agent)
     assert holder().endswith(f"-{second.proc.pid}")
     assert fleet.writers() == {first.field_manager_prefix, second.field_manager_prefix}
     assert second.proc.poll() is None
@@ -168,7 +170,7 @@ def test_reboot_counts_only_when_boot_id_changes(fleet: Fleet,
                 fleet.set_sick("b", False)
 
     wait_for(lambda: fleet.phases() == {"a": "Escalated", "b": "Succeeded"}, timeout_s=120,
-             what=f"a escalated and b rebooted\n{op.text()}", every=agents)
+             what=lambda: f"a escalated and b rebooted\n{op.text()}", every=agents)
     assert fleet.cordoned() == {"a"}  # the escalated node stays cordoned
     assert fleet.get_node("a")["metadata"]["labels"]["nodeprobe.io/escalated"] == "true"
     b = next(nr for nr in fleet.remediations() if nr["spec"]["nodeName"] == fleet.node("b"))
@@ -198,7 +200,7 @@ def test_policy_schema_defaults_and_the_operators_own_validation(
     assert stored["triggers"][0]["for"] == "1s" and stored["agentSilence"] == "11m"  # defaulted
     op = operators()
     wait_for(lambda: fleet.policy_status().get("valid") is False, timeout_s=60,
-             what=f"the policy to be marked invalid\n{op.text()}")
+             what=lambda: f"the policy to be marked invalid\n{op.text()}")
     text = " ".join(fleet.policy_status()["problems"])
     assert "unknown action 'reimage'" in text and "must not be negative" in text
     assert "operator 'Near'" in text
@@ -214,7 +216,7 @@ def test_printer_columns_and_the_garbage_collector_takes_them_with_the_node(
     fleet.add_policy()
     op = operators()
     wait_for(lambda: fleet.phases() == {"a": "Succeeded"}, timeout_s=90,
-             what=f"a remediation\n{op.text()}", every=fleet.fake_agent)
+             what=lambda: f"a remediation\n{op.text()}", every=fleet.fake_agent)
     [nr] = fleet.remediations()
     name = nr["metadata"]["name"]
     out = kubectl(fleet.cluster, "get", "noderemediations", name)
@@ -242,7 +244,7 @@ def test_sigterm_stops_the_leader_at_once_and_gives_the_lease_back(
 
     op = operators(standalone=False)
     wait_for(lambda: holder().endswith(f"-{op.proc.pid}"), timeout_s=60,
-             what=f"the replica to lead\n{op.text()}")
+             what=lambda: f"the replica to lead\n{op.text()}")
     started = time.monotonic()
     op.proc.send_signal(signal.SIGTERM)
     code = op.proc.wait(30)
@@ -273,19 +275,20 @@ def test_a_standby_replica_answers_its_liveness_probe_while_it_waits(
     """The chart's liveness probe reaches a replica that does not lead: it waits, alive."""
     first = operators(standalone=False, liveness_port=_free_port())
     wait_for(lambda: leader(fleet).endswith(f"-{first.proc.pid}"), timeout_s=60,
-             what=f"the first replica to lead\n{first.text()}")
+             what=lambda: f"the first replica to lead\n{first.text()}")
     wait_for(lambda: _liveness(first.liveness_port) == 200, timeout_s=30,
-             what=f"the leader's kopf liveness endpoint\n{first.text()}")
+             what=lambda: f"the leader's kopf liveness endpoint\n{first.text()}")
     second = operators(standalone=False, liveness_port=_free_port())
     wait_for(lambda: _liveness(second.liveness_port) == 200, timeout_s=30,
-             what=f"the standby's liveness endpoint\n{second.text()}")
+             what=lambda: f"the standby's liveness endpoint\n{second.text()}")
     assert leader(fleet).endswith(f"-{first.proc.pid}")  # it answered as a standby
     assert second.proc.poll() is None
     first.stop()  # hands the Lease over: the standby's server gives the port to kopf
     wait_for(lambda: leader(fleet).endswith(f"-{second.proc.pid}"), timeout_s=60,
-             what=f"the standby to lead\n{second.text()}")
+             what=lambda: f"the standby to lead\n{second.text()}")
     wait_for(lambda: _liveness(second.liveness_port) == 200,
-             timeout_s=30, what=f"kopf's liveness endpoint on the new leader\n{second.text()}")
+             timeout_s=30,
+             what=lambda: f"kopf's liveness endpoint on the new leader\n{second.text()}")
     second.stop()
 
 
@@ -299,7 +302,7 @@ def test_a_misspelt_field_makes_the_policy_invalid_and_it_acts_on_nothing(
     assert stored["dryrun"] is True and stored["dryRun"] is False  # kept; dryRun defaulted
     op = operators()
     wait_for(lambda: fleet.policy_status().get("valid") is False, timeout_s=60,
-             what=f"the policy to be marked invalid\n{op.text()}")
+             what=lambda: f"the policy to be marked invalid\n{op.text()}")
     assert any("spec.dryrun: unknown field" in p for p in fleet.policy_status()["problems"])
     assert fleet.remediations() == []
     assert fleet.node_writes() == 0

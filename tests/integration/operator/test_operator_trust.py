@@ -103,7 +103,7 @@ def test_another_identity_cannot_open_a_noderemediation(
         assert "only the nodeprobe operator" in done.stderr
     assert intruder.codes("create") == [403, 403, 403]
     wait_for(lambda: "admission guard on NodeRemediations in place" in op.text(), timeout_s=60,
-             what=f"the operator to see its guard\n{op.text()}")
+             what=lambda: f"the operator to see its guard\n{op.text()}")
     assert fleet.remediations() == []
     assert fleet.cordoned() == set()
 
@@ -120,7 +120,7 @@ def test_the_three_node_attack_with_the_operators_own_token_cordons_and_evicts_n
         done = own.create(remediation(fleet, short))
         assert done.returncode == 0, done.stderr
     wait_for(lambda: sorted(fleet.phases().values()) == ["Failed"] * 3, timeout_s=60,
-             what=f"the three to be refused\n{op.text()}")
+             what=lambda: f"the three to be refused\n{op.text()}")
     for nr in fleet.remediations():
         assert "not opened by the nodeprobe operator" in nr["status"]["message"]
     assert fleet.cordoned() == set()
@@ -135,7 +135,7 @@ def test_a_finished_noderemediation_stays_finished_and_its_spec_never_changes(
     fleet.add_policy()
     op = operators()
     wait_for(lambda: fleet.phases() == {"a": "Succeeded"}, timeout_s=90,
-             what=f"a remediation\n{op.text()}", every=fleet.fake_agent)
+             what=lambda: f"a remediation\n{op.text()}", every=fleet.fake_agent)
     [nr] = fleet.remediations()
     path = f"{API}/noderemediations/{nr['metadata']['name']}"
     # Even the cluster admin: re-opened as the reboot request of issue 18, or re-planned.
@@ -193,6 +193,6 @@ def test_without_the_guard_the_operator_acts_on_nothing_and_says_so(
         port = int(s.getsockname()[1])
     op = operators(metrics_port=port)
     wait_for(lambda: "the operator acts on nothing until it is" in op.text(), timeout_s=60,
-             what=f"the operator to say why it does nothing\n{op.text()}")
+             what=lambda: f"the operator to say why it does nothing\n{op.text()}")
     assert gauge(port, "nodeprobe_operator_admission_guard") == 0
     assert fleet.remediations() == [] and fleet.node_writes() == 0
