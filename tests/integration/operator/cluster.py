@@ -181,6 +181,17 @@ class Fleet:
 
     # reading back (admin)
 
+    def guard_enforced(self) -> bool:
+        """The release's NodeRemediation guard refuses a dry-run create by the cluster admin.
+        After an API server restart or a re-bind, its admission cache has the binding only a
+        moment later; an operator started before that acts on nothing for a minute."""
+        status, reply = self.cluster.request(
+            "POST", f"{API}/noderemediations?dryRun=All",
+            {"apiVersion": "nodeprobe.io/v1alpha1", "kind": "NodeRemediation",
+             "metadata": {"name": "binding-check"}, "spec": {"nodeName": "x", "policy": "x"}})
+        return status == 403 and \
+            f"binding '{self.release.name}-noderemediations'" in str(reply)
+
     def policy_status(self, short: str = "p") -> dict[str, Any]:
         status, obj = self.cluster.request("GET", f"{API}/remediationpolicies/"
                                                   f"{self.policy(short)}")

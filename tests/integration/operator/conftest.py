@@ -22,6 +22,8 @@ def fleet(kube_cluster: KubeCluster, test_kubelet: TestKubelet, release: Release
     for plural in ("noderemediations", "remediationpolicies"):  # the CRDs' storage is ready
         wait_for(lambda p=plural: kube_cluster.request("GET", f"{API}/{p}")[0] == 200,  # type: ignore[misc]
                  timeout_s=60, what=f"the API server to serve {plural}")
+    wait_for(made.guard_enforced, timeout_s=60,
+             what="the API server to enforce the release's NodeRemediation guard")
     try:
         yield made
     finally:

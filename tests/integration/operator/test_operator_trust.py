@@ -161,7 +161,7 @@ def guard_unbound(fleet: Fleet) -> Iterator[None]:
     fleet.cluster.must("DELETE", f"{BINDINGS}/{name}")
     # The API server drops a deleted binding from its admission cache a moment later; an
     # operator started before that finds the guard and asks again only after a minute.
-    wait_for(lambda: not _enforced(fleet, name), timeout_s=30,
+    wait_for(lambda: not fleet.guard_enforced(), timeout_s=30,
              what=f"the API server to stop enforcing {name}")
     try:
         yield
@@ -171,17 +171,8 @@ def guard_unbound(fleet: Fleet) -> Iterator[None]:
         fleet.cluster.must("POST", BINDINGS, {"apiVersion": saved["apiVersion"],
                                               "kind": saved["kind"], "metadata": meta,
                                               "spec": saved["spec"]})
-        wait_for(lambda: _enforced(fleet, name), timeout_s=30,
+        wait_for(fleet.guard_enforced, timeout_s=30,
                  what=f"the API server to enforce {name} again")
-
-
-def _enforced(fleet: Fleet, binding: str) -> bool:
-    """A dry-run create by the cluster admin is refused through `binding`."""
-    status, reply = fleet.cluster.request(
-        "POST", f"{API}/noderemediations?dryRun=All",
-        {"apiVersion": "nodeprobe.io/v1alpha1", "kind": "NodeRemediation",
-         "metadata": {"name": "binding-check"}, "spec": {"nodeName": "x", "policy": "x"}})
-    return status == 403 and f"binding '{binding}'" in str(reply)
 
 
 def test_without_the_guard_the_operator_acts_on_nothing_and_says_so(
