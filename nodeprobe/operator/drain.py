@@ -80,6 +80,13 @@ class DrainPass:
     """Pods Terminating longer than the skip: no longer counted."""
 
 
+def node_pods(kube: Kube, node: str) -> list[dict[str, Any]]:
+    """The pods bound to `node` (the API server filters; the check below keeps a reply from a
+    server that ignored the field selector from draining the wrong pods)."""
+    items = kube.items("/api/v1/pods", query={"fieldSelector": f"spec.nodeName={node}"})
+    return [p for p in items if (p.get("spec") or {}).get("nodeName") == node]
+
+
 def survey(pods: Iterable[Mapping[str, Any]], drain: Drain, *, now: float) -> DrainPass:
     """What is left to go on a node, from its pods as the pass read them: the result of the last
     pass's evictions (the ladder decides from it; `Drainer.drain_once` is what EVICT runs)."""
@@ -107,8 +114,7 @@ class Drainer:
         self._next_try: dict[str, tuple[float, float]] = {}
 
     def pods(self, node: str) -> list[dict[str, Any]]:
-        items = self._kube.items("/api/v1/pods", query={"fieldSelector": f"spec.nodeName={node}"})
-        return [p for p in items if (p.get("spec") or {}).get("nodeName") == node]
+        return node_pods(self._kube, node)
 
     def plan(self, node: str, drain: Drain) -> list[str]:
         """`namespace/name` of every pod a drain would evict (for dry runs)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from nodeprobe.model import RemediationPhase
 from nodeprobe.operator.blockers import blocking_pods
+from nodeprobe.operator.drain import node_pods
 from nodeprobe.operator.edge import node_view, remediation
 from nodeprobe.operator.gates import Blockers, held_by, wanted
 from nodeprobe.operator.kube import Kube
@@ -76,9 +77,7 @@ class Reader:
     def _drain_pods(self, snap: Snapshot) -> dict[str, list[dict[str, Any]]]:
         draining = {r.node for r in snap.remediations
                     if r.phase in DRAINS and r.node in snap.nodes}
-        return {node: self.kube.items("/api/v1/pods",
-                                      query={"fieldSelector": f"spec.nodeName={node}"})
-                for node in sorted(draining)}
+        return {node: node_pods(self.kube, node) for node in sorted(draining)}
 
     def _blockers(self, snap: Snapshot) -> Blockers:
         held = held_by([r.view() for r in snap.remediations], snap.records)

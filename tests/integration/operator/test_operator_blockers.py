@@ -36,7 +36,8 @@ def test_a_pod_blocker_keeps_its_node_waiting_and_the_next_sick_node_starts(
             f"blocking pod {fleet.ns('jobs')}/nightly on the node")
 
     wait_for(a_waits_b_started, timeout_s=60,
-             what=lambda: f"node a to wait on its blocking pod and b to start\n{op.text()}")
+             what=lambda: f"node a to wait on its blocking pod and b to start; phases "
+             f"{fleet.phases()}, policy status {fleet.policy_status()}\n{op.text()}")
     assert "a" not in fleet.phases()
     lists = [e for e in fleet.cluster.audit(fleet.release.username("operator"))
              if e["verb"] == "list" and (e.get("objectRef") or {}).get("resource") == "pods"
