@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from nodeprobe.model import ConditionType
+from tests.harness.agent_process import wait_for
 from tests.harness.chart import Release, kubectl
 from tests.harness.gotools import tool
 from tests.harness.kubecluster import KubeCluster
@@ -67,9 +68,14 @@ def test_the_agent_writes_all_four_conditions_on_its_node_with_its_own_token(
 ) -> None:
     """Through the service address relayed to the API server, with the pod's projected token
     (bound to the pod and so to the node the admission policy names)."""
-    for kind in ConditionType:
-        cond = healthy_node.condition(kind.value)
-        assert cond is not None and cond["status"] == "False", (kind, cond)
+    def all_false() -> bool:
+        return all((c := healthy_node.condition(kind.value)) is not None
+                   and c["status"] == "False" for kind in ConditionType)
+
+    # A test before this one may have hung the node's containerd and resumed it: the agent says
+    # so until its next rounds, so the healthy state is waited for, not sampled once.
+    wait_for(all_false, timeout_s=60, what=lambda: "all four conditions False on a healthy "
+             f"node: {[healthy_node.condition(k.value) for k in ConditionType]}")
     agent = node_release.username("agent")
     writes = [e for e in node_release.cluster.audit(agent)
               if e["objectRef"].get("resource") == "nodes"
